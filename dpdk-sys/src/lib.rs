@@ -1,0 +1,1 @@
+//! Placeholder: see the DPDK engine issue.
