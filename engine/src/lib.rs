@@ -7,6 +7,7 @@
 //! [`context`] holds the stop flag and publishes counters on a timer.
 
 pub mod backend;
+pub mod cli;
 pub mod context;
 
 /// Errors that end the engine.
