@@ -49,6 +49,16 @@ pub struct EngineArgs {
     #[arg(long, default_value_t = 100)]
     pub publish_interval_ms: u64,
 
+    /// Most connections served at once; more are accepted and closed at
+    /// once, and counted (kernel backend).
+    #[arg(long, default_value_t = 4096)]
+    pub max_connections: usize,
+
+    /// After SIGTERM/SIGINT: how long open connections are still served
+    /// before they are closed, in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    pub drain_ms: u64,
+
     /// F-Stack-format config.ini for the bypass engines (`[dpdk]`, `[port0]`).
     #[arg(long, default_value = "config/config.ini")]
     pub dpdk_config: PathBuf,

@@ -9,6 +9,10 @@
 pub mod backend;
 pub mod cli;
 pub mod context;
+pub mod kernel;
+pub mod pin;
+pub mod report;
+pub mod shm_sink;
 
 /// Errors that end the engine.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +24,20 @@ pub enum EngineError {
         kind: &'static str,
         /// What the user must do to get it.
         how_to_enable: &'static str,
+    },
+    /// `--core` names a core this machine does not have (or may not use).
+    #[error("cannot pin to core {core}: usable cores are {available:?}")]
+    CoreUnavailable {
+        /// The core asked for.
+        core: usize,
+        /// The cores the process may run on.
+        available: Vec<usize>,
+    },
+    /// The scheduler refused to pin the thread.
+    #[error("pinning the serving thread to core {core} failed")]
+    PinFailed {
+        /// The core asked for.
+        core: usize,
     },
     /// An I/O step failed.
     #[error("{step}: {source}")]

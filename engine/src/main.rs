@@ -1,1 +1,190 @@
-fn main() {}
+//! `engine`: serves bypasslab's wire protocol with the backend chosen by
+//! `--kind`, pinned to `--core`, publishing counters into the engine slot of
+//! the `--shm` segment.
+//!
+//! Exit codes: 0 after a clean stop (SIGTERM or SIGINT), 1 when serving
+//! failed, 2 for usage or configuration errors (bad flags, a core that does
+//! not exist, a backend not built in). On every exit after serving started,
+//! one JSON line with the final counters is printed on stdout (see
+//! [`engine::report`]); the bound address is announced on stderr as
+//! `engine: listening on ADDR` once connections are accepted.
+
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use engine::backend::Backend;
+use engine::cli::{EngineArgs, EngineKind};
+use engine::context::{ServeContext, StatsSink};
+use engine::kernel::{KernelBackend, KernelConfig};
+use engine::pin::pin_current_thread;
+use engine::report::FinalReport;
+use engine::shm_sink::{ProducerState, ShmSlot};
+use engine::EngineError;
+use shm_layout::Counters;
+
+fn main() -> ExitCode {
+    let args = EngineArgs::parse();
+    match run(&args) {
+        Ok(report) => {
+            println!("{}", report.to_json_line());
+            ExitCode::SUCCESS
+        }
+        Err(Failure { error, report }) => {
+            eprintln!("engine: {error}");
+            if let Some(report) = report {
+                println!("{}", report.to_json_line());
+            }
+            match error {
+                EngineError::KindUnavailable { .. }
+                | EngineError::CoreUnavailable { .. }
+                | EngineError::PinFailed { .. } => ExitCode::from(2),
+                _ => ExitCode::from(1),
+            }
+        }
+    }
+}
+
+/// An error, with the counters gathered so far if serving had started.
+struct Failure {
+    error: EngineError,
+    report: Option<Box<FinalReport>>,
+}
+
+impl From<EngineError> for Failure {
+    fn from(error: EngineError) -> Self {
+        Self {
+            error,
+            report: None,
+        }
+    }
+}
+
+/// Everything a backend needs besides itself: set up in order, each step
+/// failing with its own error before any connection is accepted.
+struct Setup {
+    stop: Arc<AtomicBool>,
+    slot: Option<ShmSlot>,
+}
+
+fn run(args: &EngineArgs) -> Result<FinalReport, Failure> {
+    // 1. Pin first, so every allocation and socket is made on the serving core.
+    if let Some(core) = args.core {
+        pin_current_thread(core)?;
+    }
+    // 2. SIGTERM and SIGINT only raise the stop flag; the loop checks it.
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&stop)).map_err(|source| {
+            EngineError::Io {
+                step: format!("install the handler of signal {signal}"),
+                source,
+            }
+        })?;
+    }
+    // 3. Claim the engine slot (Starting) before the backend is set up.
+    let slot = match &args.shm {
+        Some(path) => Some(ShmSlot::claim(path, kind_name(args.kind), args.core)?),
+        None => None,
+    };
+    let setup = Setup { stop, slot };
+
+    // 4. The backend, set up then served.
+    let result = serve_kind(args, &setup);
+
+    // 5. The slot says how it ended.
+    if let Some(slot) = &setup.slot {
+        slot.set_state(if result.is_ok() {
+            ProducerState::Finished
+        } else {
+            ProducerState::Failed
+        });
+    }
+    result
+}
+
+/// One arm per backend: set it up (bind, start the port), serve it, report.
+fn serve_kind(args: &EngineArgs, setup: &Setup) -> Result<FinalReport, Failure> {
+    let kind = kind_name(args.kind);
+    match args.kind {
+        EngineKind::Kernel => {
+            let mut config = KernelConfig::new(args.listen, args.busy_poll);
+            config.max_connections = args.max_connections;
+            config.drain = Duration::from_millis(args.drain_ms);
+            let mut kernel = KernelBackend::bind(config)?;
+            let listen = kernel.local_addr().to_string();
+            let (counters, served) = serve(&mut kernel, args, setup, &listen);
+            let report = FinalReport::new(kind, args, listen, counters)
+                .with("refused_connections", kernel.refused())
+                .with("so_busy_poll_failures", kernel.busy_poll_failures());
+            finish(report, served)
+        }
+        EngineKind::Dpdk => Err(EngineError::KindUnavailable {
+            kind: "dpdk",
+            how_to_enable: "the DPDK + smoltcp backend is not part of this build yet",
+        }
+        .into()),
+        EngineKind::Fstack => Err(EngineError::KindUnavailable {
+            kind: "fstack",
+            how_to_enable: "rebuild with `cargo build --features fstack` and FF_PATH \
+                            pointing at an F-Stack 1.24 install",
+        }
+        .into()),
+    }
+}
+
+/// The report, as success or as the failure it accompanies.
+fn finish(report: FinalReport, served: Result<(), EngineError>) -> Result<FinalReport, Failure> {
+    match served {
+        Ok(()) => Ok(report),
+        Err(error) => Err(Failure {
+            error,
+            report: Some(Box::new(report)),
+        }),
+    }
+}
+
+/// Marks the slot Running, serves until stopped; returns the final counters
+/// and how serving ended.
+fn serve(
+    backend: &mut dyn Backend,
+    args: &EngineArgs,
+    setup: &Setup,
+    listen: &str,
+) -> (Counters, Result<(), EngineError>) {
+    let sink: Box<dyn StatsSink> = match &setup.slot {
+        Some(slot) => Box::new(slot.sink()),
+        None => Box::new(NoSink),
+    };
+    let interval = Duration::from_millis(args.publish_interval_ms.max(1));
+    let mut ctx = ServeContext::new(Arc::clone(&setup.stop), sink, interval);
+    ctx.publish_now();
+    if let Some(slot) = &setup.slot {
+        slot.set_state(ProducerState::Running);
+    }
+    let mode = if args.busy_poll {
+        "busy-poll"
+    } else {
+        "blocking"
+    };
+    eprintln!("engine: listening on {listen} ({}, {mode})", backend.name());
+    let served = backend.serve(&mut ctx);
+    (ctx.counters, served)
+}
+
+fn kind_name(kind: EngineKind) -> &'static str {
+    match kind {
+        EngineKind::Kernel => "kernel",
+        EngineKind::Dpdk => "dpdk",
+        EngineKind::Fstack => "fstack",
+    }
+}
+
+/// Without `--shm` counters are only printed at exit.
+struct NoSink;
+
+impl StatsSink for NoSink {
+    fn publish(&mut self, _counters: &Counters) {}
+}

@@ -1,0 +1,163 @@
+//! One accepted connection: its socket, its protocol session and its
+//! pending replies.
+
+use std::io::{self, Read, Write};
+
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+use protocol::{ServerSession, REPLY_LEN};
+use shm_layout::Counters;
+
+/// Pending reply bytes beyond which the connection's input is left unread
+/// until the peer has taken its replies.
+const HIGH_WATER: usize = 256 * 1024;
+/// Reads per turn before other connections are served.
+const READS_PER_TURN: usize = 32;
+
+/// What the loop must do with a connection after serving it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Outcome {
+    /// Keep it; `again` means it may hold more work that epoll will not
+    /// report again (its turn ended before the socket was drained).
+    Keep { again: bool },
+    /// Close it (the peer left, reset, or broke the protocol).
+    Close,
+}
+
+pub(super) struct Conn {
+    stream: TcpStream,
+    session: ServerSession,
+    out: Vec<u8>,
+    out_pos: usize,
+    /// Reply bytes written over the connection's life (to count whole
+    /// replies sent).
+    written: u64,
+    wants_write: bool,
+}
+
+impl Conn {
+    pub(super) fn new(stream: TcpStream) -> Self {
+        Self {
+            stream,
+            session: ServerSession::default(),
+            out: Vec::new(),
+            out_pos: 0,
+            written: 0,
+            wants_write: false,
+        }
+    }
+
+    fn pending(&self) -> usize {
+        self.out.len() - self.out_pos
+    }
+
+    /// Flushes what it can, reads what is there, answers it, flushes again.
+    pub(super) fn drive(&mut self, buf: &mut [u8], counters: &mut Counters) -> Outcome {
+        if self.flush(counters).is_err() {
+            return self.closed_by_peer(counters, true);
+        }
+        let mut again = false;
+        let mut paused = false;
+        let mut reads = 0;
+        loop {
+            if self.pending() >= HIGH_WATER {
+                paused = true;
+                break;
+            }
+            if reads == READS_PER_TURN {
+                again = true;
+                break;
+            }
+            reads += 1;
+            match self.stream.read(buf) {
+                Ok(0) => {
+                    // Orderly close: answer what was complete, then go.
+                    let _ = self.flush(counters);
+                    return self.closed_by_peer(counters, false);
+                }
+                Ok(n) => {
+                    counters.bytes_received += n as u64;
+                    let before = self.out.len();
+                    let result = self.session.on_bytes(&buf[..n], &mut self.out);
+                    counters.messages_received += ((self.out.len() - before) / REPLY_LEN) as u64;
+                    if result.is_err() {
+                        // The replies to the well-formed prefix still go out
+                        // if the socket takes them now; then the door closes.
+                        counters.protocol_errors += 1;
+                        let _ = self.flush(counters);
+                        return Outcome::Close;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return self.closed_by_peer(counters, true),
+            }
+        }
+        if self.flush(counters).is_err() {
+            return self.closed_by_peer(counters, true);
+        }
+        // A paused connection resumes on the writable event that drains its
+        // replies; if they drained already, no such event will come.
+        if paused && self.pending() < HIGH_WATER {
+            again = true;
+        }
+        Outcome::Keep { again }
+    }
+
+    /// Counts how the peer left and asks for the connection to be closed.
+    fn closed_by_peer(&self, counters: &mut Counters, reset: bool) -> Outcome {
+        if self.session.mid_request() {
+            counters.half_messages += 1;
+        }
+        if reset {
+            counters.resets += 1;
+        }
+        Outcome::Close
+    }
+
+    /// Writes pending replies until done or the socket is full.
+    fn flush(&mut self, counters: &mut Counters) -> io::Result<()> {
+        while self.pending() > 0 {
+            match self.stream.write(&self.out[self.out_pos..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.out_pos += n;
+                    counters.bytes_sent += n as u64;
+                    let whole_before = self.written / REPLY_LEN as u64;
+                    self.written += n as u64;
+                    counters.messages_sent += self.written / REPLY_LEN as u64 - whole_before;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if self.pending() == 0 {
+            self.out.clear();
+            self.out_pos = 0;
+        } else if self.out_pos >= HIGH_WATER / 4 {
+            self.out.drain(..self.out_pos);
+            self.out_pos = 0;
+        }
+        Ok(())
+    }
+
+    /// Asks epoll for writable readiness exactly while replies are pending.
+    pub(super) fn update_interest(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        let wants_write = self.pending() > 0;
+        if wants_write != self.wants_write {
+            let interest = if wants_write {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            registry.reregister(&mut self.stream, token, interest)?;
+            self.wants_write = wants_write;
+        }
+        Ok(())
+    }
+
+    pub(super) fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        registry.deregister(&mut self.stream)
+    }
+}

@@ -1,0 +1,361 @@
+//! Case 1: the protocol over ordinary Linux TCP sockets.
+//!
+//! One thread, one epoll instance (through mio), every socket non-blocking.
+//! Two ways to wait:
+//!
+//! - blocking (default): `epoll_wait` sleeps until a socket is ready. Cheap
+//!   on the CPU, but every wake-up of a sleeping thread from another core
+//!   costs tens of microseconds on the machines this runs on.
+//! - busy-poll: `epoll_wait` with a zero timeout in a spin, so the serving
+//!   core never sleeps; accepted sockets also get `SO_BUSY_POLL`, which lets
+//!   drivers with NAPI busy polling spin in the kernel as well.
+//!
+//! Replies never block the loop: each connection keeps its own output
+//! buffer and asks for writable readiness only while that buffer is
+//! non-empty. A client that stops reading its replies is paused (its input
+//! is left in the kernel) once its buffer passes a high-water mark, so its
+//! memory stays bounded.
+
+mod conn;
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
+
+use crate::backend::Backend;
+use crate::context::ServeContext;
+use crate::EngineError;
+use conn::{Conn, Outcome};
+
+/// How the kernel backend listens and serves.
+#[derive(Debug, Clone)]
+pub struct KernelConfig {
+    /// Address to bind; port 0 picks a free port (see
+    /// [`KernelBackend::local_addr`]).
+    pub listen: SocketAddr,
+    /// Spin instead of sleeping in `epoll_wait`.
+    pub busy_poll: bool,
+    /// `SO_BUSY_POLL` value in microseconds set on accepted sockets in
+    /// busy-poll mode (0: leave the socket option alone).
+    pub so_busy_poll_us: u32,
+    /// Connections served at once; further ones are accepted and closed at
+    /// once, and counted in [`KernelBackend::refused`].
+    pub max_connections: usize,
+    /// After the stop signal: how long existing connections may still be
+    /// served before they are closed.
+    pub drain: Duration,
+}
+
+impl KernelConfig {
+    /// Defaults for everything but the address and the wait mode.
+    #[must_use]
+    pub fn new(listen: SocketAddr, busy_poll: bool) -> Self {
+        Self {
+            listen,
+            busy_poll,
+            so_busy_poll_us: 50,
+            max_connections: 4096,
+            drain: Duration::from_secs(2),
+        }
+    }
+}
+
+const LISTENER: Token = Token(usize::MAX);
+/// Longest sleep in blocking mode, so the stop flag and the publication
+/// timer are looked at even when no socket is ready.
+const MAX_SLEEP: Duration = Duration::from_millis(20);
+/// Accepts per readiness event before other sockets get their turn.
+const ACCEPTS_PER_TURN: usize = 64;
+/// Size of the one receive buffer all connections share.
+const READ_BUF: usize = 64 * 1024;
+
+/// The kernel-socket backend.
+pub struct KernelBackend {
+    config: KernelConfig,
+    poll: Poll,
+    listener: Option<TcpListener>,
+    local_addr: SocketAddr,
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    /// Sockets that may still hold work although epoll (edge-triggered)
+    /// will not report them again: served again on the next turn.
+    again: Vec<Token>,
+    buf: Box<[u8]>,
+    refused: u64,
+    busy_poll_failures: u64,
+}
+
+impl KernelBackend {
+    /// Binds the listening socket; serving starts with [`Backend::serve`].
+    ///
+    /// # Errors
+    /// [`EngineError::Io`] when the address cannot be bound or epoll cannot
+    /// be set up.
+    pub fn bind(config: KernelConfig) -> Result<Self, EngineError> {
+        let io_err = |step: String| move |source| EngineError::Io { step, source };
+        let poll = Poll::new().map_err(io_err("create epoll instance".into()))?;
+        let mut listener =
+            TcpListener::bind(config.listen).map_err(io_err(format!("bind {}", config.listen)))?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(io_err("read the bound address".into()))?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)
+            .map_err(io_err("register the listener".into()))?;
+        Ok(Self {
+            config,
+            poll,
+            listener: Some(listener),
+            local_addr,
+            conns: Vec::new(),
+            free: Vec::new(),
+            again: Vec::new(),
+            buf: vec![0; READ_BUF].into_boxed_slice(),
+            refused: 0,
+            busy_poll_failures: 0,
+        })
+    }
+
+    /// The address actually bound (the port is known even when 0 was asked).
+    #[must_use]
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Connections refused because the cap was reached.
+    #[must_use]
+    pub fn refused(&self) -> u64 {
+        self.refused
+    }
+
+    /// Accepted sockets on which `SO_BUSY_POLL` could not be set.
+    #[must_use]
+    pub fn busy_poll_failures(&self) -> u64 {
+        self.busy_poll_failures
+    }
+
+    fn active(&self) -> usize {
+        self.conns.len() - self.free.len()
+    }
+
+    fn accept_some(&mut self, ctx: &mut ServeContext) -> Result<(), EngineError> {
+        for _ in 0..ACCEPTS_PER_TURN {
+            let Some(listener) = self.listener.as_ref() else {
+                return Ok(());
+            };
+            let stream = match listener.accept() {
+                Ok((stream, _peer)) => stream,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // The peer gave up before we accepted it, or we are out of
+                // descriptors for now: not fatal, try again next turn.
+                Err(e) if is_transient_accept_error(&e) => {
+                    self.again.push(LISTENER);
+                    return Ok(());
+                }
+                Err(source) => {
+                    return Err(EngineError::Io {
+                        step: "accept a connection".into(),
+                        source,
+                    })
+                }
+            };
+            if self.active() >= self.config.max_connections {
+                self.refused += 1;
+                drop(stream);
+                continue;
+            }
+            self.add_conn(stream, ctx)?;
+        }
+        // More may be waiting; epoll will not say so again.
+        self.again.push(LISTENER);
+        Ok(())
+    }
+
+    fn add_conn(
+        &mut self,
+        mut stream: mio::net::TcpStream,
+        ctx: &mut ServeContext,
+    ) -> Result<(), EngineError> {
+        // Replies are 4 bytes: without TCP_NODELAY Nagle holds them back
+        // until the previous one is acknowledged.
+        if let Err(source) = stream.set_nodelay(true) {
+            return Err(EngineError::Io {
+                step: "set TCP_NODELAY".into(),
+                source,
+            });
+        }
+        if self.config.busy_poll
+            && self.config.so_busy_poll_us > 0
+            && set_so_busy_poll(&stream, self.config.so_busy_poll_us).is_err()
+        {
+            self.busy_poll_failures += 1;
+        }
+        let index = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.conns.push(None);
+                self.conns.len() - 1
+            }
+        };
+        if let Err(source) =
+            self.poll
+                .registry()
+                .register(&mut stream, Token(index), Interest::READABLE)
+        {
+            self.free.push(index);
+            return Err(EngineError::Io {
+                step: "register a connection".into(),
+                source,
+            });
+        }
+        self.conns[index] = Some(Conn::new(stream));
+        ctx.counters.connections_opened += 1;
+        ctx.counters.connections_active += 1;
+        Ok(())
+    }
+
+    fn serve_conn(&mut self, index: usize, ctx: &mut ServeContext) {
+        let Some(conn) = self.conns.get_mut(index).and_then(Option::as_mut) else {
+            return;
+        };
+        match conn.drive(&mut self.buf, &mut ctx.counters) {
+            Outcome::Keep { again } => {
+                if again {
+                    self.again.push(Token(index));
+                }
+                if conn
+                    .update_interest(self.poll.registry(), Token(index))
+                    .is_err()
+                {
+                    self.close(index, ctx);
+                }
+            }
+            Outcome::Close => self.close(index, ctx),
+        }
+    }
+
+    fn close(&mut self, index: usize, ctx: &mut ServeContext) {
+        if let Some(mut conn) = self.conns.get_mut(index).and_then(Option::take) {
+            // Dropping the socket removes it from epoll as well; deregister
+            // first anyway so a stale event cannot name a reused index.
+            let _ = conn.deregister(self.poll.registry());
+            self.free.push(index);
+            ctx.counters.connections_closed += 1;
+            ctx.counters.connections_active = ctx.counters.connections_active.saturating_sub(1);
+        }
+    }
+
+    fn close_all(&mut self, ctx: &mut ServeContext) {
+        for index in 0..self.conns.len() {
+            self.close(index, ctx);
+        }
+    }
+}
+
+impl Backend for KernelBackend {
+    fn name(&self) -> &'static str {
+        "kernel"
+    }
+
+    fn serve(&mut self, ctx: &mut ServeContext) -> Result<(), EngineError> {
+        let mut events = Events::with_capacity(1024);
+        let mut draining_since: Option<Instant> = None;
+        let mut turn: Vec<Token> = Vec::new();
+        loop {
+            if draining_since.is_none() && ctx.should_stop() {
+                // Stop accepting: closing the listener makes new connection
+                // attempts fail fast instead of waiting in the backlog.
+                if let Some(mut listener) = self.listener.take() {
+                    let _ = self.poll.registry().deregister(&mut listener);
+                }
+                draining_since = Some(Instant::now());
+            }
+            if let Some(since) = draining_since {
+                if self.active() == 0 || since.elapsed() >= self.config.drain {
+                    break;
+                }
+            }
+
+            let timeout = if self.config.busy_poll || !self.again.is_empty() {
+                Duration::ZERO
+            } else {
+                MAX_SLEEP
+            };
+            match self.poll.poll(&mut events, Some(timeout)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(source) => {
+                    self.close_all(ctx);
+                    ctx.publish_now();
+                    return Err(EngineError::Io {
+                        step: "wait for socket readiness".into(),
+                        source,
+                    });
+                }
+            }
+
+            turn.clear();
+            turn.append(&mut self.again);
+            turn.extend(events.iter().map(mio::event::Event::token));
+            if self.config.busy_poll {
+                if turn.is_empty() {
+                    ctx.counters.idle_loops += 1;
+                } else {
+                    ctx.counters.busy_loops += 1;
+                }
+            }
+            for &token in &turn {
+                if token == LISTENER {
+                    if let Err(e) = self.accept_some(ctx) {
+                        self.close_all(ctx);
+                        ctx.publish_now();
+                        return Err(e);
+                    }
+                } else {
+                    self.serve_conn(token.0, ctx);
+                }
+            }
+            ctx.maybe_publish();
+        }
+        self.close_all(ctx);
+        ctx.publish_now();
+        Ok(())
+    }
+}
+
+fn is_transient_accept_error(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ECONNABORTED | libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    ) || e.kind() == io::ErrorKind::ConnectionAborted
+}
+
+/// Sets `SO_BUSY_POLL` (microseconds the kernel may spin on the device queue
+/// in a blocking receive or poll on this socket).
+fn set_so_busy_poll(stream: &mio::net::TcpStream, micros: u32) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let value = libc::c_int::try_from(micros).unwrap_or(libc::c_int::MAX);
+    let len = libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: the descriptor is a live socket owned by `stream`; the option
+    // value points at a c_int on our stack that outlives the call, and `len`
+    // is its exact size.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_BUSY_POLL,
+            std::ptr::from_ref(&value).cast::<libc::c_void>(),
+            len,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
