@@ -1,3 +1,88 @@
-//! Placeholder while the segment is written: see the shm-layout issue.
+//! bypasslab's shared-memory statistics segment.
+//!
+//! The engine, the load generator and the link emulator each publish what
+//! they measure into one file mapped by every process; the supervisor reads
+//! it for `supervisor stats --json`. The crate is built in layers, bottom-up:
+//!
+//! 1. [`sync`](crate) — the atomics, from loom under `cfg(loom)` so the
+//!    model checks the real code below.
+//! 2. The latch (a two-copy seqlock): a group of words written by one
+//!    process, read whole by others. Backs [`Counters`].
+//! 3. The ring: single-producer/single-consumer, fixed 64-byte
+//!    [`PeriodicRecord`]s, head and tail on their own cache lines, each side
+//!    caching the other's index. Full ring: the new record is dropped and
+//!    counted.
+//! 4. The histogram: log-linear nanosecond buckets, 3 significant digits
+//!    from 1 ns to 17 s; [`LocalHistogram`] is the private twin.
+//! 5. The layout: `#[repr(C)]` header, [`SLOT_COUNT`] slots, rings, placed
+//!    by offsets, with compile-time checks of sizes and alignment, viewed
+//!    through a checked `from_bytes`-style function, never a blind cast.
+//! 6. [`Segment`]: create on hugetlbfs (or /dev/shm, said loudly), open
+//!    with validation, RAII [`Producer`] / [`RingConsumer`] claims, and
+//!    [`Snapshot`], the JSON schema of the stats.
+//!
+//! ```
+//! use shm_layout::{CreateOptions, Counters, PeriodicRecord, ProducerInfo, ProducerState, Role, Segment};
+//! # let dir = std::env::temp_dir();
+//! let mut opts = CreateOptions::new(format!("doc-{}", std::process::id()));
+//! opts.fallback_dir = dir.clone(); // normally /dev/shm
+//! # opts.hugetlbfs_dir = Some(dir.clone());
+//! let seg = Segment::create(&opts)?;
+//! if let Some(why) = seg.fallback_reason() {
+//!     eprintln!("no hugepages: {why}");
+//! }
+//! // In the loadgen (another process in real use):
+//! let reader = Segment::open(seg.path())?;
+//! let info = ProducerInfo { pid: std::process::id(), core: Some(1), kind: "closed-loop".into(), state: ProducerState::Running };
+//! let mut p = reader.producer(Role::Loadgen, &info)?;
+//! p.publish(&Counters { messages_sent: 10, ..Counters::default() });
+//! p.record_latency_ns(120_000);
+//! assert!(p.push_record(&PeriodicRecord::new(0, 0, [1, 2, 3, 4, 5])));
+//! // In the supervisor:
+//! let snap = seg.snapshot();
+//! assert_eq!(snap.slots[0].counters.messages_sent, 10);
+//! println!("{}", serde_json::to_string(&snap)?);
+//! drop(p);
+//! seg.unlink()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
 mod counters;
+mod histogram;
+mod latch;
+mod ring;
+mod sync;
+
+#[cfg(not(loom))]
+mod error;
+#[cfg(not(loom))]
+mod layout;
+#[cfg(not(loom))]
+mod proc;
+#[cfg(not(loom))]
+mod segment;
+
 pub use counters::{Counters, COUNTER_WORDS};
+pub use histogram::{LatencySummary, LocalHistogram, HISTOGRAM_MAX_NS};
+pub use ring::{PeriodicRecord, RingStats};
+
+#[cfg(not(loom))]
+pub use error::ShmError;
+#[cfg(not(loom))]
+pub use layout::HUGE_PAGE_SIZE;
+#[cfg(not(loom))]
+pub use segment::{
+    Backing, CreateOptions, HeaderInfo, Producer, ProducerInfo, ProducerState, RingConsumer, Role,
+    Segment, SlotSnapshot, Snapshot, OPEN_TIMEOUT,
+};
+
+/// First 8 bytes of every segment: "BYPSLAB" + 0x01 as a little-endian u64.
+pub const MAGIC: u64 = u64::from_le_bytes(*b"BYPSLAB\x01");
+
+/// Version of the layout in this crate. Bump on any change of a `#[repr(C)]`
+/// structure, the bucket scheme or an encoding; readers refuse other
+/// versions.
+pub const LAYOUT_VERSION: u32 = 1;
+
+/// Producer slots in a segment: one per [`Role`].
+pub const SLOT_COUNT: usize = 4;
