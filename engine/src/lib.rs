@@ -39,6 +39,14 @@ pub enum EngineError {
         /// The core asked for.
         core: usize,
     },
+    /// The shared-memory segment could not be opened or the slot claimed.
+    #[error("{step}: {source}")]
+    Shm {
+        /// What the engine was doing.
+        step: String,
+        /// The underlying error.
+        source: shm_layout::ShmError,
+    },
     /// An I/O step failed.
     #[error("{step}: {source}")]
     Io {

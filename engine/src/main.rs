@@ -4,7 +4,8 @@
 //!
 //! Exit codes: 0 after a clean stop (SIGTERM or SIGINT), 1 when serving
 //! failed, 2 for usage or configuration errors (bad flags, a core that does
-//! not exist, a backend not built in). On every exit after serving started,
+//! not exist, a backend not built in, a segment that cannot be opened or
+//! whose engine slot is held by a live process). On every exit after serving started,
 //! one JSON line with the final counters is printed on stdout (see
 //! [`engine::report`]); the bound address is announced on stderr as
 //! `engine: listening on ADDR` once connections are accepted.
@@ -40,7 +41,8 @@ fn main() -> ExitCode {
             match error {
                 EngineError::KindUnavailable { .. }
                 | EngineError::CoreUnavailable { .. }
-                | EngineError::PinFailed { .. } => ExitCode::from(2),
+                | EngineError::PinFailed { .. }
+                | EngineError::Shm { .. } => ExitCode::from(2),
                 _ => ExitCode::from(1),
             }
         }
