@@ -9,6 +9,7 @@
 pub mod backend;
 pub mod cli;
 pub mod context;
+pub mod dpdk;
 pub mod kernel;
 pub mod pin;
 pub mod report;

@@ -19,6 +19,7 @@ use clap::Parser;
 use engine::backend::Backend;
 use engine::cli::{EngineArgs, EngineKind};
 use engine::context::{ServeContext, StatsSink};
+use engine::dpdk::{DpdkBackend, DpdkOptions};
 use engine::kernel::{KernelBackend, KernelConfig};
 use engine::pin::pin_current_thread;
 use engine::report::FinalReport;
@@ -123,11 +124,15 @@ fn serve_kind(args: &EngineArgs, setup: &Setup) -> Result<FinalReport, Failure> 
                 .with("so_busy_poll_failures", kernel.busy_poll_failures());
             finish(report, served)
         }
-        EngineKind::Dpdk => Err(EngineError::KindUnavailable {
-            kind: "dpdk",
-            how_to_enable: "the DPDK + smoltcp backend is not part of this build yet",
+        EngineKind::Dpdk => {
+            let mut options = DpdkOptions::from_args(args);
+            options.max_connections = args.max_connections;
+            options.drain = Duration::from_millis(args.drain_ms);
+            let mut dpdk = DpdkBackend::new(options)?;
+            let listen = dpdk.listen_addr().to_string();
+            let (counters, served) = serve(&mut dpdk, args, setup, &listen);
+            finish(FinalReport::new(kind, args, listen, counters), served)
         }
-        .into()),
         EngineKind::Fstack => Err(EngineError::KindUnavailable {
             kind: "fstack",
             how_to_enable: "rebuild with `cargo build --features fstack` and FF_PATH \

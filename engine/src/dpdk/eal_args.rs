@@ -1,0 +1,134 @@
+//! EAL's argv, built from the configuration.
+//!
+//! ```text
+//! -l <core> [--file-prefix=P] [--no-huge] [-m MB] --no-telemetry [--log-level=L]
+//!   af_xdp:    --no-pci --vdev=net_af_xdp0,iface=IF[,pmd_args]
+//!   af_packet: --no-pci --vdev=net_af_packet0,iface=IF[,pmd_args]
+//!   pci:       -a ADDR ...
+//! ```
+//!
+//! `--no-pci` always accompanies a vdev: without it EAL would probe (and, on
+//! a VM, try to take) the host's own PCI NICs.
+
+use super::config::{DpdkConfig, Pmd};
+
+/// EAL arguments (without the program name) for `config`, serving on
+/// `core` when given (the engine's `--core`, which wins over `lcore_mask`)
+/// or else on the config's main lcore.
+#[must_use]
+pub fn eal_args(config: &DpdkConfig, core: Option<usize>) -> Vec<String> {
+    let core = core.unwrap_or_else(|| config.main_lcore());
+    let mut args = vec!["-l".to_owned(), core.to_string()];
+    if let Some(prefix) = &config.file_prefix {
+        args.push(format!("--file-prefix={prefix}"));
+    }
+    if config.no_huge {
+        args.push("--no-huge".to_owned());
+    }
+    if let Some(mb) = config.memory_mb {
+        args.push("-m".to_owned());
+        args.push(mb.to_string());
+    }
+    // The telemetry socket and its thread are of no use to the engine, which
+    // publishes its own counters.
+    args.push("--no-telemetry".to_owned());
+    if let Some(level) = &config.log_level {
+        args.push(format!("--log-level={level}"));
+    }
+    match (config.pmd.vdev_name(), &config.iface) {
+        (Some(vdev), Some(iface)) => {
+            args.push("--no-pci".to_owned());
+            let mut devargs = format!("--vdev={vdev},iface={iface}");
+            if let Some(extra) = &config.pmd_args {
+                devargs.push(',');
+                devargs.push_str(extra);
+            }
+            args.push(devargs);
+        }
+        _ => {
+            for addr in &config.pci_whitelist {
+                args.push("-a".to_owned());
+                args.push(addr.clone());
+            }
+        }
+    }
+    args
+}
+
+/// How the engine finds its port after EAL init: the vdev's name, or for a
+/// PCI device the first id of `port_list`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortSelector {
+    /// `rte_eth_dev_get_port_by_name`.
+    Name(&'static str),
+    /// A port id.
+    Id(u16),
+}
+
+/// The port `config` designates.
+#[must_use]
+pub fn port_selector(config: &DpdkConfig) -> PortSelector {
+    match config.pmd {
+        Pmd::AfXdp | Pmd::AfPacket => {
+            PortSelector::Name(config.pmd.vdev_name().unwrap_or("net_af_xdp0"))
+        }
+        Pmd::Pci => PortSelector::Id(config.port_list.first().copied().unwrap_or(0)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dpdk: &str) -> DpdkConfig {
+        DpdkConfig::parse(&format!(
+            "[dpdk]\n{dpdk}\n[port0]\naddr=10.0.0.3\nnetmask=255.255.255.0\n"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn af_xdp_without_hugepages() {
+        let c = config("lcore_mask=2\nno_huge=1\nmemory=256\nfile_prefix=bl-9\niface=veth3");
+        assert_eq!(
+            eal_args(&c, None),
+            [
+                "-l",
+                "1",
+                "--file-prefix=bl-9",
+                "--no-huge",
+                "-m",
+                "256",
+                "--no-telemetry",
+                "--no-pci",
+                "--vdev=net_af_xdp0,iface=veth3",
+            ]
+        );
+        assert_eq!(port_selector(&c), PortSelector::Name("net_af_xdp0"));
+    }
+
+    #[test]
+    fn af_packet_with_core_override_and_devargs() {
+        let c = config("pmd=af_packet\niface=v0\npmd_args=framecnt=1024\nlog_level=*:warning");
+        let args = eal_args(&c, Some(3));
+        assert_eq!(&args[..2], ["-l", "3"]);
+        assert!(args.contains(&"--log-level=*:warning".to_owned()));
+        assert!(!args.contains(&"--no-huge".to_owned()));
+        assert_eq!(
+            &args[args.len() - 2..],
+            ["--no-pci", "--vdev=net_af_packet0,iface=v0,framecnt=1024"]
+        );
+    }
+
+    #[test]
+    fn pci_allows_listed_devices_and_never_disables_pci() {
+        let c = config("pmd=pci\npci_whitelist=0000:00:04.0,0000:00:05.0\nport_list=1");
+        let args = eal_args(&c, None);
+        assert!(!args.contains(&"--no-pci".to_owned()));
+        assert_eq!(
+            &args[args.len() - 4..],
+            ["-a", "0000:00:04.0", "-a", "0000:00:05.0"]
+        );
+        assert_eq!(port_selector(&c), PortSelector::Id(1));
+    }
+}
