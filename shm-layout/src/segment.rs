@@ -769,6 +769,14 @@ impl Segment {
         read_latch(slot)
     }
 
+    /// The lifecycle state `role`'s producer last set (`Empty` if never
+    /// claimed).
+    #[must_use]
+    pub fn producer_state(&self, role: Role) -> ProducerState {
+        // SYNC: Acquire pairs with the Release stores of `state`.
+        ProducerState::decode(self.slot(role).control.state.load(Ordering::Acquire))
+    }
+
     /// Everything every claimed slot published.
     #[must_use]
     pub fn snapshot(&self) -> Snapshot {
