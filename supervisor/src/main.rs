@@ -1,1 +1,170 @@
-fn main() {}
+//! `supervisor`: the testbed's command line.
+//!
+//! Exit codes: 0 success, 1 a step failed (the message says which and what
+//! to do), 2 bad command line or configuration.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use supervisor::config::TestbedConfig;
+use supervisor::{doctor, emulator, net};
+
+#[derive(Parser)]
+#[command(name = "supervisor", about = "bypasslab testbed supervisor")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build, remove or show the testbed network.
+    Net {
+        #[command(subcommand)]
+        action: NetAction,
+    },
+    /// Report what this host can do and what each missing piece means.
+    Doctor {
+        /// Print one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The userspace link emulator (started by `net up` in NS2).
+    #[command(hide = true)]
+    Emulator(emulator::EmulatorArgs),
+}
+
+#[derive(clap::Args)]
+struct Common {
+    /// Testbed config (default: config/testbed.toml if present, else defaults).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Print one JSON document.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum NetAction {
+    /// Create (or complete) the namespaces, links, bridge and impairment.
+    Up(Common),
+    /// Remove everything `up` created, and nothing else.
+    Down(Common),
+    /// Show what exists, the impairment in force and the observed loss.
+    Status(Common),
+    /// Measure RTT and loss between NS1 and NS3 with a UDP ping-pong.
+    Probe {
+        #[command(flatten)]
+        common: Common,
+        /// Measured pings.
+        #[arg(long, default_value_t = 10_000)]
+        count: u32,
+        /// A reply later than this (microseconds) counts as lost.
+        #[arg(long, default_value_t = 5_000)]
+        timeout_us: u64,
+        /// Sleep in recv instead of spinning.
+        #[arg(long)]
+        blocking: bool,
+        /// Client core (default: cores.loadgen).
+        #[arg(long)]
+        client_core: Option<usize>,
+        /// Echo server core (default: cores.engine).
+        #[arg(long)]
+        server_core: Option<usize>,
+    },
+}
+
+fn load(common: &Common) -> Result<TestbedConfig, ExitCode> {
+    TestbedConfig::load(common.config.as_deref()).map_err(|e| {
+        eprintln!("supervisor: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn emit<T: serde::Serialize + std::fmt::Display>(json: bool, value: &T) {
+    if json {
+        match serde_json::to_string_pretty(value) {
+            Ok(s) => println!("{s}"),
+            Err(e) => eprintln!("supervisor: serialise output: {e}"),
+        }
+    } else {
+        print!("{value}");
+    }
+}
+
+fn fail(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("supervisor: {e}");
+    ExitCode::from(1)
+}
+
+fn run(cli: Cli) -> Result<(), ExitCode> {
+    match cli.command {
+        Command::Net { action } => match action {
+            NetAction::Up(c) => {
+                let cfg = load(&c)?;
+                let st = net::up(&cfg).map_err(fail)?;
+                emit(c.json, &st);
+            }
+            NetAction::Down(c) => {
+                let cfg = load(&c)?;
+                let r = net::down(&cfg).map_err(fail)?;
+                if c.json {
+                    println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+                } else if !r.had_state {
+                    println!("testbed {}: nothing recorded, nothing removed", r.testbed);
+                } else {
+                    println!("testbed {}: removed {}", r.testbed, r.removed.join(", "));
+                }
+            }
+            NetAction::Status(c) => {
+                let cfg = load(&c)?;
+                emit(c.json, &net::status(&cfg).map_err(fail)?);
+            }
+            NetAction::Probe {
+                common,
+                count,
+                timeout_us,
+                blocking,
+                client_core,
+                server_core,
+            } => {
+                let cfg = load(&common)?;
+                let opts = net::probe::ProbeOptions {
+                    count,
+                    timeout: std::time::Duration::from_micros(timeout_us),
+                    busy_poll: !blocking,
+                    client_core,
+                    server_core,
+                    ..Default::default()
+                };
+                let r = net::probe::udp_pingpong(&cfg, &opts).map_err(fail)?;
+                if common.json {
+                    println!("{}", serde_json::to_string(&r).unwrap_or_default());
+                } else {
+                    let rtt = r.rtt_us.as_ref();
+                    println!(
+                        "sent {} received {} lost {} ({:.3} %) rtt us p50 {:.1} p90 {:.1} p99 {:.1}",
+                        r.sent,
+                        r.received,
+                        r.lost,
+                        r.loss_percent,
+                        rtt.map_or(0.0, |x| x.p50),
+                        rtt.map_or(0.0, |x| x.p90),
+                        rtt.map_or(0.0, |x| x.p99)
+                    );
+                }
+            }
+        },
+        Command::Doctor { json } => emit(json, &doctor::run()),
+        Command::Emulator(args) => emulator::run(&args).map_err(fail)?,
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(code) => code,
+    }
+}
