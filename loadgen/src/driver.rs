@@ -19,7 +19,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use protocol::{encode_request, ReplyDecoder};
@@ -28,6 +27,7 @@ use rand::{Rng, SeedableRng};
 use shm_layout::{Counters, LocalHistogram, ProducerState};
 
 use crate::config::{Config, Mode};
+use crate::progress::Progress;
 use crate::result::{RunResult, StoppedBy};
 use crate::telemetry::Telemetry;
 use crate::LoadgenError;
@@ -100,7 +100,7 @@ pub struct Driver {
     hist: LocalHistogram,
     interval_hist: LocalHistogram,
     telemetry: Box<dyn Telemetry>,
-    progress: ProgressBar,
+    progress: Progress,
     stop: Arc<AtomicBool>,
     buf: Box<[u8]>,
     replies: Vec<u32>,
@@ -162,17 +162,7 @@ impl Driver {
                 wants_write: false,
             });
         }
-        let progress = if cfg.progress {
-            let bar = ProgressBar::with_draw_target(cfg.packets, ProgressDrawTarget::stderr());
-            if let Ok(style) = ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {per_sec} {msg}",
-            ) {
-                bar.set_style(style);
-            }
-            bar
-        } else {
-            ProgressBar::hidden()
-        };
+        let progress = Progress::new(cfg.progress, cfg.packets);
         let now = Instant::now();
         Ok(Self {
             rng: SmallRng::seed_from_u64(cfg.seed),
@@ -207,7 +197,7 @@ impl Driver {
         let mut stopped_by = StoppedBy::Packets;
         if self.cfg.warmup > 0 {
             self.telemetry.set_state(ProducerState::Starting);
-            self.progress.set_message("warm-up");
+            self.progress.phase("warm-up", Some(self.cfg.warmup));
             stopped_by = self.run_phase(Some(self.cfg.warmup), None);
             self.warm = std::mem::take(&mut self.phase);
         }
@@ -219,8 +209,7 @@ impl Driver {
             self.hist = LocalHistogram::new();
             self.interval_hist = LocalHistogram::new();
             self.telemetry.set_state(ProducerState::Running);
-            self.progress.set_message("");
-            self.progress.reset();
+            self.progress.phase("run", self.cfg.packets);
             stopped_by = self.run_phase(self.cfg.packets, self.cfg.duration);
             elapsed = self.started.elapsed();
         } else if let Some(packets) = self.cfg.packets {
@@ -229,7 +218,7 @@ impl Driver {
             self.phase.failed += packets;
         }
         self.publish();
-        self.progress.finish_and_clear();
+        self.progress.finish();
         let result = self.result(elapsed, stopped_by);
         self.telemetry.set_state(if result.success() {
             ProducerState::Finished
@@ -635,7 +624,7 @@ impl Driver {
             self.next_tick = now + TICK;
             self.publish();
             let t = &self.phase;
-            self.progress.set_position(t.answered + t.failed);
+            self.progress.update(t.answered + t.failed, t.failed);
         }
     }
 

@@ -4,11 +4,12 @@
 //! Layers, bottom-up: [`protocol`] encodes requests and decodes replies;
 //! [`config`] turns the command line into a checked [`config::Config`];
 //! [`driver`] runs the connections (closed or open loop, blocking or
-//! busy-poll) and measures; [`telemetry`] publishes live numbers into the
+//! busy-poll) and measures; [`progress`] shows it on stderr; [`telemetry`] publishes live numbers into the
 //! shared-memory segment; [`result`] is the final JSON.
 
 pub mod config;
 pub mod driver;
+pub mod progress;
 pub mod result;
 pub mod telemetry;
 
