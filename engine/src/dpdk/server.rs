@@ -8,12 +8,12 @@
 //! `rte_eth_stats` are merged into them at the same cadence, never per
 //! packet.
 
-use std::time::{Duration, Instant as StdInstant};
+use std::time::{Duration as StdDuration, Instant as StdInstant};
 
 use protocol::{ServerSession, REPLY_LEN};
-use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::iface::{Config, Interface, PollResult, SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
-use smoltcp::time::Instant;
+use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Cidr};
 
 use super::config::PortAddr;
@@ -36,10 +36,10 @@ pub struct ServerConfig {
     pub socket_buffer: usize,
     /// After stop: how long to keep serving so that replies in flight
     /// leave.
-    pub drain: Duration,
+    pub drain: StdDuration,
     /// How often the port's counters are read (each read may be a syscall
     /// for the af_* drivers).
-    pub stats_interval: Duration,
+    pub stats_interval: StdDuration,
 }
 
 impl ServerConfig {
@@ -52,8 +52,8 @@ impl ServerConfig {
             listen_backlog: 64,
             max_sockets: 4096,
             socket_buffer: 32 * 1024,
-            drain: Duration::from_millis(200),
-            stats_interval: Duration::from_millis(100),
+            drain: StdDuration::from_millis(200),
+            stats_interval: StdDuration::from_millis(100),
         }
     }
 }
@@ -79,7 +79,13 @@ pub struct Server {
     sockets: SocketSet<'static>,
     conns: Vec<Conn>,
     epoch: StdInstant,
+    /// When the stack next needs a poll without received frames.
+    next_poll: Instant,
 }
+
+/// Longest time between two polls of the stack and sweeps of the sockets
+/// when no frame arrives.
+const SWEEP: Duration = Duration::from_millis(1);
 
 impl Server {
     /// Sets up the interface (address, default route, `mac`) and the
@@ -106,6 +112,7 @@ impl Server {
             sockets: SocketSet::new(Vec::new()),
             conns: Vec::new(),
             epoch,
+            next_poll: Instant::from_micros(0),
         };
         server.top_up_listeners();
         server
@@ -167,19 +174,34 @@ impl Server {
     }
 
     /// One pass of the loop; whether it found any work.
+    ///
+    /// Without received frames the stack is only polled when one of its
+    /// timers (retransmission, delayed ACK, …) is due or every [`SWEEP`],
+    /// so an idle pass costs one rx burst and a clock read, whatever the
+    /// number of sockets.
     fn iteration(&mut self, device: &mut MbufDevice<'_>, ctx: &mut ServeContext) -> bool {
         let received = device.rx_burst();
         let now = self.now();
-        let changed = self.iface.poll(now, device, &mut self.sockets);
-        let mut worked = received > 0 || changed == smoltcp::iface::PollResult::SocketStateChanged;
-        if self.service(ctx) {
-            worked = true;
+        if received == 0 && now < self.next_poll {
+            return device.tx_pending() && device.tx_flush() > 0;
+        }
+        let changed =
+            self.iface.poll(now, device, &mut self.sockets) == PollResult::SocketStateChanged;
+        let serviced = self.service(ctx);
+        if serviced {
+            // The replies just queued leave in this same pass.
             self.iface.poll(now, device, &mut self.sockets);
         }
-        if device.tx_flush() > 0 {
-            worked = true;
+        if changed || serviced {
+            self.top_up_listeners();
         }
-        worked
+        let sweep = now + SWEEP;
+        self.next_poll = self
+            .iface
+            .poll_at(now, &self.sockets)
+            .map_or(sweep, |at| at.min(sweep));
+        let sent = device.tx_flush();
+        received > 0 || changed || serviced || sent > 0
     }
 
     /// Moves bytes between sockets and sessions; whether anything moved.
@@ -223,9 +245,6 @@ impl Server {
             }
         }
         c.connections_active = c.connections_opened - c.connections_closed;
-        if worked {
-            self.top_up_listeners();
-        }
         worked
     }
 
