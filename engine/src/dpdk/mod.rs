@@ -173,15 +173,16 @@ fn serve_on(
     let (port_name, port_id) = match port_selector(config) {
         PortSelector::Name(name) => {
             let id = Port::id_by_name(eal, name).map_err(|e| {
+                let drivers = if dpdk_sys::PMDS_DIR.is_empty() {
+                    "EAL's driver directory"
+                } else {
+                    dpdk_sys::PMDS_DIR
+                };
                 step_error(
                     format!(
-                        "find port {name} (is its driver installed? EAL loads drivers from \
-                         {}; pass `-d <dir>` via [dpdk] pmd_args if not)",
-                        if dpdk_sys::PMDS_DIR.is_empty() {
-                            "its driver directory"
-                        } else {
-                            dpdk_sys::PMDS_DIR
-                        }
+                        "find port {name}: its driver failed to probe (EAL's messages above \
+                         say why; does [dpdk] iface exist in this network namespace?) or is \
+                         missing from {drivers}"
                     ),
                     e,
                 )
