@@ -1,6 +1,6 @@
 //! One server-side connection's protocol state: requests in, replies out.
 
-use crate::{ProtocolError, RequestDecoder, REPLY_LEN};
+use crate::{ProtocolError, RequestDecoder};
 
 /// Counts for one call of [`ServerSession::on_bytes`].
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +56,7 @@ impl ServerSession {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::encode_request;
+    use crate::{encode_request, REPLY_LEN};
 
     #[test]
     fn answers_each_request_with_its_length() {

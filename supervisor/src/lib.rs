@@ -16,4 +16,5 @@ pub mod config;
 pub mod doctor;
 pub mod emulator;
 pub mod impairment;
+pub mod lifecycle;
 pub mod net;

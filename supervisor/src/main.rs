@@ -1,14 +1,16 @@
 //! `supervisor`: the testbed's command line.
 //!
-//! Exit codes: 0 success, 1 a step failed (the message says which and what
-//! to do), 2 bad command line or configuration.
+//! Exit codes: 0 success; 1 a step failed (the message says which and what
+//! to do) or, for `attach`/`run`, messages were lost or mismatched; 2 bad
+//! command line or configuration; 3 the engine died during the run; 130
+//! stopped by SIGINT/SIGTERM (after cleaning up).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use supervisor::config::TestbedConfig;
-use supervisor::{doctor, emulator, net};
+use supervisor::{doctor, emulator, lifecycle, net};
 
 #[derive(Parser)]
 #[command(name = "supervisor", about = "bypasslab testbed supervisor")]
@@ -30,6 +32,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Start a run: network, hugepages, segment, the engine in NS3 on its core.
+    Start(lifecycle::commands::StartArgs),
+    /// Run the load generator in NS1 against the running engine, once per count.
+    Attach(lifecycle::commands::AttachArgs),
+    /// Print engine and load-generator statistics from the shared-memory segment.
+    Stats(lifecycle::commands::StatsArgs),
+    /// Stop the run and remove everything it created (also a crashed run's leftovers).
+    Stop(lifecycle::commands::StopArgs),
+    /// The original experiment in one command: start, attach per count, table, stop.
+    Run(lifecycle::commands::RunArgs),
     /// The userspace link emulator (started by `net up` in NS2).
     #[command(hide = true)]
     Emulator(emulator::EmulatorArgs),
@@ -158,8 +170,24 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
         },
         Command::Doctor { json } => emit(json, &doctor::run()),
         Command::Emulator(args) => emulator::run(&args).map_err(fail)?,
+        Command::Start(args) => return lifecycle_exit(lifecycle::commands::start(&args)),
+        Command::Attach(args) => return lifecycle_exit(lifecycle::commands::attach(&args)),
+        Command::Stats(args) => return lifecycle_exit(lifecycle::commands::stats(&args)),
+        Command::Stop(args) => return lifecycle_exit(lifecycle::commands::stop(&args)),
+        Command::Run(args) => return lifecycle_exit(lifecycle::commands::run(&args)),
     }
     Ok(())
+}
+
+/// Maps a lifecycle outcome to the process exit code (see
+/// `lifecycle::commands` for the codes).
+fn lifecycle_exit(outcome: Result<i32, lifecycle::LifecycleError>) -> Result<(), ExitCode> {
+    match outcome {
+        Ok(0) => Ok(()),
+        Ok(code) => Err(ExitCode::from(u8::try_from(code).unwrap_or(1))),
+        Err(lifecycle::LifecycleError::Interrupted) => Err(ExitCode::from(130)),
+        Err(e) => Err(fail(e)),
+    }
 }
 
 fn main() -> ExitCode {

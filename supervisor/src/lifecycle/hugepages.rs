@@ -1,0 +1,194 @@
+//! 2 MB hugepages for the shared-memory segment and the DPDK engines:
+//! reserve what is missing, mount hugetlbfs if nothing is mounted, and give
+//! back exactly what was taken.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+const POOL_DIR: &str = "/sys/kernel/mm/hugepages/hugepages-2048kB";
+
+/// What a run took from the host, recorded in the run state so that a later
+/// `stop` or `start` can give it back after a crash.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HugepageGrant {
+    /// Pages this run added to the 2 MB pool (0 when enough were free).
+    pub added_pages: u64,
+    /// hugetlbfs mount this run created, if any.
+    pub mounted_at: Option<PathBuf>,
+    /// The hugetlbfs directory the run uses (ours or a pre-existing one).
+    pub dir: Option<PathBuf>,
+    /// Why hugepages could not be had, if they could not (the segment then
+    /// falls back to /dev/shm and says so).
+    pub unavailable: Option<String>,
+}
+
+/// Hugepage failures that are worth a specific message.
+#[derive(Debug, thiserror::Error)]
+pub enum HugepageError {
+    /// Writing the pool size failed.
+    #[error("reserving 2 MB hugepages: writing {path}: {source}")]
+    Reserve {
+        /// The sysfs file.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// Mounting hugetlbfs failed.
+    #[error("mounting hugetlbfs at {path}: {source}")]
+    Mount {
+        /// Mount point.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+}
+
+/// The 2 MB pool's sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolState {
+    /// Pages in the pool.
+    pub total: u64,
+    /// Pages not in use.
+    pub free: u64,
+}
+
+fn read_u64(path: &Path) -> io::Result<u64> {
+    fs::read_to_string(path)?
+        .trim()
+        .parse()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// The 2 MB pool, or `None` where the kernel has no such pool.
+#[must_use]
+pub fn pool() -> Option<PoolState> {
+    let dir = Path::new(POOL_DIR);
+    Some(PoolState {
+        total: read_u64(&dir.join("nr_hugepages")).ok()?,
+        free: read_u64(&dir.join("free_hugepages")).ok()?,
+    })
+}
+
+/// A mounted hugetlbfs with 2 MB pages, if any.
+#[must_use]
+pub fn find_mount() -> Option<PathBuf> {
+    let mounts = fs::read_to_string("/proc/mounts").ok()?;
+    mounts.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let is_2m = fields
+            .get(3)
+            .is_some_and(|o| !o.contains("pagesize=") || o.contains("pagesize=2M"));
+        (fields.get(2) == Some(&"hugetlbfs") && is_2m).then(|| PathBuf::from(fields[1]))
+    })
+}
+
+/// Makes sure `pages` free 2 MB pages and a hugetlbfs mount exist, taking
+/// only what is missing. `mount_point` is used when nothing is mounted.
+///
+/// A host that cannot give hugepages is not an error: the grant says why,
+/// and the segment falls back to /dev/shm visibly.
+///
+/// # Errors
+/// When a step that should work fails half-way (mount after reservation),
+/// after giving back what this call took.
+pub fn acquire(pages: u64, mount_point: &Path) -> Result<HugepageGrant, HugepageError> {
+    let mut grant = HugepageGrant::default();
+    let Some(before) = pool() else {
+        grant.unavailable = Some("this kernel has no 2 MB hugepage pool".into());
+        return Ok(grant);
+    };
+    if before.free < pages {
+        let want = before.total + (pages - before.free);
+        let path = Path::new(POOL_DIR).join("nr_hugepages");
+        fs::write(&path, want.to_string())
+            .map_err(|source| HugepageError::Reserve { path, source })?;
+        let after = pool().unwrap_or(before);
+        grant.added_pages = after.total.saturating_sub(before.total);
+        if after.free < pages {
+            grant.unavailable = Some(format!(
+                "asked the kernel for {pages} free 2 MB pages, it could give {} (memory fragmented or limited)",
+                after.free
+            ));
+        }
+    }
+    match find_mount() {
+        Some(dir) => grant.dir = Some(dir),
+        None => {
+            if let Err(source) = mount_hugetlbfs(mount_point) {
+                release(&grant);
+                return Err(HugepageError::Mount {
+                    path: mount_point.to_owned(),
+                    source,
+                });
+            }
+            grant.mounted_at = Some(mount_point.to_owned());
+            grant.dir = Some(mount_point.to_owned());
+        }
+    }
+    Ok(grant)
+}
+
+fn mount_hugetlbfs(at: &Path) -> io::Result<()> {
+    use nix::mount::{mount, MsFlags};
+    fs::create_dir_all(at)?;
+    mount(
+        Some("hugetlbfs"),
+        at,
+        Some("hugetlbfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("pagesize=2M"),
+    )
+    .map_err(io::Error::from)
+}
+
+/// Gives back what `grant` took: unmounts our mount, shrinks the pool by the
+/// pages we added. Best effort; returns the problems met, if any.
+pub fn release(grant: &HugepageGrant) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Some(at) = &grant.mounted_at {
+        if let Err(e) = nix::mount::umount2(at, nix::mount::MntFlags::MNT_DETACH) {
+            if e != nix::errno::Errno::EINVAL && e != nix::errno::Errno::ENOENT {
+                problems.push(format!("unmounting {}: {e}", at.display()));
+            }
+        }
+        let _ = fs::remove_dir(at);
+    }
+    if grant.added_pages > 0 {
+        if let Some(now) = pool() {
+            let path = Path::new(POOL_DIR).join("nr_hugepages");
+            let target = now.total.saturating_sub(grant.added_pages);
+            if let Err(e) = fs::write(&path, target.to_string()) {
+                problems.push(format!("shrinking the hugepage pool to {target}: {e}"));
+            }
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acquire_then_release_restores_the_host() {
+        if !nix::unistd::Uid::effective().is_root() {
+            eprintln!("skipped: needs root to reserve hugepages");
+            return;
+        }
+        let before = pool();
+        let before_mount = find_mount();
+        let dir = std::env::temp_dir().join(format!("bypasslab-huge-test-{}", std::process::id()));
+        let grant = acquire(2, &dir).unwrap();
+        if grant.unavailable.is_none() {
+            assert!(pool().unwrap().free >= 2);
+            assert!(grant.dir.is_some());
+        }
+        assert!(release(&grant).is_empty());
+        assert_eq!(pool().map(|p| p.total), before.map(|p| p.total));
+        assert_eq!(find_mount(), before_mount);
+        assert!(!dir.exists());
+    }
+}

@@ -1,0 +1,33 @@
+//! What the lifecycle needs to know of the testbed network, in its terms.
+
+use crate::config::TestbedConfig;
+use crate::net::{self, NetStatus};
+
+/// Whether the testbed network exists completely.
+pub fn is_up(config: &TestbedConfig) -> bool {
+    net::status(config).is_ok_and(|s| s.up)
+}
+
+/// One line: backend in force and what it was configured with.
+pub fn describe_impairment(status: &NetStatus) -> String {
+    let i = &status.impairment;
+    match i.backend.as_deref() {
+        None => "testbed not up".to_owned(),
+        Some("none") => "none".to_owned(),
+        Some(backend) => format!(
+            "{backend}: {} µs delay, {} % loss, {}",
+            i.configured.delay_us,
+            i.configured.loss_percent,
+            i.configured.direction.as_str()
+        ),
+    }
+}
+
+/// Loss observed on the impaired direction so far, percent.
+pub fn observed_loss_percent(status: &NetStatus) -> Option<f64> {
+    status
+        .impairment
+        .observed
+        .as_ref()
+        .and_then(|o| o.loss_percent)
+}
