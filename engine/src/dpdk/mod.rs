@@ -46,6 +46,9 @@ pub struct DpdkOptions {
     pub config_path: PathBuf,
     /// TCP port to serve (the address comes from `[port0] addr`).
     pub port: u16,
+    /// The address `--listen` named, if not the wildcard: it must equal
+    /// `[port0] addr`.
+    pub listen_ip: Option<std::net::IpAddr>,
     /// `--core`: the serving lcore, winning over `lcore_mask`.
     pub core: Option<usize>,
     /// Most connections open at once.
@@ -63,6 +66,7 @@ impl DpdkOptions {
         Self {
             config_path: args.dpdk_config.clone(),
             port: args.listen.port(),
+            listen_ip: Some(args.listen.ip()).filter(|ip| !ip.is_unspecified()),
             core: args.core,
             max_connections: 4096,
             drain: Duration::from_millis(200),
@@ -119,6 +123,21 @@ impl DpdkBackend {
                 ),
             });
         }
+        if let Some(ip) = options.listen_ip {
+            if ip != std::net::IpAddr::V4(config.port0.addr) {
+                return Err(EngineError::Io {
+                    step: "choose the listening address".to_owned(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        format!(
+                            "--listen names {ip}, but the stack's address is [port0] addr = {} \
+                             (pass 0.0.0.0:PORT or that address)",
+                            config.port0.addr
+                        ),
+                    ),
+                });
+            }
+        }
         let eal_args = eal_args(&config, options.core);
         Ok(Self {
             options,
@@ -147,8 +166,13 @@ impl Backend for DpdkBackend {
 
     fn serve(&mut self, ctx: &mut ServeContext) -> Result<(), EngineError> {
         // Declared first, dropped last: EAL outlives the pool and the port.
+        let hint = if self.config.no_huge {
+            ""
+        } else {
+            " (without [dpdk] no_huge=1, EAL needs a mounted hugetlbfs with free 2 MB pages)"
+        };
         let eal = Eal::init(&self.eal_args)
-            .map_err(|e| step_error(format!("initialise EAL with {:?}", self.eal_args), e))?;
+            .map_err(|e| step_error(format!("initialise EAL with {:?}{hint}", self.eal_args), e))?;
         let runtime_dir = eal.runtime_dir();
         let result = serve_on(&eal, &self.options, &self.config, ctx);
         drop(eal);
