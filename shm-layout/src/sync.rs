@@ -14,6 +14,7 @@ pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// Busy-wait hint; a loom yield under the model so spins terminate.
 #[cfg(loom)]
+#[allow(dead_code)]
 pub(crate) fn spin_hint() {
     loom::thread::yield_now();
 }
