@@ -221,7 +221,9 @@ pub struct SlotSnapshot {
     pub info: ProducerInfo,
     /// Claims of this slot so far (1 for the first producer).
     pub generation: u64,
-    /// The counters of the last `publish`, never torn.
+    /// The counters of the last `publish`, never torn (all zero in the
+    /// unlikely case the producer republished without pause for the whole
+    /// 100 ms the reader retries).
     pub counters: Counters,
     /// The latency histogram, summarised (µs).
     pub latency: LatencySummary,
@@ -240,6 +242,11 @@ pub struct Segment {
     /// This process's start ticks (claims).
     my_ticks: u64,
 }
+
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Segment>();
+};
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ShmError + '_ {
     move |source| ShmError::Io {
@@ -401,12 +408,26 @@ impl Segment {
 
     /// [`Segment::open`] with another wait for the initialisation.
     pub fn open_with_timeout(path: &Path, timeout: Duration) -> Result<Segment, ShmError> {
+        let start = Instant::now();
+        let waited_ms =
+            |start: Instant| u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .open(path)
             .map_err(io_err(path))?;
-        let len = file.metadata().map_err(io_err(path))?.len();
+        // An empty file is a creator between `create_new` and `set_len`.
+        let mut len = file.metadata().map_err(io_err(path))?.len();
+        while len == 0 {
+            if start.elapsed() >= timeout {
+                return Err(ShmError::NotInitialized {
+                    path: path.to_owned(),
+                    waited_ms: waited_ms(start),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(1));
+            len = file.metadata().map_err(io_err(path))?.len();
+        }
         let header_size = core::mem::size_of::<Header>() as u64;
         if len < header_size {
             return Err(ShmError::Truncated {
@@ -437,7 +458,6 @@ impl Segment {
 
         // SYNC: Acquire pairs with the creator's Release store of `magic`:
         // once it is visible, so is the rest of the header.
-        let start = Instant::now();
         let magic = loop {
             let m = header.magic.load(Ordering::Acquire);
             if m != 0 {
@@ -446,7 +466,7 @@ impl Segment {
             if start.elapsed() >= timeout {
                 return Err(ShmError::NotInitialized {
                     path: path.to_owned(),
-                    waited_ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
+                    waited_ms: waited_ms(start),
                 });
             }
             std::thread::sleep(Duration::from_millis(1));
@@ -945,7 +965,8 @@ pub struct RingConsumer<'a> {
 }
 
 impl RingConsumer<'_> {
-    /// Takes the oldest record, if any.
+    /// Takes the oldest record, if any. Cells go back to the producer in
+    /// batches of capacity / 8 and whenever the ring is found empty.
     pub fn pop(&mut self) -> Option<PeriodicRecord> {
         self.ring.pop().map(PeriodicRecord::from_words)
     }
@@ -965,6 +986,7 @@ impl RingConsumer<'_> {
 
 impl Drop for RingConsumer<'_> {
     fn drop(&mut self) {
+        self.ring.flush();
         // SYNC: Release hands our `head` to the next consumer's Acquire claim.
         self.slot.control.consumer_claim.store(0, Ordering::Release);
     }

@@ -175,6 +175,64 @@ fn file_shorter_than_a_header_is_truncated() {
 }
 
 #[test]
+fn empty_file_is_a_creator_still_starting() {
+    let dir = TempDir::new("empty");
+    let path = dir.path().join("bypasslab-empty");
+    std::fs::write(&path, b"").unwrap();
+    let err = Segment::open_with_timeout(&path, Duration::from_millis(50))
+        .err()
+        .unwrap();
+    assert!(matches!(err, ShmError::NotInitialized { .. }), "{err:?}");
+    assert_names_file(&err, &path);
+}
+
+/// Garbage in any header word gives an error or a usable segment, never a
+/// panic or a view outside the file (a deterministic fuzz of `open`).
+#[test]
+fn corrupted_headers_never_panic() {
+    let dir = TempDir::new("fuzz");
+    let seg = Segment::create(&scratch_opts(dir.path(), "fuzz")).unwrap();
+    let pristine = std::fs::read(seg.path()).unwrap();
+    let mut x = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut errors = 0;
+    for round in 0..300 {
+        std::fs::write(seg.path(), &pristine).unwrap();
+        // Keep magic and version valid half of the time so the later checks
+        // are reached too.
+        let first_word = if round % 2 == 0 { 2 } else { 0 };
+        for _ in 0..1 + next() % 3 {
+            let word = first_word + next() % (32 - first_word);
+            let value = match next() % 4 {
+                0 => next(),
+                1 => next() % 4096,
+                2 => 1 << (next() % 64),
+                _ => 0,
+            };
+            poke(seg.path(), word * 8, &value.to_le_bytes());
+        }
+        if round % 7 == 0 {
+            set_len(seg.path(), next() % (pristine.len() as u64 * 2));
+        }
+        match Segment::open_with_timeout(seg.path(), Duration::from_millis(5)) {
+            Ok(s) => {
+                let _ = s.snapshot();
+            }
+            Err(e) => {
+                assert!(e.to_string().contains(&seg.path().display().to_string()));
+                errors += 1;
+            }
+        }
+    }
+    assert!(errors > 200, "most corruptions are caught: {errors}");
+}
+
+#[test]
 fn never_initialised_segment() {
     let dir = TempDir::new("uninit");
     let seg = Segment::create(&scratch_opts(dir.path(), "uninit")).unwrap();
@@ -338,4 +396,62 @@ fn slot_of_a_dead_process_is_taken_over() {
     assert!(child.wait(Duration::from_secs(20)).success());
     let p = seg.producer(Role::Loadgen, &info()).unwrap();
     assert_eq!(p.generation(), 2);
+}
+
+/// The `inspect` example, built by `cargo test` next to this test binary.
+fn inspect_binary() -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let bin = exe.parent()?.parent()?.join("examples").join("inspect");
+    bin.exists().then_some(bin)
+}
+
+#[test]
+fn a_program_prints_a_clear_error_for_another_version_or_a_truncated_file() {
+    let Some(inspect) = inspect_binary() else {
+        println!("SKIPPED: the inspect example is not built (run through cargo test)");
+        return;
+    };
+    let dir = TempDir::new("inspect");
+    let seg = Segment::create(&scratch_opts(dir.path(), "inspect")).unwrap();
+    let run = || {
+        std::process::Command::new(&inspect)
+            .arg(seg.path())
+            .output()
+            .unwrap()
+    };
+
+    let ok = run();
+    assert!(ok.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(json["segment"]["layout_version"], LAYOUT_VERSION);
+
+    poke(
+        seg.path(),
+        VERSION_OFFSET,
+        &(LAYOUT_VERSION + 1).to_le_bytes(),
+    );
+    let out = run();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{}", stderr.trim());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains(&seg.path().display().to_string()),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("layout version {}", LAYOUT_VERSION + 1)),
+        "{stderr}"
+    );
+
+    poke(seg.path(), VERSION_OFFSET, &LAYOUT_VERSION.to_le_bytes());
+    set_len(seg.path(), seg.header().total_size / 2);
+    let out = run();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{}", stderr.trim());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains(&seg.path().display().to_string()),
+        "{stderr}"
+    );
+    assert!(stderr.contains("is truncated"), "{stderr}");
 }
