@@ -12,11 +12,11 @@ use serde::Serialize;
 use shm_layout::{Counters, LatencySummary, Role, Segment, Snapshot};
 
 use super::error::LifecycleError;
+use super::netview;
 use super::process::{self, Ending, ProcessId};
 use super::state::{self, Phase, RunState};
 use crate::config::TestbedConfig;
 use crate::net;
-use super::netview;
 
 /// Load generator options passed through by `attach` and `run`.
 #[derive(Debug, Clone, clap::Args)]
@@ -66,7 +66,11 @@ pub struct ResultRow {
     pub answered: u64,
     /// Requests without a correct reply.
     pub failed: u64,
-    /// Requests the engine decoded during this run (engine's own counter).
+    /// Messages exchanged during warm-up (excluded from every other figure
+    /// of the row except `engine_received`).
+    pub warmup: u64,
+    /// Requests the engine decoded during this run, warm-up included
+    /// (engine's own counter): equals `sent + warmup` on a clean run.
     pub engine_received: u64,
     /// Wall time of the measured phase, seconds.
     pub elapsed_s: f64,
@@ -108,7 +112,7 @@ pub fn recorded_loadgens(testbed: &str) -> Vec<ProcessId> {
         .collect()
 }
 
-fn slot<'a>(snapshot: &'a Snapshot, role: Role) -> Option<&'a shm_layout::SlotSnapshot> {
+fn slot(snapshot: &Snapshot, role: Role) -> Option<&shm_layout::SlotSnapshot> {
     snapshot.slots.iter().find(|s| s.role == role)
 }
 
@@ -205,7 +209,7 @@ pub fn attach_once(
     let _ = fs::remove_file(loadgen_pid_path(&run.testbed));
     let _stdout = reader.join().unwrap_or_default();
 
-    let snapshot = segment.snapshot();
+    let snapshot = settled_snapshot(&segment);
     let engine_after = slot(&snapshot, Role::Engine).map(|s| s.counters);
     let loadgen = slot(&snapshot, Role::Loadgen);
     let counters = loadgen.map(|s| s.counters).unwrap_or_default();
@@ -226,6 +230,31 @@ pub fn attach_once(
         impairment,
         observed_loss_percent,
     ))
+}
+
+/// A snapshot taken once the engine has published twice more: the engine
+/// publishes on a timer, so right after the load generator exits its last
+/// replies may not be counted yet. Two publications guarantee one that began
+/// after the exit. Bounded: a stalled engine yields what it has after 2 s.
+fn settled_snapshot(segment: &Segment) -> Snapshot {
+    let engine_elapsed =
+        |s: &Snapshot| slot(s, Role::Engine).map(|e| (e.counters.elapsed_ns, e.info.state));
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    let mut last = engine_elapsed(&segment.snapshot());
+    let mut changes = 0;
+    loop {
+        let snapshot = segment.snapshot();
+        let now = engine_elapsed(&snapshot);
+        if now != last {
+            changes += 1;
+            last = now;
+        }
+        let engine_gone = now.is_none_or(|(_, state)| state != shm_layout::ProducerState::Running);
+        if changes >= 2 || engine_gone || std::time::Instant::now() >= deadline {
+            return snapshot;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -257,6 +286,7 @@ fn build_row(
         sent: counters.messages_sent,
         answered: counters.messages_received,
         failed: counters.messages_failed,
+        warmup: counters.warmup_messages,
         engine_received,
         elapsed_s,
         messages_per_s: per_s(counters.messages_received as f64),

@@ -77,7 +77,10 @@ impl StartArgs {
         StartOptions {
             engine: self.engine,
             busy_poll: self.busy_poll,
-            bin_dir: self.bin_dir.clone().unwrap_or_else(session::default_bin_dir),
+            bin_dir: self
+                .bin_dir
+                .clone()
+                .unwrap_or_else(session::default_bin_dir),
             clean_leftovers: self.clean_leftovers,
             ready_timeout: Duration::from_secs(self.ready_timeout_s),
         }
@@ -215,14 +218,25 @@ fn start_detached(args: &StartArgs, config: &TestbedConfig) -> Result<i32, Lifec
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe().map_err(LifecycleError::io("locating this binary"))?;
     let dir = state::testbed_dir(config.name());
-    std::fs::create_dir_all(&dir).map_err(LifecycleError::io(format!("creating {}", dir.display())))?;
+    std::fs::create_dir_all(&dir)
+        .map_err(LifecycleError::io(format!("creating {}", dir.display())))?;
     let log_path = dir.join("supervisor.log");
-    let log = std::fs::File::create(&log_path)
-        .map_err(LifecycleError::io(format!("creating {}", log_path.display())))?;
-    let log_err = log.try_clone().map_err(LifecycleError::io("duplicating the log"))?;
+    let log = std::fs::File::create(&log_path).map_err(LifecycleError::io(format!(
+        "creating {}",
+        log_path.display()
+    )))?;
+    let log_err = log
+        .try_clone()
+        .map_err(LifecycleError::io("duplicating the log"))?;
     let mut command = std::process::Command::new(exe);
-    command.arg("start").arg("--background").arg("--engine").arg(args.engine.as_str());
-    command.arg("--ready-timeout-s").arg(args.ready_timeout_s.to_string());
+    command
+        .arg("start")
+        .arg("--background")
+        .arg("--engine")
+        .arg(args.engine.as_str());
+    command
+        .arg("--ready-timeout-s")
+        .arg(args.ready_timeout_s.to_string());
     if let Some(path) = &args.common.config {
         command.arg("--config").arg(path);
     }
@@ -236,14 +250,21 @@ fn start_detached(args: &StartArgs, config: &TestbedConfig) -> Result<i32, Lifec
         command.arg("--clean-leftovers");
     }
     // Its own process group: the terminal's Ctrl-C is not for it.
-    command.stdin(Stdio::null()).stdout(log).stderr(log_err).process_group(0);
+    command
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .process_group(0);
     let mut child = command.spawn().map_err(|source| LifecycleError::Spawn {
         role: "background supervisor",
         source,
     })?;
     let deadline = Instant::now() + Duration::from_secs(args.ready_timeout_s + 60);
     loop {
-        if let Some(status) = child.try_wait().map_err(LifecycleError::io("waiting for the background supervisor"))? {
+        if let Some(status) = child
+            .try_wait()
+            .map_err(LifecycleError::io("waiting for the background supervisor"))?
+        {
             return Err(LifecycleError::DiedStarting {
                 role: "background supervisor",
                 pid: child.id(),
@@ -298,22 +319,33 @@ pub fn attach(args: &AttachArgs) -> Result<i32, LifecycleError> {
     let config = args.common.load()?;
     let state = live_run(&config)?;
     let interrupted = interrupt_flag()?;
-    let bin_dir = args.bin_dir.clone().unwrap_or_else(session::default_bin_dir);
+    let bin_dir = args
+        .bin_dir
+        .clone()
+        .unwrap_or_else(session::default_bin_dir);
     let mut rows = Vec::new();
     for &packets in &args.packets {
         if !args.json {
             say(&format!("attaching the load generator: {packets} messages"));
         }
-        let row = attach::attach_once(&config, &state, &bin_dir, packets, &args.load, &interrupted)?;
+        let row =
+            attach::attach_once(&config, &state, &bin_dir, packets, &args.load, &interrupted)?;
         if !args.json {
             print!("{}", attach::format_table(std::slice::from_ref(&row)));
         }
         rows.push(row);
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).unwrap_or_default()
+        );
     }
-    Ok(if rows.iter().all(ResultRow::is_clean) { EXIT_OK } else { EXIT_LOSS })
+    Ok(if rows.iter().all(ResultRow::is_clean) {
+        EXIT_OK
+    } else {
+        EXIT_LOSS
+    })
 }
 
 /// What `stats --json` prints.
@@ -362,7 +394,13 @@ fn stats_document(config: &TestbedConfig, state: &RunState, segment: &Segment) -
 fn print_stats_human(doc: &StatsDocument) {
     println!(
         "testbed {} — engine {} ({:?}), supervisor pid {}, cores engine {} / loadgen {}, {}",
-        doc.testbed, doc.engine_kind, doc.phase, doc.supervisor_pid, doc.engine_core, doc.loadgen_core, doc.server
+        doc.testbed,
+        doc.engine_kind,
+        doc.phase,
+        doc.supervisor_pid,
+        doc.engine_core,
+        doc.loadgen_core,
+        doc.server
     );
     let loss = doc
         .observed_loss_percent
@@ -393,10 +431,13 @@ fn print_stats_human(doc: &StatsDocument) {
 pub fn stats(args: &StatsArgs) -> Result<i32, LifecycleError> {
     let config = args.common.load()?;
     let state = live_run(&config)?;
-    let path = state.segment.clone().ok_or_else(|| LifecycleError::NotReady {
-        testbed: state.testbed.clone(),
-        phase: "starting (no segment yet)".into(),
-    })?;
+    let path = state
+        .segment
+        .clone()
+        .ok_or_else(|| LifecycleError::NotReady {
+            testbed: state.testbed.clone(),
+            phase: "starting (no segment yet)".into(),
+        })?;
     let segment = Segment::open(&path)?;
     if !args.follow {
         let doc = stats_document(&config, &state, &segment);
@@ -431,13 +472,19 @@ pub fn stop(args: &StopArgs) -> Result<i32, LifecycleError> {
     let state = match RunState::load(config.name()) {
         Ok(state) => state,
         Err(StateError::NotRunning { .. }) => {
-            say(&format!("nothing to stop: no run of testbed `{}`", config.name()));
+            say(&format!(
+                "nothing to stop: no run of testbed `{}`",
+                config.name()
+            ));
             return Ok(EXIT_OK);
         }
         Err(e) => return Err(e.into()),
     };
     if state.supervisor.is_alive() && state.supervisor != ProcessId::current() {
-        say(&format!("asking the supervisor (pid {}) to stop the run", state.supervisor.pid));
+        say(&format!(
+            "asking the supervisor (pid {}) to stop the run",
+            state.supervisor.pid
+        ));
         state.supervisor.signal(nix::sys::signal::Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(60);
         while state.supervisor.is_alive() && Instant::now() < deadline {
@@ -447,7 +494,9 @@ pub fn stop(args: &StopArgs) -> Result<i32, LifecycleError> {
             return Err(LifecycleError::Unsupported(format!(
                 "the supervisor (pid {}) did not finish stopping within 60 s; see {}",
                 state.supervisor.pid,
-                state::testbed_dir(config.name()).join("supervisor.log").display()
+                state::testbed_dir(config.name())
+                    .join("supervisor.log")
+                    .display()
             )));
         }
         if RunState::load(config.name()).is_err() {
@@ -463,7 +512,11 @@ pub fn stop(args: &StopArgs) -> Result<i32, LifecycleError> {
         session::describe_leftovers(&state)
     ));
     let mut report = TeardownReport::default();
-    session::teardown_recorded(&config, &RunState::load(config.name()).unwrap_or(state), &mut report);
+    session::teardown_recorded(
+        &config,
+        &RunState::load(config.name()).unwrap_or(state),
+        &mut report,
+    );
     print_teardown(&report);
     Ok(EXIT_OK)
 }
@@ -489,7 +542,10 @@ pub fn run(args: &RunArgs) -> Result<i32, LifecycleError> {
     let options = StartOptions {
         engine: args.engine,
         busy_poll: args.busy_poll,
-        bin_dir: args.bin_dir.clone().unwrap_or_else(session::default_bin_dir),
+        bin_dir: args
+            .bin_dir
+            .clone()
+            .unwrap_or_else(session::default_bin_dir),
         clean_leftovers: args.clean_leftovers,
         ready_timeout: Duration::from_secs(30),
     };
@@ -498,9 +554,19 @@ pub fn run(args: &RunArgs) -> Result<i32, LifecycleError> {
     let mut engine_died = None;
     let mut code = EXIT_OK;
     for &packets in &args.packets {
-        say(&format!("load generator: {packets} messages, {} loop", args.load.mode));
+        say(&format!(
+            "load generator: {packets} messages, {} loop",
+            args.load.mode
+        ));
         let state = run.state().clone();
-        match attach::attach_once(&config, &state, &options.bin_dir, packets, &args.load, &interrupted) {
+        match attach::attach_once(
+            &config,
+            &state,
+            &options.bin_dir,
+            packets,
+            &args.load,
+            &interrupted,
+        ) {
             Ok(row) => {
                 if !row.is_clean() {
                     code = EXIT_LOSS;
@@ -519,7 +585,10 @@ pub fn run(args: &RunArgs) -> Result<i32, LifecycleError> {
         }
         if let Some(ending) = run.engine_ending()? {
             engine_died = Some(format!("the engine {ending}"));
-            say(&format!("the engine (pid {}) {ending}; ending the run", state.engine.map_or(0, |p| p.pid)));
+            say(&format!(
+                "the engine (pid {}) {ending}; ending the run",
+                state.engine.map_or(0, |p| p.pid)
+            ));
             code = EXIT_CHILD_DIED;
             break;
         }
@@ -530,7 +599,11 @@ pub fn run(args: &RunArgs) -> Result<i32, LifecycleError> {
     }
     let teardown = run.stop();
     if args.json {
-        let doc = RunDocument { rows, engine_died, teardown };
+        let doc = RunDocument {
+            rows,
+            engine_died,
+            teardown,
+        };
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
     } else {
         print_teardown(&teardown);

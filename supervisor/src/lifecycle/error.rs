@@ -28,7 +28,9 @@ pub enum LifecycleError {
         what: String,
     },
     /// The run is not ready for load.
-    #[error("testbed `{testbed}` is not ready (phase {phase}); wait for `supervisor start` to finish")]
+    #[error(
+        "testbed `{testbed}` is not ready (phase {phase}); wait for `supervisor start` to finish"
+    )]
     NotReady {
         /// Testbed name.
         testbed: String,

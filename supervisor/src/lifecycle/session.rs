@@ -14,11 +14,11 @@ use shm_layout::{CreateOptions, ProducerState, Role, Segment};
 
 use super::error::LifecycleError;
 use super::hugepages;
+use super::netview;
 use super::process::{self, Ending, ProcessId};
 use super::state::{self, Phase, RunState, StateError};
 use crate::config::TestbedConfig;
 use crate::net;
-use super::netview;
 
 /// Engine kinds the supervisor can start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -154,13 +154,19 @@ impl Run {
 
         // Step 1: the network (left alone if the user brought it up).
         if !netview::is_up(&run.config) {
-            say(&format!("bringing up testbed network `{}`", run.config.name()));
+            say(&format!(
+                "bringing up testbed network `{}`",
+                run.config.name()
+            ));
             run.state.created_network = true;
             run.state.save()?;
             net::up(&run.config).map_err(|e| LifecycleError::Network(e.to_string()))?;
         }
         if let Ok(status) = net::status(&run.config) {
-            say(&format!("impairment: {}", netview::describe_impairment(&status)));
+            say(&format!(
+                "impairment: {}",
+                netview::describe_impairment(&status)
+            ));
         }
 
         // Step 2: hugepages (for the segment, and DPDK's memory).
@@ -213,8 +219,10 @@ impl Run {
             )));
         }
         let log_path = self.log_path("engine");
-        let log = fs::File::create(&log_path)
-            .map_err(LifecycleError::io(format!("creating {}", log_path.display())))?;
+        let log = fs::File::create(&log_path).map_err(LifecycleError::io(format!(
+            "creating {}",
+            log_path.display()
+        )))?;
         let log_err = log
             .try_clone()
             .map_err(LifecycleError::io("duplicating the engine log"))?;
@@ -321,10 +329,9 @@ impl Run {
         let mut report = TeardownReport::default();
         if let Some(mut child) = self.engine.take() {
             match process::terminate(&mut child, Duration::from_secs(5)) {
-                Ok(ending) => report.done.push(format!(
-                    "engine (pid {}) stopped: {ending}",
-                    child.id()
-                )),
+                Ok(ending) => report
+                    .done
+                    .push(format!("engine (pid {}) stopped: {ending}", child.id())),
                 Err(e) => report.problems.push(format!("stopping the engine: {e}")),
             }
             self.state.engine = None;
@@ -454,11 +461,13 @@ pub fn teardown_recorded(config: &TestbedConfig, state: &RunState, report: &mut 
     report.problems.extend(problems);
     if state.created_network {
         match net::down(config) {
-            Ok(_) => report.done.push(format!("testbed network `{}` removed", config.name())),
+            Ok(_) => report
+                .done
+                .push(format!("testbed network `{}` removed", config.name())),
             Err(e) => report.problems.push(format!("network down: {e}")),
         }
     }
-    for role in ["engine", "loadgen"] {
+    for role in ["engine", "loadgen", "supervisor"] {
         let _ = fs::remove_file(state::testbed_dir(config.name()).join(format!("{role}.log")));
     }
     state.remove();
