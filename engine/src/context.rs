@@ -12,6 +12,10 @@ use shm_layout::Counters;
 pub trait StatsSink {
     /// Publishes a consistent copy of `counters`.
     fn publish(&mut self, counters: &Counters);
+
+    /// The backend accepts connections from now on (the supervisor waits for
+    /// this before attaching a load generator).
+    fn ready(&mut self) {}
 }
 
 /// The loop's view of the world outside its sockets.
@@ -55,6 +59,13 @@ impl ServeContext {
             self.next_publish = now + self.interval;
             self.publish_at(now);
         }
+    }
+
+    /// Tells whoever watches that the backend now accepts connections. Each
+    /// backend calls it once its port or socket is really up, not before.
+    pub fn mark_ready(&mut self) {
+        self.publish_now();
+        self.sink.ready();
     }
 
     /// Publishes now (final stats, or after a notable event).

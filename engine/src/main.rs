@@ -153,7 +153,8 @@ fn finish(report: FinalReport, served: Result<(), EngineError>) -> Result<FinalR
     }
 }
 
-/// Marks the slot Running, serves until stopped; returns the final counters
+/// Serves until stopped (the backend marks the slot Running once it
+/// accepts connections); returns the final counters
 /// and how serving ended.
 fn serve(
     backend: &mut dyn Backend,
@@ -168,9 +169,6 @@ fn serve(
     let interval = Duration::from_millis(args.publish_interval_ms.max(1));
     let mut ctx = ServeContext::new(Arc::clone(&setup.stop), sink, interval);
     ctx.publish_now();
-    if let Some(slot) = &setup.slot {
-        slot.set_state(ProducerState::Running);
-    }
     let mode = if args.busy_poll {
         "busy-poll"
     } else {

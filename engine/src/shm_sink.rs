@@ -83,6 +83,10 @@ pub struct ShmSink {
 }
 
 impl StatsSink for ShmSink {
+    fn ready(&mut self) {
+        self.slot.set_state(ProducerState::Running);
+    }
+
     fn publish(&mut self, c: &Counters) {
         let mut inner = self.slot.inner.borrow_mut();
         inner.producer.publish(c);

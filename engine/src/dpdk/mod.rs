@@ -242,6 +242,7 @@ fn serve_on(
         options.port,
         eal.lcore_id(),
     );
+    ctx.mark_ready();
     server.run(&mut device, ctx);
     Ok(())
 }

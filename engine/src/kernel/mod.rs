@@ -265,6 +265,8 @@ impl Backend for KernelBackend {
         let mut events = Events::with_capacity(1024);
         let mut draining_since: Option<Instant> = None;
         let mut turn: Vec<Token> = Vec::new();
+        // The listener was bound in `bind`: connections are accepted from now.
+        ctx.mark_ready();
         loop {
             if draining_since.is_none() && ctx.should_stop() {
                 // Stop accepting: closing the listener makes new connection
