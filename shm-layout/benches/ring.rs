@@ -3,6 +3,10 @@
 //!
 //! `cargo bench -p shm-layout --bench ring`
 //!
+//! The segment goes where `Segment::create` puts it by default (the first
+//! hugetlbfs mount, else /dev/shm, printed on the first line);
+//! `SHM_RING_BENCH_HUGETLBFS=<dir>` names a hugetlbfs directory instead.
+//!
 //! Cross-process: this process creates a segment and consumes the Loadgen
 //! ring on core 0; a child process (this binary again) produces on core 1.
 //! Reference: an `ArrayQueue<PeriodicRecord>` of the same capacity between
@@ -21,6 +25,8 @@ const RECORDS: u64 = 20_000_000;
 const CAPACITY: usize = 4096;
 const ROUNDS: usize = 5;
 const CHILD_ENV: &str = "SHM_RING_BENCH_PRODUCER";
+/// A hugetlbfs directory to use instead of the first one in /proc/mounts.
+const HUGETLBFS_ENV: &str = "SHM_RING_BENCH_HUGETLBFS";
 
 fn pin(core: usize) {
     if core >= libc::CPU_SETSIZE as usize {
@@ -78,6 +84,9 @@ fn produce(path: &str) {
 fn cross_process(round: usize) -> f64 {
     let mut opts = CreateOptions::new(format!("ring-bench-{}-{round}", std::process::id()));
     opts.ring_capacity = CAPACITY;
+    if let Some(dir) = std::env::var_os(HUGETLBFS_ENV) {
+        opts.hugetlbfs_dir = Some(dir.into());
+    }
     let seg = Segment::create(&opts).expect("create segment");
     if round == 0 {
         match seg.fallback_reason() {
