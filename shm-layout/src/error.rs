@@ -8,7 +8,6 @@ use crate::Role;
 
 /// Why a segment could not be created, opened or claimed.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum ShmError {
     /// The options are unusable (bad name, ring capacity not a power of two).
     #[error("shared-memory segment {path}: invalid options: {reason}")]

@@ -150,9 +150,16 @@ pub(crate) struct SharedHistogram {
 /// written by a different process sits on its own cache line(s).
 #[repr(C)]
 pub(crate) struct SlotShm {
+    /// Claims, state and producer info (written at claim and on state
+    /// changes; cold).
     pub(crate) control: CachePadded<SlotControl>,
+    /// The producer's [`crate::Counters`] as a latch of 21 words (see
+    /// `latch` for the encoding of its sequence).
     pub(crate) counters: CachePadded<Latch<COUNTER_WORDS>>,
+    /// The ring's `tail`/`dropped` line (producer) and `head` line
+    /// (consumer); the cells are in the rings section.
     pub(crate) ring: RingIndices,
+    /// The latency histogram (producer writes, anyone reads).
     pub(crate) histogram: CachePadded<SharedHistogram>,
 }
 

@@ -188,6 +188,8 @@ impl RingIndices {
     /// on its own).
     #[cfg(not(loom))]
     pub(crate) fn stats(&self, capacity: u64) -> RingStats {
+        // SYNC: Acquire loads pair with the Release stores of `tail`, `head`
+        // and `dropped`; each value is exact on its own (display only).
         RingStats {
             capacity,
             written: self.producer.tail.load(Ordering::Acquire),
@@ -240,6 +242,8 @@ impl<'a, const W: usize> RingWriter<'a, W> {
         if self.tail - self.cached_head == self.mask + 1 && self.free() == 0 {
             self.dropped += 1;
             // Single writer: a plain store of our own count.
+            // SYNC: Release pairs with the Acquire load in `dropped` (and the
+            // next `tail` store publishes it too).
             self.idx
                 .producer
                 .dropped
@@ -338,6 +342,7 @@ impl<'a, const W: usize> RingReader<'a, W> {
 
     /// Records the producer refused on a full ring.
     pub(crate) fn dropped(&self) -> u64 {
+        // SYNC: pairs with the producer's Release store of `dropped`.
         self.idx.producer.dropped.load(Ordering::Acquire)
     }
 }

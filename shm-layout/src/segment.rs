@@ -653,7 +653,7 @@ impl Segment {
             created_unix_ns: r(&h.created_unix_ns),
             owner_pid: h.owner_pid.load(Ordering::Relaxed),
             owner_start_ticks: r(&h.owner_start_ticks),
-            generation: h.generation.load(Ordering::Acquire),
+            generation: h.generation.load(Ordering::Relaxed),
         }
     }
 
@@ -724,6 +724,8 @@ impl Segment {
         slot.ring.producer.dropped.store(0, Ordering::Relaxed);
         // Rewind only while no consumer can be reading: the consumer owns
         // `head`. The marker keeps consumers out meanwhile.
+        // SYNC: AcqRel: Acquire sees the last consumer's final `head` (its
+        // Release in `RingConsumer::drop`).
         if c.consumer_claim
             .compare_exchange(0, CLAIM_REWINDING, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
@@ -749,7 +751,8 @@ impl Segment {
             w.store(u64::from_le_bytes(b), Ordering::Relaxed);
         }
         c.generation.fetch_add(1, Ordering::Relaxed);
-        self.header_ref().generation.fetch_add(1, Ordering::Release);
+        // A plain count: nothing is published through it.
+        self.header_ref().generation.fetch_add(1, Ordering::Relaxed);
         // SYNC: Release publishes the reset and the info above; pairs with
         // the Acquire load of `state` in `snapshot`.
         c.state.store(info.state.encode(), Ordering::Release);
@@ -782,6 +785,7 @@ impl Segment {
     #[must_use]
     pub fn read_counters(&self, role: Role) -> Option<Counters> {
         let slot = self.slot(role);
+        // SYNC: Acquire pairs with the Release store of `state` at claim.
         if ProducerState::decode(slot.control.state.load(Ordering::Acquire)) == ProducerState::Empty
         {
             return None;
@@ -980,6 +984,7 @@ impl RingConsumer<'_> {
     /// The producer's lifecycle state (to know when to stop draining).
     #[must_use]
     pub fn producer_state(&self) -> ProducerState {
+        // SYNC: pairs with the producer's Release stores of `state`.
         ProducerState::decode(self.slot.control.state.load(Ordering::Acquire))
     }
 }
