@@ -286,6 +286,15 @@ impl Segment {
                     match Self::create_in(dir, &file_name, layout, None) {
                         Ok(seg) => return Ok(seg),
                         Err(e @ ShmError::AlreadyExists { .. }) => return Err(e),
+                        Err(ShmError::Map { source, .. })
+                            if source.raw_os_error() == Some(libc::ENOMEM) =>
+                        {
+                            format!(
+                                "not enough free huge pages in {} for {} MiB",
+                                dir.display(),
+                                layout.total_size >> 20
+                            )
+                        }
                         Err(e) => format!("hugetlbfs failed: {e}"),
                     }
                 }
