@@ -4,22 +4,30 @@
 //! they measure into one file mapped by every process; the supervisor reads
 //! it for `supervisor stats --json`. The crate is built in layers, bottom-up:
 //!
-//! 1. [`sync`](crate) — the atomics, from loom under `cfg(loom)` so the
-//!    model checks the real code below.
-//! 2. The latch (a two-copy seqlock): a group of words written by one
-//!    process, read whole by others. Backs [`Counters`].
-//! 3. The ring: single-producer/single-consumer, fixed 64-byte
+//! 1. `sync`: the atomics, from loom under `cfg(loom)` so that the model
+//!    checks the real code of the two layers above it.
+//! 2. `latch`: a two-copy seqlock. A group of words written by one process
+//!    is read whole by any other, even if the writer died mid-update.
+//!    Backs [`Counters`].
+//! 3. `ring`: single-producer/single-consumer, fixed 64-byte
 //!    [`PeriodicRecord`]s, head and tail on their own cache lines, each side
-//!    caching the other's index. Full ring: the new record is dropped and
-//!    counted.
-//! 4. The histogram: log-linear nanosecond buckets, 3 significant digits
-//!    from 1 ns to 17 s; [`LocalHistogram`] is the private twin.
-//! 5. The layout: `#[repr(C)]` header, [`SLOT_COUNT`] slots, rings, placed
-//!    by offsets, with compile-time checks of sizes and alignment, viewed
-//!    through a checked `from_bytes`-style function, never a blind cast.
-//! 6. [`Segment`]: create on hugetlbfs (or /dev/shm, said loudly), open
-//!    with validation, RAII [`Producer`] / [`RingConsumer`] claims, and
+//!    caching the other's index. A full ring drops the new record and counts
+//!    it ([`RingStats::dropped`], [`RingConsumer::dropped`]).
+//! 4. `histogram`: log-linear nanosecond buckets, 3 significant digits from
+//!    1 ns to 17 s; [`LocalHistogram`] is the private twin with the same
+//!    buckets and the same summary code.
+//! 5. `layout`: the `#[repr(C)]` header, [`SLOT_COUNT`] slots and the rings,
+//!    placed by offsets (never pointers), with compile-time checks of sizes,
+//!    offsets and alignment, viewed through a checked `from_bytes`-style
+//!    function, never a blind cast.
+//! 6. [`Segment`]: create on hugetlbfs (or /dev/shm, recorded in the header
+//!    and returned as [`Segment::fallback_reason`]), open with validation
+//!    (each failure a [`ShmError`] naming the file), RAII [`Producer`] and
+//!    [`RingConsumer`] claims identified by pid + process start time, and
 //!    [`Snapshot`], the JSON schema of the stats.
+//!
+//! Create, then open "from another process" (the same calls work across
+//! processes; the tests do exactly that with real ones):
 //!
 //! ```
 //! use shm_layout::{CreateOptions, Counters, PeriodicRecord, ProducerInfo, ProducerState, Role, Segment};

@@ -239,8 +239,6 @@ pub struct Segment {
     path: PathBuf,
     backing: Backing,
     fallback_reason: Option<String>,
-    /// This process's start ticks (claims).
-    my_ticks: u64,
 }
 
 const _: () = {
@@ -376,7 +374,6 @@ impl Segment {
                 Backing::Hugetlbfs
             },
             fallback_reason: fallback,
-            my_ticks,
         };
         seg.check_views()?;
         // The file is fresh zeros: every slot is empty and every latch,
@@ -566,7 +563,6 @@ impl Segment {
                 Backing::Hugetlbfs
             },
             fallback_reason,
-            my_ticks: proc::self_start_ticks(),
         };
         seg.check_views()?;
         Ok(seg)
@@ -669,7 +665,9 @@ impl Segment {
     /// Claims `word` for this process: free, or held by a dead process.
     /// `Err(pid)` when a live process (this one included) holds it.
     fn claim(&self, word: &AtomicU64) -> Result<(), u32> {
-        let me = claim_word(std::process::id(), self.my_ticks);
+        // Read now, not when the segment was mapped: a forked child claims
+        // as itself.
+        let me = claim_word(std::process::id(), proc::self_start_ticks());
         let deadline = Instant::now() + Duration::from_secs(1);
         let mut expected = 0;
         loop {
