@@ -11,7 +11,7 @@ use serde_json::Value;
 const SUPERVISOR: &str = env!("CARGO_BIN_EXE_supervisor");
 
 /// Engine kinds the suite runs against (every engine passes the same suite).
-const ENGINES: &[&str] = &["kernel"];
+const ENGINES: &[&str] = &["kernel", "dpdk"];
 
 fn bin_dir() -> PathBuf {
     let dir = Path::new(SUPERVISOR).parent().unwrap().to_path_buf();
@@ -131,6 +131,10 @@ impl Testbed {
         assert!(
             !Path::new(&format!("/dev/shm/bypasslab-{}", self.name)).exists(),
             "shm segment left"
+        );
+        assert!(
+            !Path::new(&format!("/var/run/dpdk/bypasslab-{}", self.name)).exists(),
+            "DPDK runtime directory left"
         );
         let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
         assert!(
@@ -302,6 +306,20 @@ fn detached_start_attach_stats_stop() {
             assert!(engine_slot["counters"][key].is_u64(), "counters.{key}");
         }
         assert!(loadgen_slot["latency"]["p99_us"].as_f64().unwrap() > 0.0);
+        if *engine == "dpdk" {
+            // The port's own counters: every request arrived in at least one
+            // frame, and every reply left in one.
+            let port = &engine_slot["counters"];
+            let received = port["messages_received"].as_u64().unwrap();
+            assert!(
+                port["rx_packets"].as_u64().unwrap() >= received,
+                "port rx < requests: {port}"
+            );
+            assert!(
+                port["tx_packets"].as_u64().unwrap() >= received,
+                "port tx < replies: {port}"
+            );
+        }
 
         let follow = testbed
             .command(&["stats", "--json", "--follow", "--interval-ms", "100"])

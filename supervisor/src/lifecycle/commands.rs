@@ -12,6 +12,7 @@ use serde::Serialize;
 use shm_layout::Segment;
 
 use super::attach::{self, LoadOptions, ResultRow};
+use super::bypass::Pmd;
 use super::error::LifecycleError;
 use super::netview;
 use super::process::{self, ProcessId};
@@ -67,6 +68,10 @@ pub struct StartArgs {
     /// Seconds to wait for the engine to serve.
     #[arg(long, default_value_t = 30)]
     pub ready_timeout_s: u64,
+    /// Poll-mode driver of a bypass engine: af_xdp, af_packet (on NS3's
+    /// veth) or pci:DDDD:BB:DD.F (a NIC bound to vfio-pci).
+    #[arg(long, default_value = "af_xdp")]
+    pub pmd: Pmd,
     /// Internal: this process is the background supervisor of `--detach`.
     #[arg(long, hide = true)]
     pub background: bool,
@@ -83,6 +88,7 @@ impl StartArgs {
                 .unwrap_or_else(session::default_bin_dir),
             clean_leftovers: self.clean_leftovers,
             ready_timeout: Duration::from_secs(self.ready_timeout_s),
+            pmd: self.pmd.clone(),
         }
     }
 }
@@ -150,6 +156,9 @@ pub struct RunArgs {
     /// Remove the leftovers of a crashed run instead of refusing to start.
     #[arg(long)]
     pub clean_leftovers: bool,
+    /// Poll-mode driver of a bypass engine: af_xdp, af_packet or pci:DDDD:BB:DD.F.
+    #[arg(long, default_value = "af_xdp")]
+    pub pmd: Pmd,
     /// Print one JSON document instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -246,6 +255,7 @@ fn start_detached(args: &StartArgs, config: &TestbedConfig) -> Result<i32, Lifec
     if args.busy_poll {
         command.arg("--busy-poll");
     }
+    command.arg("--pmd").arg(args.pmd.to_string());
     if args.clean_leftovers {
         command.arg("--clean-leftovers");
     }
@@ -548,6 +558,7 @@ pub fn run(args: &RunArgs) -> Result<i32, LifecycleError> {
             .unwrap_or_else(session::default_bin_dir),
         clean_leftovers: args.clean_leftovers,
         ready_timeout: Duration::from_secs(30),
+        pmd: args.pmd.clone(),
     };
     let mut run = Run::start(config.clone(), &options, &mut |l| say(l))?;
     let mut rows = Vec::new();

@@ -7,6 +7,7 @@
 //! rows; [`commands`] is the CLI on top.
 
 pub mod attach;
+pub mod bypass;
 pub mod commands;
 pub mod error;
 pub mod hugepages;

@@ -56,6 +56,8 @@ pub struct StartOptions {
     pub clean_leftovers: bool,
     /// Bound on the engine reaching its serving state.
     pub ready_timeout: Duration,
+    /// Poll-mode driver of a bypass engine.
+    pub pmd: super::bypass::Pmd,
 }
 
 /// Hugepages a run needs: one for the segment, more for DPDK's memory.
@@ -136,6 +138,7 @@ impl Run {
             hugepages: hugepages::HugepageGrant::default(),
             created_network: false,
             removed_server_address: None,
+            pci_device: None,
             files: Vec::new(),
             started_unix: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -212,12 +215,15 @@ impl Run {
     }
 
     fn spawn_engine(&mut self, bin: &Path, options: &StartOptions) -> Result<(), LifecycleError> {
-        if options.engine != EngineKind::Kernel {
-            return Err(LifecycleError::Unsupported(format!(
-                "engine `{}` is not yet supported by the supervisor",
-                options.engine.as_str()
-            )));
-        }
+        let bypass_config = match options.engine {
+            EngineKind::Kernel => None,
+            EngineKind::Dpdk | EngineKind::Fstack => Some(super::bypass::prepare(
+                &self.config,
+                &mut self.state,
+                &options.pmd,
+                &mut |l| eprintln!("supervisor: {l}"),
+            )?),
+        };
         let log_path = self.log_path("engine");
         let log = fs::File::create(&log_path).map_err(LifecycleError::io(format!(
             "creating {}",
@@ -242,6 +248,9 @@ impl Run {
             .stderr(log_err);
         if options.busy_poll {
             command.arg("--busy-poll");
+        }
+        if let Some(ini) = &bypass_config {
+            command.arg("--dpdk-config").arg(ini);
         }
         let child = command.spawn().map_err(|source| LifecycleError::Spawn {
             role: "engine",
@@ -433,6 +442,7 @@ pub fn teardown_recorded(config: &TestbedConfig, state: &RunState, report: &mut 
                 .push(format!("engine (pid {}) stopped", engine.pid));
         }
     }
+    super::bypass::teardown(config, state, report);
     for loadgen in super::attach::recorded_loadgens(config.name()) {
         if process::terminate_recorded(&loadgen, Duration::from_secs(5)) {
             report

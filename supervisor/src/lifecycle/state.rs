@@ -57,6 +57,10 @@ pub struct RunState {
     /// Kernel address removed from NS3's interface for a bypass engine, to be
     /// restored on stop (`addr/prefix`).
     pub removed_server_address: Option<String>,
+    /// PCI device bound to vfio-pci for the engine, with the kernel driver
+    /// it had before (restored on stop).
+    #[serde(default)]
+    pub pci_device: Option<(String, Option<String>)>,
     /// Files the run wrote (per-run engine config) to remove on stop.
     pub files: Vec<PathBuf>,
     /// Unix time the run started, seconds.
