@@ -7,11 +7,12 @@
 //! value when the writer died in the middle of an update (a plain seqlock
 //! would stay odd forever); it then reads the last complete value.
 //!
-//! Encoding of `seq`: the number of half-updates since the slot was zeroed.
-//! Even: readers use copy 0; odd: readers use copy 1. An update is
-//! `seq += 1` (odd, writer rewrites copy 0), then `seq += 1` (even, writer
-//! rewrites copy 1). So the copy a reader picks is never the one being
-//! written, and any write to that copy bumps `seq` first.
+//! Encoding of `seq`: even, readers use copy 0; odd, readers use copy 1.
+//! An update is `seq |= 1` (odd: the writer rewrites copy 0), then
+//! `seq += 1` (even: the writer rewrites copy 1), so `seq` grows by 2 per
+//! update. The copy a reader picks is never the one being written, and any
+//! write to a copy comes after a change of `seq` that sends readers away
+//! from it; a reader that raced it sees `seq` change and retries.
 
 use crate::sync::{AtomicU64, Ordering};
 
@@ -37,36 +38,34 @@ impl<const N: usize> Latch<N> {
     }
 
     /// Publishes `words`. Single writer: the caller holds the slot's
-    /// producer claim. Wait-free: 2N plain stores and two atomic adds.
+    /// producer claim. Wait-free: 2N plain stores and two atomic read-modify-writes.
     pub(crate) fn write(&self, words: &[u64; N]) {
-        // Read-modify-writes rather than load + store: the same cost on
-        // x86 for an update published on a timer, and loom's partial-order
+        // Read-modify-writes rather than load + store: the same cost on x86
+        // for an update published on a timer, and loom's partial-order
         // reduction only sees every interleaving of a writer that never
         // loads `seq` before storing it.
-        // SYNC: every Release bump publishes the previous rewrite of the copy
-        // readers are sent to by the new value; pairs with the Acquire load
-        // of `seq` in `try_read`.
-        let mut seq = self.seq.fetch_add(1, Ordering::Release) + 1;
-        if seq & 1 == 0 {
-            // A previous writer died half-way: copy 0 may be partial and
-            // readers are on copy 1. Go to the next odd value to keep them
-            // there while copy 0 is rewritten.
-            seq = self.seq.fetch_add(1, Ordering::Release) + 1;
-        }
-        for half in 0..2 {
-            if half == 1 {
-                seq = self.seq.fetch_add(1, Ordering::Release) + 1;
-            }
-            // The copy readers of `seq` do not use; bumping `seq` first is
-            // what lets a reader that was reading it notice.
-            let target = usize::from(seq & 1 == 0);
-            debug_assert_eq!(target, half);
-            for (cell, &w) in self.copies[target].iter().zip(words) {
-                // SYNC: Release keeps the `seq` bump above before this data
-                // store; pairs with the Acquire data loads in `try_read`, so a
-                // reader that sees this value also sees the new `seq`.
-                cell.store(w, Ordering::Release);
-            }
+        //
+        // First make `seq` odd, sending readers to copy 1. `fetch_or` leaves
+        // an odd value alone: that is a previous writer that died while
+        // rewriting copy 0, readers are already on copy 1, and bumping to
+        // even would expose its half-written copy 0.
+        // SYNC: Release publishes the previous rewrite of copy 1; pairs with
+        // the Acquire load of `seq` in `try_read`.
+        self.seq.fetch_or(1, Ordering::Release);
+        self.store_copy(0, words);
+        // Even: readers go to the fresh copy 0 while copy 1 is rewritten.
+        // SYNC: Release publishes copy 0; pairs with the Acquire load of
+        // `seq` in `try_read`.
+        self.seq.fetch_add(1, Ordering::Release);
+        self.store_copy(1, words);
+    }
+
+    fn store_copy(&self, copy: usize, words: &[u64; N]) {
+        for (cell, &w) in self.copies[copy].iter().zip(words) {
+            // SYNC: Release keeps the `seq` update before this data store;
+            // pairs with the Acquire data loads in `try_read`, so a reader
+            // that sees this value also sees the new `seq` and retries.
+            cell.store(w, Ordering::Release);
         }
     }
 
@@ -171,21 +170,30 @@ mod loom_tests {
         });
     }
 
-    /// A writer that stops half-way (died) leaves a readable, whole value.
+    /// A writer that stops half-way (died) leaves a readable, whole value,
+    /// and the next writer (a new claim) never exposes the half-written
+    /// copy while it takes over.
     #[test]
-    fn loom_latch_dead_writer_leaves_whole_value() {
+    fn loom_latch_dead_writer_then_new_writer() {
         loom::model(|| {
             let latch = Arc::new(Latch::<2>::new());
             latch.write(&[7, 7]);
-            // Simulate a writer that bumped seq and rewrote one word, then died.
+            // A writer that made seq odd, rewrote one word of copy 0, died.
             let s = latch.seq.load(Ordering::Relaxed);
             latch.seq.store(s + 1, Ordering::Release);
             latch.copies[0][0].store(9, Ordering::Release);
-            let reader = {
+            assert_eq!(latch.try_read(), Some([7, 7]));
+            let writer = {
                 let latch = latch.clone();
-                loom::thread::spawn(move || latch.try_read())
+                loom::thread::spawn(move || latch.write(&[8, 8]))
             };
-            assert_eq!(reader.join().unwrap(), Some([7, 7]));
+            for _ in 0..2 {
+                if let Some(w) = latch.try_read() {
+                    assert!(w == [7, 7] || w == [8, 8], "torn read {w:?}");
+                }
+            }
+            writer.join().unwrap();
+            assert_eq!(latch.try_read(), Some([8, 8]));
         });
     }
 }
