@@ -698,6 +698,10 @@ impl Segment {
     /// slot's counters, histogram and drop count, rewinds its ring unless a
     /// consumer is attached (then the ring continues where it is), bumps
     /// the slot generation, then publishes `info` (state last).
+    ///
+    /// `SlotBusy` if a live process (this one included) holds the slot; the
+    /// claim of a dead process (pid gone, a zombie, or reused by a process
+    /// with another start time) is taken over.
     pub fn producer(&self, role: Role, info: &ProducerInfo) -> Result<Producer<'_>, ShmError> {
         if info.kind.len() > 31 {
             return Err(ShmError::KindTooLong {
@@ -772,6 +776,13 @@ impl Segment {
     }
 
     /// Claims the consumer side of `role`'s ring (one consumer at a time).
+    ///
+    /// A consumer continues where the previous one handed cells back. If
+    /// the previous one died, the up to capacity / 8 records it had taken
+    /// but not yet handed back are delivered again (their `seq` shows it).
+    /// A new producer claim restarts its records' `seq` at 0 while a
+    /// consumer stays attached; [`SlotSnapshot::generation`] tells the
+    /// claims apart.
     pub fn consumer(&self, role: Role) -> Result<RingConsumer<'_>, ShmError> {
         let slot = self.slot(role);
         self.claim(&slot.control.consumer_claim)
