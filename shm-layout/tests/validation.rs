@@ -455,3 +455,21 @@ fn a_program_prints_a_clear_error_for_another_version_or_a_truncated_file() {
     );
     assert!(stderr.contains("is truncated"), "{stderr}");
 }
+
+#[test]
+fn missing_file_and_unwritable_directory() {
+    let dir = TempDir::new("io");
+    let path = dir.path().join("bypasslab-missing");
+    let err = Segment::open(&path).err().unwrap();
+    assert!(
+        matches!(&err, ShmError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound),
+        "{err:?}"
+    );
+    assert_names_file(&err, &path);
+
+    let mut opts = scratch_opts(dir.path(), "nodir");
+    opts.fallback_dir = dir.path().join("does-not-exist");
+    let err = Segment::create(&opts).err().unwrap();
+    assert!(matches!(err, ShmError::Create { .. }), "{err:?}");
+    assert_names_file(&err, &opts.fallback_dir.join("bypasslab-nodir"));
+}
