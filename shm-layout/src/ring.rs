@@ -233,13 +233,15 @@ impl<'a, const W: usize> RingWriter<'a, W> {
         // SYNC: Acquire pairs with the consumer's Release store of `head`:
         // its reads of the cells below `head` are done before we overwrite.
         self.cached_head = self.idx.consumer.head.load(Ordering::Acquire);
-        let used = self.tail - self.cached_head;
+        // Wrapping and clamped: a `head` beyond our `tail` (a corrupt or
+        // foreign segment) reads as "full", never as a panic.
+        let used = self.tail.wrapping_sub(self.cached_head).min(self.mask + 1);
         self.cells.len() - usize::try_from(used).unwrap_or(self.cells.len())
     }
 
     /// Appends `words`; `false` (and `dropped += 1`) when the ring is full.
     pub(crate) fn push(&mut self, words: &[u64; W]) -> bool {
-        if self.tail - self.cached_head == self.mask + 1 && self.free() == 0 {
+        if self.tail.wrapping_sub(self.cached_head) > self.mask && self.free() == 0 {
             self.dropped += 1;
             // Single writer: a plain store of our own count.
             // SYNC: Release pairs with the Acquire load in `dropped` (and the
