@@ -23,7 +23,9 @@ pub struct ProbeOptions {
     pub warmup: u32,
     /// A reply later than this counts as lost.
     pub timeout: Duration,
-    /// Spin on a non-blocking socket instead of sleeping in recv.
+    /// Client and echo server spin on non-blocking sockets (yielding the
+    /// core to anything else runnable on it, such as a blocking emulator)
+    /// instead of sleeping in recv: no cross-core wake-up in the figures.
     pub busy_poll: bool,
     /// UDP payload bytes (≥ 8).
     pub payload: usize,
@@ -121,12 +123,18 @@ pub fn udp_pingpong(cfg: &TestbedConfig, opts: &ProbeOptions) -> Result<ProbeRep
 
     let ns3 = cfg.server_ns();
     let stop2 = Arc::clone(&stop);
+    let busy_poll = opts.busy_poll;
     let echo = std::thread::spawn(move || -> Result<(), ProbeError> {
         let setup = (|| -> Result<UdpSocket, ProbeError> {
             enter(&ns3, Some(server_core))?;
             let s = UdpSocket::bind(server).map_err(sock("bind echo socket in NS3"))?;
-            s.set_read_timeout(Some(Duration::from_millis(50)))
-                .map_err(sock("set echo timeout"))?;
+            if busy_poll {
+                s.set_nonblocking(true)
+                    .map_err(sock("set echo non-blocking"))?;
+            } else {
+                s.set_read_timeout(Some(Duration::from_millis(50)))
+                    .map_err(sock("set echo timeout"))?;
+            }
             Ok(s)
         })();
         let s = match setup {
@@ -142,8 +150,12 @@ pub fn udp_pingpong(cfg: &TestbedConfig, opts: &ProbeOptions) -> Result<ProbeRep
         let mut buf = [0u8; 2048];
         // Ends when the client sets `stop` (checked every 50 ms at least).
         while !stop2.load(Ordering::Relaxed) {
-            if let Ok((n, from)) = s.recv_from(&mut buf) {
-                let _ = s.send_to(&buf[..n], from);
+            match s.recv_from(&mut buf) {
+                Ok((n, from)) => {
+                    let _ = s.send_to(&buf[..n], from);
+                }
+                Err(_) if busy_poll => std::thread::yield_now(),
+                Err(_) => {}
             }
         }
         Ok(())
@@ -226,7 +238,7 @@ fn run_client(
                     break;
                 }
                 if opts.busy_poll {
-                    std::hint::spin_loop();
+                    std::thread::yield_now();
                 }
             }
         }
