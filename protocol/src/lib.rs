@@ -46,7 +46,9 @@ pub const MAX_MESSAGE_LEN: u32 = 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ProtocolError {
     /// A request header announced a length outside 512..=1024.
-    #[error("request length {length} outside the allowed range {MIN_MESSAGE_LEN}..={MAX_MESSAGE_LEN}")]
+    #[error(
+        "request length {length} outside the allowed range {MIN_MESSAGE_LEN}..={MAX_MESSAGE_LEN}"
+    )]
     LengthOutOfRange {
         /// The length the header announced.
         length: u32,
