@@ -81,6 +81,26 @@ pub enum NetError {
     StopEmulator { pid: i32, detail: String },
 }
 
+/// Holds the testbed's lock file: concurrent `up`/`down` of one testbed
+/// take turns instead of interleaving their steps.
+fn lock(cfg: &TestbedConfig) -> Result<nix::fcntl::Flock<File>, NetError> {
+    let dir = cfg.state_dir();
+    let path = dir.join("lock");
+    let err = |source| NetError::State {
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(&dir).map_err(err)?;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(err)?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| err(std::io::Error::from(e)))
+}
+
 /// A [`Command`] that runs `program` inside network namespace `ns`
 /// (`ip netns exec`, which execs: the spawned pid is the program's own).
 pub fn in_namespace(ns: &str, program: impl AsRef<OsStr>) -> Command {
@@ -527,6 +547,7 @@ pub fn up(cfg: &TestbedConfig) -> Result<NetStatus, NetError> {
     if !is_root() {
         return Err(NetError::NotRoot);
     }
+    let _lock = lock(cfg)?;
     let path = state::state_file(&cfg.state_dir());
     let st = NetState::load(&path)
         .map_err(|source| NetError::State {
@@ -623,6 +644,17 @@ pub fn down(cfg: &TestbedConfig) -> Result<DownReport, NetError> {
     }
     let dir = cfg.state_dir();
     let path = state::state_file(&dir);
+    if !path.exists() {
+        // Nothing recorded; at most a lock file from an `up` that failed
+        // before its first step.
+        let _ = std::fs::remove_file(dir.join("lock"));
+        let _ = std::fs::remove_dir(&dir);
+        return Ok(DownReport {
+            testbed: cfg.name().to_string(),
+            ..DownReport::default()
+        });
+    }
+    let lock = lock(cfg)?;
     let mut report = DownReport {
         testbed: cfg.name().to_string(),
         ..DownReport::default()
@@ -632,6 +664,7 @@ pub fn down(cfg: &TestbedConfig) -> Result<DownReport, NetError> {
         source,
     })?
     else {
+        // Another `down` finished while we waited for the lock.
         return Ok(report);
     };
     report.had_state = true;
@@ -679,9 +712,11 @@ pub fn down(cfg: &TestbedConfig) -> Result<DownReport, NetError> {
         emulator_stats_file(cfg),
         emulator_stats_file(cfg).with_extension("json.tmp"),
         dir.join("emulator.log"),
+        dir.join("lock"),
     ] {
         let _ = std::fs::remove_file(f);
     }
+    drop(lock);
     // Other components may keep files here; remove the directory only empty.
     let _ = std::fs::remove_dir(&dir);
     Ok(report)
