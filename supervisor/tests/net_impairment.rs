@@ -33,6 +33,8 @@ fn net_impairment_loss_and_delay_match_config() {
         .unwrap_or("?")
         .to_string();
     let r = udp_pingpong(&imp.cfg, &opts).expect("probe impaired testbed");
+    // The emulator publishes its counters every 100 ms.
+    std::thread::sleep(std::time::Duration::from_millis(250));
     let st = imp.status();
     let obs = &st["impairment"]["observed"];
     let seen = obs["frames_seen"].as_u64().unwrap_or(0);

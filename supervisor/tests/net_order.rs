@@ -86,6 +86,13 @@ fn net_emulator_keeps_order_under_jitter() {
         "received {} of {N} datagrams, {inversions} out of order",
         got.len()
     );
+    // The emulator publishes its counters every 100 ms.
+    std::thread::sleep(std::time::Duration::from_millis(250));
+    let st = tb.status();
+    println!(
+        "emulator counters from NS3: {}",
+        st["impairment"]["emulator"]["stats"]["from_ns3"]
+    );
     // Order is the point; on a busy machine a socket buffer may overflow,
     // so only require enough datagrams to judge it.
     assert!(
