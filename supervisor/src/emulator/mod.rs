@@ -21,8 +21,8 @@
 //! ```json
 //! {"pid":4242,"mode":"blocking","delay_us":100,"jitter_us":0,"loss_percent":1.0,
 //!  "direction":"from-ns3","core":0,"updated_unix_ms":1764300000000,
-//!  "to_ns3":{"frames_in":10,"frames_out":10,"dropped":0,"ring_drops":0,"truncated":0,"send_errors":0},
-//!  "from_ns3":{"frames_in":10,"frames_out":9,"dropped":1,"ring_drops":0,"truncated":0,"send_errors":0}}
+//!  "to_ns3":{"frames_in":10,"frames_out":10,"dropped":0,"ring_drops":0,"truncated":0,"send_errors":0,"csum_not_ready":0},
+//!  "from_ns3":{"frames_in":10,"frames_out":9,"dropped":1,"ring_drops":0,"truncated":0,"send_errors":0,"csum_not_ready":0}}
 //! ```
 
 pub mod ring;
@@ -142,6 +142,10 @@ pub struct DirStats {
     pub truncated: u64,
     /// Frames the kernel refused to send.
     pub send_errors: u64,
+    /// Frames whose checksum was left to an offload (forwarded as they are;
+    /// nonzero means an interface still has tx checksumming on).
+    #[serde(default)]
+    pub csum_not_ready: u64,
 }
 
 /// The stats file's contents.
@@ -236,6 +240,9 @@ impl Emulator {
                 lane.last_release = release;
             }
             lane.stats.frames_in += 1;
+            if frame.csum_not_ready {
+                lane.stats.csum_not_ready += 1;
+            }
             if frame.truncated {
                 lane.stats.truncated += 1;
             } else if lane.impaired && self.loss > 0.0 && self.rng.gen::<f64>() * 100.0 < self.loss
