@@ -122,7 +122,7 @@ fn num(json: &Value, key: &str) -> u64 {
 #[test]
 fn every_mode_completes_against_the_kernel_engine() {
     let cases: [&[&str]; 4] = [
-        &["--packets", "3000"],
+        &["--packets", "3000", "--core", "0"],
         &["--packets", "3000", "--connections", "4", "--busy-poll"],
         &["--mode", "open", "--rate", "5000", "--packets", "2000"],
         &[
@@ -137,7 +137,7 @@ fn every_mode_completes_against_the_kernel_engine() {
             "--busy-poll",
         ],
     ];
-    for engine_mode in [&[][..], &["--busy-poll"][..]] {
+    for engine_mode in [&["--core", "0"][..], &["--busy-poll"][..]] {
         let engine = Engine::start(engine_mode);
         let mut expected = 0;
         for args in cases {
@@ -152,6 +152,8 @@ fn every_mode_completes_against_the_kernel_engine() {
             final_json["counters"]["messages_received"].as_u64(),
             Some(expected)
         );
+        let pinned = engine_mode.contains(&"--core");
+        assert_eq!(final_json["core"].as_u64(), pinned.then_some(0));
     }
 }
 
