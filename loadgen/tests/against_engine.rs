@@ -34,8 +34,22 @@ struct Engine {
 
 impl Engine {
     fn start(extra: &[&str]) -> Self {
-        let mut child = Command::new(engine_binary())
-            .args(["--kind", "kernel", "--listen", "127.0.0.1:0"])
+        Self::start_in(None, "127.0.0.1:0", extra)
+    }
+
+    /// Starts the engine listening on `listen`, inside network namespace
+    /// `netns` if given (`ip netns exec` execs, so the pid is the engine's).
+    fn start_in(netns: Option<&str>, listen: &str, extra: &[&str]) -> Self {
+        let mut command = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(engine_binary());
+                c
+            }
+            None => Command::new(engine_binary()),
+        };
+        let mut child = command
+            .args(["--kind", "kernel", "--listen", listen])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -96,7 +110,20 @@ impl Drop for Engine {
 }
 
 fn loadgen(addr: SocketAddr, args: &[&str]) -> (Output, Value) {
-    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+    loadgen_in(None, addr, args)
+}
+
+fn loadgen_in(netns: Option<&str>, addr: SocketAddr, args: &[&str]) -> (Output, Value) {
+    let mut command = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns])
+                .arg(env!("CARGO_BIN_EXE_loadgen"));
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_loadgen")),
+    };
+    let out = command
         .arg("--connect")
         .arg(addr.to_string())
         .args(args)
@@ -319,4 +346,91 @@ fn a_lossy_run_marks_the_loadgen_slot_failed() {
     assert_eq!(lg.info.state, ProducerState::Failed);
     assert_eq!(lg.counters.timeouts, 1);
     assert_eq!(lg.counters.messages_failed, 5);
+}
+
+/// Two network namespaces joined by a veth pair, removed on drop.
+struct NetnsPair {
+    client: String,
+    server: String,
+    server_addr: String,
+}
+
+fn ip(args: &[&str]) -> bool {
+    Command::new("ip")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+impl NetnsPair {
+    /// `None` when namespaces cannot be made here (not root, no `ip`).
+    fn create() -> Option<Self> {
+        let pid = std::process::id();
+        let pair = Self {
+            client: format!("lgtest-c-{pid}"),
+            server: format!("lgtest-s-{pid}"),
+            // An isolated /30 that exists only inside the two namespaces.
+            server_addr: format!("10.253.{}.2", pid % 250),
+        };
+        let client_addr = format!("10.253.{}.1/30", pid % 250);
+        let server_cidr = format!("{}/30", pair.server_addr);
+        let (vc, vs) = (format!("lgc{pid}"), format!("lgs{pid}"));
+        let (c, s) = (pair.client.as_str(), pair.server.as_str());
+        let steps: [&[&str]; 11] = [
+            &["netns", "add", c],
+            &["netns", "add", s],
+            &["link", "add", &vc, "type", "veth", "peer", "name", &vs],
+            &["link", "set", &vc, "netns", c],
+            &["link", "set", &vs, "netns", s],
+            &["-n", c, "addr", "add", &client_addr, "dev", &vc],
+            &["-n", s, "addr", "add", &server_cidr, "dev", &vs],
+            &["-n", c, "link", "set", "lo", "up"],
+            &["-n", s, "link", "set", "lo", "up"],
+            &["-n", c, "link", "set", &vc, "up"],
+            &["-n", s, "link", "set", &vs, "up"],
+        ];
+        for step in steps {
+            if !ip(step) {
+                eprintln!("skipping: `ip {}` failed (needs root)", step.join(" "));
+                // Drop removes whatever was made.
+                return None;
+            }
+        }
+        Some(pair)
+    }
+}
+
+impl Drop for NetnsPair {
+    fn drop(&mut self) {
+        // Deleting a namespace deletes the veth end inside it, and its peer.
+        let _ = ip(&["netns", "del", &self.client]);
+        let _ = ip(&["netns", "del", &self.server]);
+    }
+}
+
+#[test]
+fn engine_and_loadgen_in_separate_namespaces_over_veth() {
+    let Some(pair) = NetnsPair::create() else {
+        return;
+    };
+    for mode in [&[][..], &["--busy-poll"][..]] {
+        let listen = format!("{}:7000", pair.server_addr);
+        let engine = Engine::start_in(Some(&pair.server), "0.0.0.0:7000", mode);
+        assert_eq!(engine.addr.port(), 7000);
+        let addr: SocketAddr = listen.parse().expect("address");
+        let (out, json) = loadgen_in(
+            Some(&pair.client),
+            addr,
+            &[&["--packets", "2000", "--warmup", "100"], mode].concat(),
+        );
+        assert_eq!(out.status.code(), Some(0), "{mode:?}: {json}");
+        assert_eq!(num(&json, "answered"), 2000);
+        let final_json = engine.stop();
+        assert_eq!(
+            final_json["counters"]["messages_received"].as_u64(),
+            Some(2100)
+        );
+    }
 }
