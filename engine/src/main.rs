@@ -166,15 +166,18 @@ fn serve(
         Some(slot) => Box::new(slot.sink()),
         None => Box::new(NoSink),
     };
-    let interval = Duration::from_millis(args.publish_interval_ms.max(1));
-    let mut ctx = ServeContext::new(Arc::clone(&setup.stop), sink, interval);
-    ctx.publish_now();
     let mode = if args.busy_poll {
         "busy-poll"
     } else {
         "blocking"
     };
-    eprintln!("engine: listening on {listen} ({}, {mode})", backend.name());
+    let sink = Box::new(Announce {
+        inner: sink,
+        line: format!("engine: listening on {listen} ({}, {mode})", backend.name()),
+    });
+    let interval = Duration::from_millis(args.publish_interval_ms.max(1));
+    let mut ctx = ServeContext::new(Arc::clone(&setup.stop), sink, interval);
+    ctx.publish_now();
     let served = backend.serve(&mut ctx);
     (ctx.counters, served)
 }
@@ -184,6 +187,24 @@ fn kind_name(kind: EngineKind) -> &'static str {
         EngineKind::Kernel => "kernel",
         EngineKind::Dpdk => "dpdk",
         EngineKind::Fstack => "fstack",
+    }
+}
+
+/// Announces the address on stderr once the backend is ready, after the
+/// slot says Running: whoever reads the line may connect at once.
+struct Announce {
+    inner: Box<dyn StatsSink>,
+    line: String,
+}
+
+impl StatsSink for Announce {
+    fn publish(&mut self, counters: &Counters) {
+        self.inner.publish(counters);
+    }
+
+    fn ready(&mut self) {
+        self.inner.ready();
+        eprintln!("{}", self.line);
     }
 }
 
