@@ -129,6 +129,23 @@ pub fn attach_once(
     load: &LoadOptions,
     interrupted: &AtomicBool,
 ) -> Result<ResultRow, LifecycleError> {
+    attach_once_with_output(config, run, bin_dir, packets, load, interrupted).map(|(row, _)| row)
+}
+
+/// [`attach_once`], also returning what the load generator printed on
+/// stdout (its own final JSON result), so a caller can check the row
+/// against the loadgen's own counters.
+///
+/// # Errors
+/// As [`attach_once`].
+pub fn attach_once_with_output(
+    config: &TestbedConfig,
+    run: &RunState,
+    bin_dir: &std::path::Path,
+    packets: u64,
+    load: &LoadOptions,
+    interrupted: &AtomicBool,
+) -> Result<(ResultRow, String), LifecycleError> {
     if run.phase != Phase::Ready {
         return Err(LifecycleError::NotReady {
             testbed: run.testbed.clone(),
@@ -207,7 +224,7 @@ pub fn attach_once(
         }
     };
     let _ = fs::remove_file(loadgen_pid_path(&run.testbed));
-    let _stdout = reader.join().unwrap_or_default();
+    let stdout = reader.join().unwrap_or_default();
 
     let snapshot = settled_snapshot(&segment);
     let engine_after = slot(&snapshot, Role::Engine).map(|s| s.counters);
@@ -219,7 +236,7 @@ pub fn attach_once(
         _ => 0,
     };
     let (impairment, observed_loss_percent) = impairment_summary(config);
-    Ok(build_row(
+    let row = build_row(
         packets,
         run,
         load,
@@ -229,7 +246,8 @@ pub fn attach_once(
         ending,
         impairment,
         observed_loss_percent,
-    ))
+    );
+    Ok((row, stdout))
 }
 
 /// A snapshot taken once the engine has published twice more: the engine
