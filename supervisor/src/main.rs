@@ -42,6 +42,11 @@ enum Command {
     Stop(lifecycle::commands::StopArgs),
     /// The original experiment in one command: start, attach per count, table, stop.
     Run(lifecycle::commands::RunArgs),
+    /// Reserve, show or release 2 MB hugepages for running an engine by hand.
+    Hugepages {
+        #[command(subcommand)]
+        action: lifecycle::hugepage_cmd::HugepagesAction,
+    },
     /// The userspace link emulator (started by `net up` in NS2).
     #[command(hide = true)]
     Emulator(emulator::EmulatorArgs),
@@ -170,6 +175,9 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
         },
         Command::Doctor { json } => emit(json, &doctor::run()),
         Command::Emulator(args) => emulator::run(&args).map_err(fail)?,
+        Command::Hugepages { action } => {
+            return lifecycle_exit(lifecycle::hugepage_cmd::run(&action))
+        }
         Command::Start(args) => return lifecycle_exit(lifecycle::commands::start(&args)),
         Command::Attach(args) => return lifecycle_exit(lifecycle::commands::attach(&args)),
         Command::Stats(args) => return lifecycle_exit(lifecycle::commands::stats(&args)),

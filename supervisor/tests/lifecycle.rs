@@ -2,6 +2,7 @@
 //! hugepages and processes). Each test has its own testbed name and a guard
 //! that stops the run and removes the network even when the test fails.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -10,8 +11,30 @@ use serde_json::Value;
 
 const SUPERVISOR: &str = env!("CARGO_BIN_EXE_supervisor");
 
-/// Engine kinds the suite runs against (every engine passes the same suite).
-const ENGINES: &[&str] = &["kernel", "dpdk"];
+/// Engine kinds the suite runs against (every engine passes the same
+/// suite): kernel and dpdk always, fstack when the engine binary was built
+/// with F-Stack (`engine --list-kinds`). A skipped fstack is said on the
+/// test's real stderr, past libtest's capture, so CI logs show it.
+fn engines() -> Vec<&'static str> {
+    let mut engines = vec!["kernel", "dpdk"];
+    let engine = bin_dir().join("engine");
+    let listing = Command::new(&engine).arg("--list-kinds").output().unwrap();
+    let doc: Value = serde_json::from_slice(&listing.stdout).unwrap_or(Value::Null);
+    let fstack = doc["kinds"]
+        .as_array()
+        .and_then(|kinds| kinds.iter().find(|k| k["kind"] == "fstack"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    if fstack["available"] == true {
+        engines.push("fstack");
+    } else {
+        let reason = fstack["reason"]
+            .as_str()
+            .unwrap_or("the engine binary cannot list its kinds");
+        let _ = writeln!(std::io::stderr(), "skipped fstack: {reason}");
+    }
+    engines
+}
 
 fn bin_dir() -> PathBuf {
     let dir = Path::new(SUPERVISOR).parent().unwrap().to_path_buf();
@@ -200,7 +223,7 @@ fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
 #[test]
 fn run_with_impairment_answers_every_message_and_leaves_nothing() {
     bin_dir();
-    for engine in ENGINES {
+    for engine in &engines() {
         let testbed = Testbed::new("lr", "delay_us = 100\nloss_percent = 1.0");
         let huge_before = hugepages_total();
         let output = testbed.output(&["run", "--engine", engine, "--packets", "10000", "--json"]);
@@ -238,7 +261,7 @@ fn run_with_impairment_answers_every_message_and_leaves_nothing() {
 #[test]
 fn detached_start_attach_stats_stop() {
     let bins = bin_dir();
-    for engine in ENGINES {
+    for engine in &engines() {
         let testbed = Testbed::new("ld", "backend = \"none\"");
         let started = testbed.output(&[
             "start",
@@ -352,7 +375,7 @@ fn detached_start_attach_stats_stop() {
 #[test]
 fn engine_killed_mid_run_is_reported_and_cleaned() {
     bin_dir();
-    for engine in ENGINES {
+    for engine in &engines() {
         let testbed = Testbed::new("lk", "backend = \"none\"");
         let mut supervisor = testbed
             .command(&["start", "--engine", engine])
@@ -458,4 +481,56 @@ fn start_cleans_leftovers_when_asked() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("cleaning leftovers"));
     assert!(!process_alive(old_engine));
     testbed.assert_nothing_left(&[old_engine]);
+}
+
+#[test]
+fn hugepages_reserve_then_release_restores_the_host() {
+    let before = hugepages_total();
+    let mounts_before = std::fs::read_to_string("/proc/mounts").unwrap();
+    let run = |args: &[&str]| Command::new(SUPERVISOR).args(args).output().unwrap();
+    let reserved = run(&[
+        "hugepages",
+        "reserve",
+        "--pages",
+        "4",
+        "--mount",
+        "/run/bypasslab/test-hugepages",
+    ]);
+    assert_eq!(
+        reserved.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&reserved.stderr)
+    );
+    let twice = run(&["hugepages", "reserve", "--pages", "4"]);
+    assert_eq!(
+        twice.status.code(),
+        Some(1),
+        "a second reservation is refused"
+    );
+    assert!(String::from_utf8_lossy(&twice.stderr).contains("already recorded"));
+    let status: Value =
+        serde_json::from_slice(&run(&["hugepages", "status", "--json"]).stdout).unwrap();
+    assert!(status["pool"]["free"].as_u64().unwrap() >= 4);
+    assert!(status["reserved_by_bypasslab"].is_object());
+    let released = run(&["hugepages", "release"]);
+    assert_eq!(released.status.code(), Some(0));
+    assert_eq!(hugepages_total(), before);
+    let mounts_after = std::fs::read_to_string("/proc/mounts").unwrap();
+    assert_eq!(
+        mounts_before
+            .lines()
+            .filter(|l| l.contains("hugetlbfs"))
+            .count(),
+        mounts_after
+            .lines()
+            .filter(|l| l.contains("hugetlbfs"))
+            .count()
+    );
+    let idle = run(&["hugepages", "release"]);
+    assert_eq!(
+        idle.status.code(),
+        Some(0),
+        "release with nothing reserved is harmless"
+    );
 }

@@ -194,6 +194,10 @@ fn print_teardown(report: &TeardownReport) {
 /// The failed step (everything created before it is removed).
 pub fn start(args: &StartArgs) -> Result<i32, LifecycleError> {
     let config = args.common.load()?;
+    super::engines::require(
+        &session::binary(&args.options().bin_dir, "engine")?,
+        args.engine,
+    )?;
     if args.detach && !args.background {
         return start_detached(args, &config);
     }

@@ -9,7 +9,9 @@
 pub mod attach;
 pub mod bypass;
 pub mod commands;
+pub mod engines;
 pub mod error;
+pub mod hugepage_cmd;
 pub mod hugepages;
 mod netview;
 pub mod process;

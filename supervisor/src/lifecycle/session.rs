@@ -121,6 +121,7 @@ impl Run {
         say: &mut dyn FnMut(&str),
     ) -> Result<Self, LifecycleError> {
         let engine_bin = binary(&options.bin_dir, "engine")?;
+        super::engines::require(&engine_bin, options.engine)?;
         binary(&options.bin_dir, "loadgen")?;
         check_previous_run(&config, options.clean_leftovers, say)?;
 
