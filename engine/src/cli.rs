@@ -59,6 +59,11 @@ pub struct EngineArgs {
     #[arg(long, default_value_t = 2000)]
     pub drain_ms: u64,
 
+    /// Print the engine kinds this binary was built with as one JSON
+    /// document (for unavailable ones: why, and how to enable them), then exit.
+    #[arg(long)]
+    pub list_kinds: bool,
+
     /// F-Stack-format config.ini for the bypass engines (`[dpdk]`, `[port0]`).
     #[arg(long, default_value = "config/config.ini")]
     pub dpdk_config: PathBuf,

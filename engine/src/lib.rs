@@ -10,6 +10,7 @@ pub mod backend;
 pub mod cli;
 pub mod context;
 pub mod dpdk;
+pub mod fstack;
 pub mod kernel;
 pub mod pin;
 pub mod report;

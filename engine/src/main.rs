@@ -29,6 +29,10 @@ use shm_layout::Counters;
 
 fn main() -> ExitCode {
     let args = EngineArgs::parse();
+    if args.list_kinds {
+        println!("{}", engine::fstack::list_kinds_json());
+        return ExitCode::SUCCESS;
+    }
     match run(&args) {
         Ok(report) => {
             println!("{}", report.to_json_line());
@@ -133,10 +137,18 @@ fn serve_kind(args: &EngineArgs, setup: &Setup) -> Result<FinalReport, Failure> 
             let (counters, served) = serve(&mut dpdk, args, setup, &listen);
             finish(FinalReport::new(kind, args, listen, counters), served)
         }
+        #[cfg(feature = "fstack")]
+        EngineKind::Fstack => {
+            let options = engine::fstack::FstackOptions::from_args(args);
+            let mut fstack = engine::fstack::FstackBackend::new(options)?;
+            let listen = fstack.listen_addr().to_string();
+            let (counters, served) = serve(&mut fstack, args, setup, &listen);
+            finish(FinalReport::new(kind, args, listen, counters), served)
+        }
+        #[cfg(not(feature = "fstack"))]
         EngineKind::Fstack => Err(EngineError::KindUnavailable {
             kind: "fstack",
-            how_to_enable: "rebuild with `cargo build --features fstack` and FF_PATH \
-                            pointing at an F-Stack 1.24 install",
+            how_to_enable: engine::fstack::HOW_TO_ENABLE,
         }
         .into()),
     }
