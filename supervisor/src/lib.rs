@@ -9,8 +9,10 @@
 //! - [`impairment`] chooses between netem, the emulator and none;
 //! - [`net`] creates, shows and removes the namespaces, links and
 //!   impairment, recording every object in a state file under /run;
-//! - [`doctor`] reports what the host can do.
+//! - [`doctor`] reports what the host can do;
+//! - [`bench`] runs the benchmark matrix and writes the report.
 
+pub mod bench;
 pub mod command;
 pub mod config;
 pub mod doctor;

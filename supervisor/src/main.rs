@@ -47,6 +47,8 @@ enum Command {
         #[command(subcommand)]
         action: lifecycle::hugepage_cmd::HugepagesAction,
     },
+    /// The benchmark matrix: every engine and peer, counts, impairment off/on; writes results.json, results.md and plots.
+    Bench(supervisor::bench::BenchArgs),
     /// The userspace link emulator (started by `net up` in NS2).
     #[command(hide = true)]
     Emulator(emulator::EmulatorArgs),
@@ -183,6 +185,15 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
         Command::Stats(args) => return lifecycle_exit(lifecycle::commands::stats(&args)),
         Command::Stop(args) => return lifecycle_exit(lifecycle::commands::stop(&args)),
         Command::Run(args) => return lifecycle_exit(lifecycle::commands::run(&args)),
+        Command::Bench(args) => match supervisor::bench::run(&args) {
+            Ok(0) => {}
+            Ok(code) => return Err(ExitCode::from(u8::try_from(code).unwrap_or(1))),
+            Err(e @ supervisor::bench::BenchError::BadOption { .. }) => {
+                eprintln!("supervisor: {e}");
+                return Err(ExitCode::from(2));
+            }
+            Err(e) => return Err(fail(e)),
+        },
     }
     Ok(())
 }

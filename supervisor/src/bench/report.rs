@@ -1,0 +1,515 @@
+//! The report's data (`results.json`) and its human form (`results.md`).
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use super::stats::{self, Aggregate, Figures};
+
+/// Version of the `results.json` layout.
+pub const SCHEMA: u32 = 1;
+
+/// One repetition of one cell.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// The exact command(s) that produced the figures.
+    pub command: String,
+    /// The figures.
+    pub figures: Figures,
+    /// Every message answered correctly and the tool succeeded.
+    pub clean: bool,
+    /// Disagreements between the row and the tool's own counters (empty:
+    /// consistent).
+    pub inconsistencies: Vec<String>,
+    /// The latency CDF as (quantile, µs) points: the engines' full
+    /// histogram; sockperf's printed percentiles.
+    pub cdf: Vec<(f64, f64)>,
+    /// Raw material: the engine's result row and the loadgen's own JSON
+    /// result, or the peer's parsed output.
+    pub detail: serde_json::Value,
+}
+
+/// Ratios of a cell's medians to the kernel engine's and to sockperf's on
+/// the same testbed, count and loop (closed ↔ ping-pong, open ↔
+/// under-load). Above 1 means more messages/s, more kB/s or a longer RTT.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Ratios {
+    /// messages/s ÷ the kernel engine's.
+    pub messages_per_s_vs_kernel: Option<f64>,
+    /// kB/s ÷ the kernel engine's.
+    pub bandwidth_vs_kernel: Option<f64>,
+    /// RTT p50 ÷ the kernel engine's.
+    pub rtt_p50_vs_kernel: Option<f64>,
+    /// messages/s ÷ sockperf's.
+    pub messages_per_s_vs_sockperf: Option<f64>,
+    /// kB/s ÷ sockperf's.
+    pub bandwidth_vs_sockperf: Option<f64>,
+    /// RTT p50 ÷ sockperf's.
+    pub rtt_p50_vs_sockperf: Option<f64>,
+}
+
+/// One cell of the matrix: a subject (engine or peer) in one test, on one
+/// testbed, at one count, with its repetitions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Cell {
+    /// `kernel`, `dpdk`, `fstack`, `sockperf`, `iperf3`, `netperf`.
+    pub subject: String,
+    /// `engine` or `peer`.
+    pub kind: String,
+    /// `closed`, `open` (engines); `ping-pong`, `under-load` (sockperf);
+    /// `bulk` (iperf3); `tcp_rr` (netperf).
+    pub test: String,
+    /// `off` or `on`.
+    pub impairment: String,
+    /// Messages requested (the row of the table).
+    pub packets: u64,
+    /// Open loop / under-load: the rate asked for, messages/s.
+    pub target_rate: Option<u64>,
+    /// The repetitions that produced figures.
+    pub runs: Vec<RunRecord>,
+    /// Repetitions that failed, and why.
+    pub errors: Vec<String>,
+    /// Median and spread over `runs`.
+    pub aggregate: Aggregate,
+    /// Ratios of the medians.
+    pub ratios: Ratios,
+}
+
+impl Cell {
+    /// An empty cell.
+    #[must_use]
+    pub fn new(subject: &str, kind: &str, test: &str, impairment: &str, packets: u64) -> Self {
+        Self {
+            subject: subject.to_owned(),
+            kind: kind.to_owned(),
+            test: test.to_owned(),
+            impairment: impairment.to_owned(),
+            packets,
+            target_rate: None,
+            runs: Vec::new(),
+            errors: Vec::new(),
+            aggregate: Aggregate::default(),
+            ratios: Ratios::default(),
+        }
+    }
+
+    /// Recomputes the median and spread from the runs.
+    pub fn aggregate(&mut self) {
+        let figures: Vec<&Figures> = self.runs.iter().map(|r| &r.figures).collect();
+        self.aggregate = stats::aggregate(&figures);
+    }
+
+    /// The loop family: `open` for open loop and under-load, else `closed`.
+    #[must_use]
+    pub fn family(&self) -> &'static str {
+        family(&self.test)
+    }
+
+    /// The run whose messages/s (or kB/s) is the median one, for plots.
+    #[must_use]
+    pub fn median_run(&self) -> Option<&RunRecord> {
+        let key = |r: &RunRecord| {
+            r.figures
+                .messages_per_s
+                .or(r.figures.bandwidth_kb_s)
+                .unwrap_or(0.0)
+        };
+        let mut runs: Vec<&RunRecord> = self.runs.iter().collect();
+        runs.sort_by(|a, b| key(a).total_cmp(&key(b)));
+        runs.get(runs.len() / 2).copied()
+    }
+}
+
+/// The loop family of a test name.
+#[must_use]
+pub fn family(test: &str) -> &'static str {
+    match test {
+        "open" | "under-load" => "open",
+        _ => "closed",
+    }
+}
+
+/// Fills every cell's ratios from the kernel engine's and sockperf's cells.
+pub fn compute_ratios(cells: &mut [Cell]) {
+    let medians: Vec<(String, String, &'static str, u64, String, Figures)> = cells
+        .iter()
+        .map(|c| {
+            (
+                c.subject.clone(),
+                c.impairment.clone(),
+                c.family(),
+                c.packets,
+                c.test.clone(),
+                c.aggregate.median.clone(),
+            )
+        })
+        .collect();
+    let find = |subject: &str, test: &str, imp: &str, packets: u64| {
+        medians
+            .iter()
+            .find(|m| m.0 == subject && m.4 == test && m.1 == imp && m.3 == packets)
+            .map(|m| m.5.clone())
+    };
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    };
+    for cell in cells.iter_mut() {
+        let (kernel_test, sockperf_test) = match cell.family() {
+            "open" => ("open", "under-load"),
+            _ => ("closed", "ping-pong"),
+        };
+        let me = &cell.aggregate.median;
+        let mut r = Ratios::default();
+        if let Some(k) = find("kernel", kernel_test, &cell.impairment, cell.packets) {
+            r.messages_per_s_vs_kernel = ratio(me.messages_per_s, k.messages_per_s);
+            r.bandwidth_vs_kernel = ratio(me.bandwidth_kb_s, k.bandwidth_kb_s);
+            r.rtt_p50_vs_kernel = ratio(me.rtt_p50_us, k.rtt_p50_us);
+        }
+        if let Some(s) = find("sockperf", sockperf_test, &cell.impairment, cell.packets) {
+            r.messages_per_s_vs_sockperf = ratio(me.messages_per_s, s.messages_per_s);
+            r.bandwidth_vs_sockperf = ratio(me.bandwidth_kb_s, s.bandwidth_kb_s);
+            r.rtt_p50_vs_sockperf = ratio(me.rtt_p50_us, s.rtt_p50_us);
+        }
+        cell.ratios = r;
+    }
+}
+
+/// An engine or peer, and whether this build and host can measure it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Availability {
+    /// Its name.
+    pub name: String,
+    /// Whether it was measured.
+    pub available: bool,
+    /// Why not.
+    pub reason: Option<String>,
+}
+
+/// One testbed of the run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TestbedRecord {
+    /// `off` or `on`.
+    pub impairment: String,
+    /// Testbed name.
+    pub name: String,
+    /// The impairment in force, as the network reports it.
+    pub described: String,
+    /// Loss observed on the impaired direction at the end, percent.
+    pub observed_loss_percent: Option<f64>,
+    /// The validated configuration.
+    pub config: serde_json::Value,
+}
+
+/// Host facts beside `doctor`'s report.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HostFacts {
+    /// `uname -r`.
+    pub kernel: String,
+    /// CPU model.
+    pub cpu: String,
+    /// Online cores.
+    pub cores: usize,
+    /// Memory, MiB.
+    pub memory_mib: u64,
+    /// /proc/loadavg when the run started (other work shares the cores).
+    pub loadavg_start: String,
+    /// /proc/loadavg when it ended.
+    pub loadavg_end: String,
+    /// `supervisor doctor --json`.
+    pub doctor: serde_json::Value,
+}
+
+/// The whole `results.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Results {
+    /// Layout version.
+    pub schema: u32,
+    /// The command as typed.
+    pub command: String,
+    /// UTC start and end.
+    pub started_utc: String,
+    /// UTC end.
+    pub finished_utc: String,
+    /// `git rev-parse HEAD` (with `-dirty` when the tree had changes).
+    pub git_revision: String,
+    /// The matrix's configuration.
+    pub configuration: serde_json::Value,
+    /// Host facts.
+    pub host: HostFacts,
+    /// Engines asked for.
+    pub engines: Vec<Availability>,
+    /// Peers asked for.
+    pub peers: Vec<Availability>,
+    /// The testbeds used.
+    pub testbeds: Vec<TestbedRecord>,
+    /// Every cell.
+    pub cells: Vec<Cell>,
+    /// Plots written, relative to the output directory.
+    pub plots: Vec<String>,
+    /// Problems that did not stop the run (a plot that failed, a cleanup).
+    pub problems: Vec<String>,
+    /// Stopped by SIGINT/SIGTERM before the matrix was complete.
+    pub interrupted: bool,
+}
+
+fn num(v: Option<f64>) -> String {
+    match v {
+        None => "—".to_owned(),
+        Some(x) if x >= 100.0 => format!("{x:.0}"),
+        Some(x) if x >= 10.0 => format!("{x:.1}"),
+        Some(x) => format!("{x:.2}"),
+    }
+}
+
+fn ratio_text(v: Option<f64>) -> String {
+    match v {
+        None => "—".to_owned(),
+        Some(x) if x >= 100.0 => format!("{x:.0}×"),
+        Some(x) if x >= 0.1 => format!("{x:.2}×"),
+        Some(x) => format!("{x:.4}×"),
+    }
+}
+
+/// Column groups of one table: (subject, test) pairs in a fixed order.
+fn groups(results: &Results, impairment: &str, family: &str) -> Vec<(String, String)> {
+    let order = |s: &str| match s {
+        "kernel" => 0,
+        "dpdk" => 1,
+        "fstack" => 2,
+        "sockperf" => 3,
+        "netperf" => 4,
+        _ => 5,
+    };
+    let mut g: Vec<(String, String)> = results
+        .cells
+        .iter()
+        .filter(|c| c.impairment == impairment && c.family() == family)
+        .map(|c| (c.subject.clone(), c.test.clone()))
+        .collect();
+    g.sort_by_key(|(s, t)| (order(s), t.clone()));
+    g.dedup();
+    g
+}
+
+fn cell<'a>(
+    results: &'a Results,
+    subject: &str,
+    test: &str,
+    imp: &str,
+    packets: u64,
+) -> Option<&'a Cell> {
+    results.cells.iter().find(|c| {
+        c.subject == subject && c.test == test && c.impairment == imp && c.packets == packets
+    })
+}
+
+fn counts(results: &Results) -> Vec<u64> {
+    let mut p: Vec<u64> = results.cells.iter().map(|c| c.packets).collect();
+    p.sort_unstable();
+    p.dedup();
+    p
+}
+
+/// `results.md`: per testbed and loop, one row per count and one column
+/// group per engine and peer; then the ratios.
+#[must_use]
+pub fn markdown(results: &Results) -> String {
+    let mut md = String::new();
+    let reps = results
+        .configuration
+        .get("repetitions")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(1);
+    let _ = writeln!(md, "# bypasslab benchmark matrix\n");
+    let _ = writeln!(
+        md,
+        "Run {} → {} (UTC), git `{}`.\n\nCommand: `{}`\n",
+        results.started_utc, results.finished_utc, results.git_revision, results.command
+    );
+    let h = &results.host;
+    let _ = writeln!(
+        md,
+        "Host: {} ({} cores, {} MiB), Linux {}; load average at start `{}`, at end `{}`.\n",
+        h.cpu,
+        h.cores,
+        h.memory_mib,
+        h.kernel,
+        h.loadavg_start.trim(),
+        h.loadavg_end.trim()
+    );
+    let _ = writeln!(
+        md,
+        "Every figure is the median of {reps} run(s); RTT in µs, rate in messages/s, bandwidth in kB/s (request bytes / 1000, as the original table). \
+         ⚠ marks a cell whose messages/s, kB/s or RTT p50 spread more than {} % over its runs (spread = (max − min) / median). \
+         — : not measured by that tool. sockperf echoes 768-byte messages (the engines answer 4 bytes) and is bounded by time, \
+         so its row holds the messages it exchanged in the time a 1-second calibration gave for the count; \
+         iperf3 moves the count's bytes (count × 768) in bulk, and its mean is the sender's smoothed TCP RTT, not a message's.\n",
+        stats::SPREAD_FLAG_PERCENT
+    );
+    for a in results.engines.iter().chain(&results.peers) {
+        if !a.available {
+            let _ = writeln!(
+                md,
+                "- **{}** not measured: {}",
+                a.name,
+                a.reason.as_deref().unwrap_or("unavailable")
+            );
+        }
+    }
+    md.push('\n');
+    let fraction = results
+        .configuration
+        .get("open_fraction")
+        .and_then(serde_json::Value::as_f64)
+        .unwrap_or(0.0);
+    for tb in &results.testbeds {
+        let loss = tb
+            .observed_loss_percent
+            .map_or_else(|| "n/a".to_owned(), |l| format!("{l:.2} %"));
+        let _ = writeln!(
+            md,
+            "## Impairment {} — {} (observed loss {loss})\n",
+            tb.impairment, tb.described
+        );
+        for (family, title) in [
+            (
+                "closed",
+                "Closed loop (one message in flight) beside sockperf ping-pong, netperf TCP_RR and iperf3 bulk".to_owned(),
+            ),
+            (
+                "open",
+                format!("Open loop at {fraction} × the closed-loop rate beside sockperf under-load at {fraction} × its ping-pong rate"),
+            ),
+        ] {
+            let g = groups(results, &tb.impairment, family);
+            if g.is_empty() {
+                continue;
+            }
+            let _ = writeln!(md, "### {title}\n");
+            table(&mut md, results, &tb.impairment, &g);
+            md.push('\n');
+        }
+        let _ = writeln!(
+            md,
+            "### Ratios (median ÷ median; closed ↔ ping-pong, open ↔ under-load)\n"
+        );
+        let _ = writeln!(
+            md,
+            "| packets | subject | test | msgs/s ÷ kernel | kB/s ÷ kernel | p50 ÷ kernel | msgs/s ÷ sockperf | kB/s ÷ sockperf | p50 ÷ sockperf |"
+        );
+        let _ = writeln!(md, "|---:|---|---|---:|---:|---:|---:|---:|---:|");
+        for packets in counts(results) {
+            for family in ["closed", "open"] {
+                for (s, t) in groups(results, &tb.impairment, family) {
+                    if let Some(c) = cell(results, &s, &t, &tb.impairment, packets) {
+                        let r = &c.ratios;
+                        let _ = writeln!(
+                            md,
+                            "| {packets} | {s} | {t} | {} | {} | {} | {} | {} | {} |",
+                            ratio_text(r.messages_per_s_vs_kernel),
+                            ratio_text(r.bandwidth_vs_kernel),
+                            ratio_text(r.rtt_p50_vs_kernel),
+                            ratio_text(r.messages_per_s_vs_sockperf),
+                            ratio_text(r.bandwidth_vs_sockperf),
+                            ratio_text(r.rtt_p50_vs_sockperf)
+                        );
+                    }
+                }
+            }
+        }
+        md.push('\n');
+    }
+    let problems: Vec<String> = results
+        .cells
+        .iter()
+        .flat_map(|c| {
+            c.errors
+                .iter()
+                .map(move |e| {
+                    format!(
+                        "{} {} ({}, {}): {e}",
+                        c.subject, c.test, c.impairment, c.packets
+                    )
+                })
+                .chain(c.aggregate.flag_reasons.iter().map(move |f| {
+                    format!(
+                        "⚠ {} {} ({}, {}): {f}",
+                        c.subject, c.test, c.impairment, c.packets
+                    )
+                }))
+        })
+        .chain(results.problems.iter().cloned())
+        .collect();
+    if !problems.is_empty() {
+        let _ = writeln!(md, "## Flags and failures\n");
+        for p in problems {
+            let _ = writeln!(md, "- {p}");
+        }
+        md.push('\n');
+    }
+    if !results.plots.is_empty() {
+        let _ = writeln!(md, "## Plots\n");
+        for p in results.plots.iter().filter(|p| p.ends_with(".svg")) {
+            let _ = writeln!(md, "- [{p}]({p})");
+        }
+        md.push('\n');
+    }
+    let _ = writeln!(
+        md,
+        "The exact command of every run, each run's figures and the loadgen's own counters are in results.json."
+    );
+    md
+}
+
+fn table(md: &mut String, results: &Results, imp: &str, groups: &[(String, String)]) {
+    let mut header = String::from("| packets |");
+    let mut rule = String::from("|---:|");
+    for (s, t) in groups {
+        for col in ["mean", "p50", "p99", "p99.9", "msgs/s", "kB/s"] {
+            let _ = write!(header, " {s} {t} {col} |");
+            rule.push_str("---:|");
+        }
+    }
+    let _ = writeln!(md, "{header}\n{rule}");
+    for packets in counts(results) {
+        let mut row = format!("| {packets} |");
+        for (s, t) in groups {
+            match cell(results, s, t, imp, packets) {
+                None => row.push_str(" | | | | | |"),
+                Some(c) if c.runs.is_empty() => {
+                    row.push_str(" failed | | | | | |");
+                }
+                Some(c) => {
+                    let m = &c.aggregate.median;
+                    let warn = |figure: &str| {
+                        let hit = c
+                            .aggregate
+                            .flag_reasons
+                            .iter()
+                            .any(|r| r.starts_with(figure));
+                        if hit {
+                            " ⚠"
+                        } else {
+                            ""
+                        }
+                    };
+                    let _ = write!(
+                        row,
+                        " {} | {}{} | {} | {} | {}{} | {}{} |",
+                        num(m.rtt_mean_us),
+                        num(m.rtt_p50_us),
+                        warn("rtt_p50_us"),
+                        num(m.rtt_p99_us),
+                        num(m.rtt_p999_us),
+                        num(m.messages_per_s),
+                        warn("messages_per_s"),
+                        num(m.bandwidth_kb_s),
+                        warn("bandwidth_kb_s")
+                    );
+                }
+            }
+        }
+        let _ = writeln!(md, "{row}");
+    }
+}
