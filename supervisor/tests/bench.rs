@@ -1,0 +1,377 @@
+//! `supervisor bench` end to end, small: 10 000 messages, one repetition,
+//! no impairment, kernel and dpdk engines beside sockperf (root: it builds
+//! namespaces and hugepages). Checks the report's structure and that every
+//! figure is a real measurement, consistent with the loadgen's own counters.
+//! A guard stops the bench and removes its testbed even if the test fails.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const SUPERVISOR: &str = env!("CARGO_BIN_EXE_supervisor");
+const PACKETS: u64 = 10_000;
+
+/// A running bench; dropping it stops it (by pid) and removes its testbed.
+struct BenchRun {
+    child: Child,
+    out: PathBuf,
+}
+
+impl BenchRun {
+    fn start(args: &[&str], out: PathBuf) -> Self {
+        let _ = std::fs::remove_dir_all(&out);
+        let child = Command::new(SUPERVISOR)
+            .arg("bench")
+            .args(args)
+            .arg("--out")
+            .arg(&out)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Self { child, out }
+    }
+
+    /// Waits at most `limit`; returns (success, stderr).
+    fn wait(&mut self, limit: Duration) -> (bool, String) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let mut err = String::new();
+                if let Some(mut s) = self.child.stderr.take() {
+                    use std::io::Read;
+                    let _ = s.read_to_string(&mut err);
+                }
+                return (status.success(), err);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "supervisor bench did not finish within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for BenchRun {
+    fn drop(&mut self) {
+        let pid = self.child.id();
+        if self.child.try_wait().ok().flatten().is_none() {
+            // SIGTERM: the bench stops its runs and removes its testbeds.
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        // Whatever is left of its testbeds (named after its pid).
+        for tag in ["o", "i"] {
+            let name = format!("b{tag}{pid}");
+            let config = std::env::temp_dir().join(format!("bypasslab-bench-{name}.toml"));
+            if std::fs::write(&config, format!("[testbed]\nname = \"{name}\"\n")).is_ok() {
+                for args in [&["stop"][..], &["net", "down"][..]] {
+                    let _ = Command::new(SUPERVISOR)
+                        .args(args)
+                        .arg("--config")
+                        .arg(&config)
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status();
+                }
+                let _ = std::fs::remove_file(&config);
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.out);
+    }
+}
+
+fn f(v: &Value) -> f64 {
+    v.as_f64()
+        .unwrap_or_else(|| panic!("expected a number, got {v}"))
+}
+
+fn close(a: f64, b: f64, tolerance: f64) -> bool {
+    (a - b).abs() <= tolerance * a.abs().max(b.abs())
+}
+
+fn check_plot(out: &Path, rel: &str) {
+    let bytes = std::fs::read(out.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
+    assert!(bytes.len() > 1000, "{rel} is only {} bytes", bytes.len());
+    if rel.ends_with(".png") {
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{rel} is not a PNG");
+    } else {
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            text.contains("<svg") && text.trim_end().ends_with("</svg>"),
+            "{rel} is not an SVG"
+        );
+        assert!(
+            text.contains("<polyline") || text.contains("<path"),
+            "{rel} draws nothing"
+        );
+    }
+}
+
+/// Every engine figure is a measurement: non-zero, ordered percentiles, and
+/// the same as the loadgen's own JSON result and the engine's counter.
+fn check_engine_run(cell: &Value, run: &Value) {
+    let what = format!("{} {} run", cell["subject"], cell["test"]);
+    let fig = &run["figures"];
+    assert_eq!(run["clean"], true, "{what}: not clean: {run}");
+    assert_eq!(
+        run["inconsistencies"].as_array().map(Vec::len),
+        Some(0),
+        "{what}: {run}"
+    );
+    assert_eq!(f(&fig["messages"]), PACKETS as f64, "{what}");
+    for key in [
+        "elapsed_s",
+        "messages_per_s",
+        "bandwidth_kb_s",
+        "rtt_mean_us",
+        "rtt_p50_us",
+        "rtt_p99_us",
+        "rtt_p999_us",
+        "rtt_max_us",
+    ] {
+        assert!(f(&fig[key]) > 0.0, "{what}: {key} is {}", fig[key]);
+    }
+    assert!(f(&fig["rtt_p50_us"]) <= f(&fig["rtt_p99_us"]));
+    assert!(f(&fig["rtt_p99_us"]) <= f(&fig["rtt_p999_us"]));
+    assert!(f(&fig["rtt_p999_us"]) <= f(&fig["rtt_max_us"]) * 1.001);
+    // Rate and time agree; bandwidth is 512..=1024-byte messages at that rate.
+    assert!(
+        close(
+            f(&fig["messages"]) / f(&fig["elapsed_s"]),
+            f(&fig["messages_per_s"]),
+            0.01
+        ),
+        "{what}"
+    );
+    let bytes_per_msg = f(&fig["bandwidth_kb_s"]) * 1000.0 / f(&fig["messages_per_s"]);
+    assert!(
+        (512.0..=1024.0).contains(&bytes_per_msg),
+        "{what}: {bytes_per_msg} B/message"
+    );
+    // The loadgen's own counters.
+    let own = &run["detail"]["loadgen_report"];
+    assert_eq!(f(&own["answered"]), f(&fig["messages"]), "{what}: {own}");
+    assert_eq!(f(&own["failed"]), 0.0, "{what}");
+    assert!(
+        close(f(&own["messages_per_s"]), f(&fig["messages_per_s"]), 0.02),
+        "{what}: {own}"
+    );
+    assert!(
+        close(f(&own["latency"]["p50_us"]), f(&fig["rtt_p50_us"]), 0.02),
+        "{what}: {own}"
+    );
+    // The engine's own counter: every request, warm-up included.
+    let row = &run["detail"]["row"];
+    assert_eq!(
+        f(&row["engine_received"]),
+        f(&row["sent"]) + f(&row["warmup"]),
+        "{what}: {row}"
+    );
+    assert_eq!(
+        f(&run["detail"]["histogram_count"]),
+        PACKETS as f64,
+        "{what}"
+    );
+    // The CDF rises from 0 to 1 and never falls.
+    let cdf = run["cdf"].as_array().unwrap();
+    assert!(cdf.len() > 50, "{what}: {} CDF points", cdf.len());
+    let points: Vec<(f64, f64)> = cdf.iter().map(|p| (f(&p[0]), f(&p[1]))).collect();
+    assert!(
+        points
+            .windows(2)
+            .all(|w| w[0].0 <= w[1].0 && w[0].1 <= w[1].1),
+        "{what}: CDF not monotone"
+    );
+    assert_eq!(points.last().map(|p| p.0), Some(1.0));
+}
+
+#[test]
+fn bench_writes_a_real_report() {
+    let out = std::env::temp_dir().join(format!("bypasslab-bench-test-{}", std::process::id()));
+    let mut bench = BenchRun::start(
+        &[
+            "--packets",
+            "10000",
+            "--engines",
+            "kernel,dpdk",
+            "--peers",
+            "sockperf",
+            "--impairment",
+            "off",
+            "--repetitions",
+            "1",
+            "--warmup",
+            "200",
+        ],
+        out.clone(),
+    );
+    let (ok, stderr) = bench.wait(Duration::from_secs(170));
+    assert!(ok, "supervisor bench failed:\n{stderr}");
+
+    let doc: Value =
+        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(doc["schema"], 1);
+    assert!(doc["command"].as_str().unwrap().contains("bench"));
+    assert!(!doc["git_revision"].as_str().unwrap().is_empty());
+    assert!(
+        doc["host"]["doctor"]["checks"].is_array(),
+        "doctor facts missing"
+    );
+    assert!(doc["host"]["cores"].as_u64().unwrap() >= 1);
+    assert_eq!(doc["configuration"]["repetitions"], 1);
+    assert_eq!(doc["configuration"]["packets"], serde_json::json!([10000]));
+    assert_eq!(doc["interrupted"], false);
+    assert_eq!(doc["testbeds"].as_array().unwrap().len(), 1);
+
+    // Engines: each measured, or listed with the reason.
+    let mut measured = Vec::new();
+    for e in doc["engines"].as_array().unwrap() {
+        if e["available"] == true {
+            measured.push(e["name"].as_str().unwrap().to_owned());
+        } else {
+            assert!(!e["reason"].as_str().unwrap_or("").is_empty(), "{e}");
+        }
+    }
+    assert!(
+        measured.contains(&"kernel".to_owned()),
+        "{}",
+        doc["engines"]
+    );
+    let sockperf = doc["peers"][0]["available"] == true;
+
+    let cells = doc["cells"].as_array().unwrap();
+    for engine in &measured {
+        for test in ["closed", "open"] {
+            let cell = cells
+                .iter()
+                .find(|c| c["subject"] == engine.as_str() && c["test"] == test)
+                .unwrap_or_else(|| panic!("no {engine} {test} cell"));
+            assert_eq!(cell["errors"].as_array().map(Vec::len), Some(0), "{cell}");
+            let runs = cell["runs"].as_array().unwrap();
+            assert_eq!(runs.len(), 1);
+            check_engine_run(cell, &runs[0]);
+            // R = 1: the median is the run.
+            assert_eq!(cell["aggregate"]["median"], runs[0]["figures"]);
+            if test == "open" {
+                let closed = cells
+                    .iter()
+                    .find(|c| c["subject"] == engine.as_str() && c["test"] == "closed")
+                    .unwrap();
+                let expected = f(&closed["aggregate"]["median"]["messages_per_s"]) * 0.8;
+                assert!(close(f(&cell["target_rate"]), expected, 0.01), "{cell}");
+            }
+        }
+    }
+    if sockperf {
+        for test in ["ping-pong", "under-load"] {
+            let cell = cells
+                .iter()
+                .find(|c| c["subject"] == "sockperf" && c["test"] == test)
+                .unwrap_or_else(|| panic!("no sockperf {test} cell"));
+            assert_eq!(cell["errors"].as_array().map(Vec::len), Some(0), "{cell}");
+            let fig = &cell["runs"][0]["figures"];
+            for key in [
+                "messages",
+                "messages_per_s",
+                "bandwidth_kb_s",
+                "rtt_mean_us",
+                "rtt_p50_us",
+                "rtt_p99_us",
+            ] {
+                assert!(f(&fig[key]) > 0.0, "sockperf {test}: {key} is {}", fig[key]);
+            }
+            assert!(cell["runs"][0]["command"]
+                .as_str()
+                .unwrap()
+                .contains("sockperf"));
+        }
+        let kernel = cells
+            .iter()
+            .find(|c| c["subject"] == "kernel" && c["test"] == "closed")
+            .unwrap();
+        assert!(f(&kernel["ratios"]["messages_per_s_vs_sockperf"]) > 0.0);
+        assert!(close(
+            f(&kernel["ratios"]["messages_per_s_vs_kernel"]),
+            1.0,
+            1e-9
+        ));
+    } else {
+        assert!(!doc["peers"][0]["reason"].as_str().unwrap().is_empty());
+    }
+
+    let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+    assert!(md.contains("| 10000 |"), "{md}");
+    assert!(
+        md.contains("kernel closed p50") && md.contains("Ratios"),
+        "{md}"
+    );
+    for engine in &measured {
+        assert!(md.contains(&format!("{engine} open msgs/s")), "{md}");
+    }
+    if sockperf {
+        assert!(md.contains("sockperf ping-pong p99.9"), "{md}");
+    }
+
+    let plots: Vec<&str> = doc["plots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for stem in [
+        "latency-cdf-off",
+        "latency-per-count-off",
+        "throughput-per-count-off",
+    ] {
+        for ext in ["svg", "png"] {
+            let rel = format!("plots/{stem}.{ext}");
+            assert!(plots.contains(&rel.as_str()), "{rel} not listed: {plots:?}");
+            check_plot(&out, &rel);
+        }
+    }
+}
+
+#[test]
+fn bad_options_fail_clearly_and_measure_nothing() {
+    let out = Command::new(SUPERVISOR)
+        .args(["bench", "--engines", "kernel,bogus"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bogus"));
+
+    let out = Command::new(SUPERVISOR)
+        .args(["bench", "--repetitions", "0", "--out"])
+        .arg(std::env::temp_dir().join("bypasslab-bench-never"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--repetitions"));
+
+    let out = Command::new(SUPERVISOR)
+        .args([
+            "bench",
+            "--packets",
+            "10",
+            "--out",
+            "/proc/bypasslab-no/such",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot write the report to /proc/bypasslab-no"),
+        "{err}"
+    );
+}
