@@ -61,6 +61,10 @@ fn main() {
         install.lib_dir.display()
     );
     println!("cargo:rustc-link-lib=static:+whole-archive,-bundle=fstack");
+    // FreeBSD's SYSINIT linker sets are found through __start_/__stop_
+    // symbols only: section garbage collection must keep them (lld
+    // otherwise drops the sets and the link fails on __start_set_sysinit_set).
+    println!("cargo:rustc-link-arg=-Wl,-z,nostart-stop-gc");
     let dpdk = pkg_config::Config::new()
         .atleast_version(SUPPORTED_DPDK)
         .probe("libdpdk")

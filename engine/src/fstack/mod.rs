@@ -10,6 +10,17 @@
 //! F-Stack's initialisation itself (to give EAL the vdev on NS3's veth that
 //! F-Stack 1.24's config.ini cannot express) and runs the loop.
 
+#[cfg(feature = "fstack")]
+pub mod api;
+#[cfg(feature = "fstack")]
+mod backend;
+#[cfg(feature = "fstack")]
+pub mod ffi;
+#[cfg(feature = "fstack")]
+mod server;
+
+#[cfg(feature = "fstack")]
+pub use backend::{FstackBackend, FstackOptions};
 
 /// The F-Stack release the declarations in this module were written for.
 pub const SUPPORTED_FSTACK: &str = "1.24";

@@ -147,6 +147,44 @@ fn mask(prefix_len: u8) -> Ipv4Addr {
     )
 }
 
+/// F-Stack's `[dpdk]` keys (the dpdk engine lists them as unused): its
+/// default 100 µs TX batching delay would dominate the RTT, and sleeping
+/// when idle would add wake-up latency; the virtual PMDs offload nothing.
+const FSTACK_DPDK_KEYS: &str = "\
+    ; F-Stack: send each burst at once, never sleep when idle (latency)\n\
+    pkt_tx_delay=0\n\
+    idle_sleep=0\n\
+    tso=0\n\
+    numa_on=1\n";
+
+/// F-Stack's FreeBSD boot tunables and sysctls: a 1 ms clock (the TCP
+/// timers, retransmission included, tick at `hz`), and the socket limits
+/// of F-Stack's sample config.
+const FSTACK_FREEBSD_SECTIONS: &str = "\
+    \n\
+    [freebsd.boot]\n\
+    hz=1000\n\
+    fd_reserve=1024\n\
+    kern.ipc.maxsockets=262144\n\
+    net.inet.tcp.syncache.hashsize=4096\n\
+    net.inet.tcp.syncache.bucketlimit=100\n\
+    net.inet.tcp.tcbhashsize=65536\n\
+    kern.ncallout=262144\n\
+    \n\
+    [freebsd.sysctl]\n\
+    kern.ipc.somaxconn=32768\n\
+    kern.ipc.maxsockbuf=16777216\n\
+    net.link.ether.inet.maxhold=5\n\
+    net.inet.tcp.sendspace=16384\n\
+    net.inet.tcp.recvspace=8192\n\
+    net.inet.tcp.sack.enable=1\n\
+    net.inet.tcp.blackhole=1\n\
+    net.inet.tcp.msl=2000\n\
+    net.inet.tcp.delayed_ack=1\n\
+    net.inet.udp.blackhole=1\n\
+    net.inet.ip.redirect=0\n\
+    net.inet.ip.forwarding=0\n";
+
 /// The per-run config.ini for the engine.
 #[must_use]
 pub fn engine_ini(config: &TestbedConfig, pmd: &Pmd, core: usize, no_huge: bool) -> String {
@@ -174,12 +212,16 @@ pub fn engine_ini(config: &TestbedConfig, pmd: &Pmd, core: usize, no_huge: bool)
          pmd={pmd_key}\n\
          iface={iface}\n\
          log_level=*:notice\n\
+         {fstack_dpdk}\
          \n\
          [port0]\n\
          addr={addr}\n\
          netmask={netmask}\n\
          broadcast={broadcast}\n\
-         gateway={gateway}\n",
+         gateway={gateway}\n\
+         {fstack_freebsd}",
+        fstack_dpdk = FSTACK_DPDK_KEYS,
+        fstack_freebsd = FSTACK_FREEBSD_SECTIONS,
         name = config.name(),
         mask = 1u64 << core.min(63),
         no_huge = u8::from(no_huge),
@@ -344,6 +386,15 @@ mod tests {
         assert!(ini.contains("no_huge=1\n"));
         assert!(ini.contains(&format!("iface={}\n", config.server_iface())));
         assert!(ini.contains(&format!("file_prefix=bypasslab-{}\n", config.name())));
+        // F-Stack's latency keys and FreeBSD sections are there too.
+        for key in [
+            "pkt_tx_delay=0\n",
+            "idle_sleep=0\n",
+            "[freebsd.boot]\n",
+            "[freebsd.sysctl]\n",
+        ] {
+            assert!(ini.contains(key), "{key}");
+        }
     }
 
     #[test]

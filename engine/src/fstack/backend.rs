@@ -1,0 +1,181 @@
+//! The F-Stack backend: reads the same config.ini as the dpdk engine,
+//! initialises F-Stack with EAL pointed at the configured port, and serves
+//! from inside `ff_run` on the lcore of `lcore_mask`.
+
+use std::net::{IpAddr, SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::api::Stack;
+use super::server::Server;
+use crate::backend::Backend;
+use crate::cli::EngineArgs;
+use crate::context::ServeContext;
+use crate::dpdk::config::DpdkConfig;
+use crate::dpdk::eal_args::eal_args;
+use crate::EngineError;
+
+/// What the backend is built from.
+#[derive(Debug, Clone)]
+pub struct FstackOptions {
+    /// The F-Stack config.ini (the supervisor writes one per run).
+    pub config_path: PathBuf,
+    /// TCP port to serve (the address is `[port0] addr`).
+    pub port: u16,
+    /// `--listen`'s address when not the wildcard: must be `[port0] addr`.
+    pub listen_ip: Option<IpAddr>,
+    /// `--core`: must be the lcore of `lcore_mask` (F-Stack pins itself there).
+    pub core: Option<usize>,
+    /// Most connections open at once.
+    pub max_connections: usize,
+    /// How long open connections are served after the stop signal.
+    pub drain: Duration,
+}
+
+impl FstackOptions {
+    /// The options the engine's command line gives.
+    #[must_use]
+    pub fn from_args(args: &EngineArgs) -> Self {
+        Self {
+            config_path: args.dpdk_config.clone(),
+            port: args.listen.port(),
+            listen_ip: Some(args.listen.ip()).filter(|ip| !ip.is_unspecified()),
+            core: args.core,
+            max_connections: args.max_connections,
+            drain: Duration::from_millis(args.drain_ms),
+        }
+    }
+}
+
+/// The F-Stack backend.
+#[derive(Debug)]
+pub struct FstackBackend {
+    options: FstackOptions,
+    config: DpdkConfig,
+    extra_eal_args: Vec<String>,
+}
+
+fn invalid(step: impl Into<String>, why: impl Into<String>) -> EngineError {
+    EngineError::Io {
+        step: step.into(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, why.into()),
+    }
+}
+
+impl FstackBackend {
+    /// Reads and checks the configuration.
+    ///
+    /// # Errors
+    /// [`EngineError::Io`] naming the file and the key at fault.
+    pub fn new(options: FstackOptions) -> Result<Self, EngineError> {
+        let step = format!(
+            "read the F-Stack configuration {}",
+            options.config_path.display()
+        );
+        let config =
+            DpdkConfig::load(&options.config_path).map_err(|e| invalid(&step, e.to_string()))?;
+        if options.port == 0 {
+            return Err(invalid(
+                "choose the TCP port",
+                "--listen must name a port other than 0",
+            ));
+        }
+        if let Some(ip) = options.listen_ip {
+            if ip != IpAddr::V4(config.port0.addr) {
+                return Err(invalid(
+                    "choose the listening address",
+                    format!(
+                        "--listen names {ip}, but the stack's address is [port0] addr = {}",
+                        config.port0.addr
+                    ),
+                ));
+            }
+        }
+        if let Some(core) = options.core {
+            if core != config.main_lcore() {
+                return Err(invalid(
+                    "choose the serving core",
+                    format!(
+                        "--core {core} differs from lcore_mask's lcore {} (F-Stack pins \
+                         itself to lcore_mask)",
+                        config.main_lcore()
+                    ),
+                ));
+            }
+        }
+        // What F-Stack 1.24's config cannot say: the vdev on a Linux
+        // interface and --no-pci, taken from the dpdk engine's EAL args.
+        let extra_eal_args = eal_args(&config, None)
+            .into_iter()
+            .filter(|a| a == "--no-pci" || a == "--no-telemetry" || a.starts_with("--vdev="))
+            .collect();
+        Ok(Self {
+            options,
+            config,
+            extra_eal_args,
+        })
+    }
+
+    /// The address the stack serves.
+    #[must_use]
+    pub fn listen_addr(&self) -> SocketAddr {
+        (self.config.port0.addr, self.options.port).into()
+    }
+}
+
+impl Backend for FstackBackend {
+    fn name(&self) -> &'static str {
+        "fstack"
+    }
+
+    fn serve(&mut self, ctx: &mut ServeContext) -> Result<(), EngineError> {
+        let stack = Stack::init(
+            &self.options.config_path,
+            self.config.file_prefix.as_deref(),
+            &self.extra_eal_args,
+        )
+        .map_err(|e| EngineError::Io {
+            step: "initialise F-Stack".to_owned(),
+            source: std::io::Error::other(e),
+        })?;
+        let result = serve_on(&stack, &self.options, &self.config, ctx);
+        // EAL's runtime files; this process was their only user.
+        if let Some(prefix) = &self.config.file_prefix {
+            let _ = std::fs::remove_dir_all(PathBuf::from("/var/run/dpdk").join(prefix));
+        }
+        result
+    }
+}
+
+fn serve_on(
+    stack: &Stack,
+    options: &FstackOptions,
+    config: &DpdkConfig,
+    ctx: &mut ServeContext,
+) -> Result<(), EngineError> {
+    let addr = SocketAddrV4::new(config.port0.addr, options.port);
+    let io_step = |step: &str| {
+        let step = step.to_owned();
+        move |source| EngineError::Io { step, source }
+    };
+    let listener = stack
+        .listen(addr, 512)
+        .map_err(io_step(&format!("listen on {addr}")))?;
+    let epoll = stack.epoll().map_err(io_step("create an epoll instance"))?;
+    let mut server = Server::new(
+        listener,
+        epoll,
+        options.max_connections.max(1),
+        options.drain,
+    )
+    .map_err(io_step("watch the listening socket"))?;
+    eprintln!(
+        "engine: fstack ready: {addr}/{} lcore {} EAL {:?}",
+        config.port0.prefix_len,
+        config.main_lcore(),
+        stack.eal_args(),
+    );
+    ctx.mark_ready();
+    stack.run(|_| server.turn(ctx));
+    Ok(())
+}

@@ -1,0 +1,242 @@
+//! The connections, served from inside F-Stack's loop: each call to
+//! [`Server::turn`] polls F-Stack's epoll once (never waits), accepts,
+//! reads, answers and writes, then lets `ff_run` go back to the port.
+
+use std::collections::HashMap;
+use std::io;
+use std::time::{Duration, Instant};
+
+use protocol::{ServerSession, REPLY_LEN};
+use shm_layout::Counters;
+
+use super::api::{Epoll, Flow, Socket};
+use crate::context::ServeContext;
+
+/// The listener's epoll token; connections use their descriptor.
+const LISTENER: u64 = u64::MAX;
+/// Events taken per turn.
+const EVENTS: usize = 64;
+/// Reads per connection per turn before others are served.
+const READS_PER_TURN: usize = 32;
+/// After the last connection is closed, turns keep running this long so
+/// the FINs leave the port.
+const LINGER: Duration = Duration::from_millis(50);
+
+struct Conn {
+    socket: Socket,
+    session: ServerSession,
+    out: Vec<u8>,
+    out_pos: usize,
+    written: u64,
+    wants_write: bool,
+}
+
+/// What serving holds between turns.
+pub(super) struct Server {
+    listener: Option<Socket>,
+    epoll: Epoll,
+    conns: HashMap<u64, Conn>,
+    events: Vec<libc::epoll_event>,
+    buf: Vec<u8>,
+    max_connections: usize,
+    drain: Duration,
+    drain_until: Option<Instant>,
+    linger_until: Option<Instant>,
+}
+
+impl Server {
+    pub(super) fn new(
+        listener: Socket,
+        epoll: Epoll,
+        max_connections: usize,
+        drain: Duration,
+    ) -> io::Result<Self> {
+        epoll.add(&listener, libc::EPOLLIN as u32, LISTENER)?;
+        Ok(Self {
+            listener: Some(listener),
+            epoll,
+            conns: HashMap::new(),
+            events: vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS],
+            buf: vec![0; 64 * 1024],
+            max_connections,
+            drain,
+            drain_until: None,
+            linger_until: None,
+        })
+    }
+
+    /// One pass over what is ready.
+    pub(super) fn turn(&mut self, ctx: &mut ServeContext) -> Flow {
+        let now = Instant::now();
+        if ctx.should_stop() && self.drain_until.is_none() {
+            // No new connections; the open ones get `drain` to finish.
+            if let Some(listener) = self.listener.take() {
+                let _ = self.epoll.delete(&listener);
+            }
+            self.drain_until = Some(now + self.drain);
+        }
+        let mut events = std::mem::take(&mut self.events);
+        let ready = self.epoll.poll(&mut events).map_or(0, <[_]>::len);
+        for event in &events[..ready] {
+            let token = event.u64;
+            if token == LISTENER {
+                self.accept_all(&mut ctx.counters);
+            } else {
+                self.drive(token, &mut ctx.counters);
+            }
+        }
+        self.events = events;
+        if ready == 0 {
+            ctx.counters.idle_loops += 1;
+        } else {
+            ctx.counters.busy_loops += 1;
+        }
+        ctx.counters.connections_active = self.conns.len() as u64;
+        ctx.maybe_publish();
+
+        if let Some(deadline) = self.drain_until {
+            if self.conns.is_empty() || now >= deadline {
+                let tokens: Vec<u64> = self.conns.keys().copied().collect();
+                for token in tokens {
+                    self.close(token, &mut ctx.counters);
+                }
+                let linger = *self.linger_until.get_or_insert(now + LINGER);
+                if now >= linger {
+                    ctx.counters.connections_active = 0;
+                    ctx.publish_now();
+                    return Flow::Stop;
+                }
+            }
+        }
+        Flow::Continue
+    }
+
+    fn accept_all(&mut self, counters: &mut Counters) {
+        let Some(listener) = &self.listener else {
+            return;
+        };
+        while let Ok(Some(socket)) = listener.accept() {
+            counters.connections_opened += 1;
+            if self.conns.len() >= self.max_connections {
+                counters.connections_closed += 1;
+                continue; // dropped: closed at once
+            }
+            let _ = socket.set_nodelay();
+            let token = u64::try_from(socket.fd()).unwrap_or(0);
+            if self
+                .epoll
+                .add(&socket, libc::EPOLLIN as u32, token)
+                .is_err()
+            {
+                counters.connections_closed += 1;
+                continue;
+            }
+            self.conns.insert(
+                token,
+                Conn {
+                    socket,
+                    session: ServerSession::default(),
+                    out: Vec::new(),
+                    out_pos: 0,
+                    written: 0,
+                    wants_write: false,
+                },
+            );
+        }
+    }
+
+    fn drive(&mut self, token: u64, counters: &mut Counters) {
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return;
+        };
+        let keep = conn.serve(&mut self.buf, counters);
+        if keep {
+            let wants_write = conn.out.len() > conn.out_pos;
+            if wants_write != conn.wants_write {
+                let events = if wants_write {
+                    (libc::EPOLLIN | libc::EPOLLOUT) as u32
+                } else {
+                    libc::EPOLLIN as u32
+                };
+                if self.epoll.modify(&conn.socket, events, token).is_ok() {
+                    conn.wants_write = wants_write;
+                }
+            }
+        } else {
+            self.close(token, counters);
+        }
+    }
+
+    fn close(&mut self, token: u64, counters: &mut Counters) {
+        if let Some(conn) = self.conns.remove(&token) {
+            let _ = self.epoll.delete(&conn.socket);
+            counters.connections_closed += 1;
+        }
+    }
+}
+
+impl Conn {
+    /// Reads what is there, answers it, writes; false when it must close.
+    fn serve(&mut self, buf: &mut [u8], counters: &mut Counters) -> bool {
+        if self.flush(counters).is_err() {
+            counters.resets += 1;
+            return false;
+        }
+        for _ in 0..READS_PER_TURN {
+            match self.socket.read(buf) {
+                Ok(0) => {
+                    let _ = self.flush(counters);
+                    if self.session.mid_request() {
+                        counters.half_messages += 1;
+                    }
+                    return false;
+                }
+                Ok(n) => {
+                    counters.bytes_received += n as u64;
+                    let before = self.out.len();
+                    let result = self.session.on_bytes(&buf[..n], &mut self.out);
+                    counters.messages_received += ((self.out.len() - before) / REPLY_LEN) as u64;
+                    if result.is_err() {
+                        counters.protocol_errors += 1;
+                        let _ = self.flush(counters);
+                        return false;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    counters.resets += 1;
+                    return false;
+                }
+            }
+        }
+        if self.flush(counters).is_err() {
+            counters.resets += 1;
+            return false;
+        }
+        true
+    }
+
+    fn flush(&mut self, counters: &mut Counters) -> io::Result<()> {
+        while self.out_pos < self.out.len() {
+            match self.socket.write(&self.out[self.out_pos..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.out_pos += n;
+                    counters.bytes_sent += n as u64;
+                    let whole_before = self.written / REPLY_LEN as u64;
+                    self.written += n as u64;
+                    counters.messages_sent += self.written / REPLY_LEN as u64 - whole_before;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if self.out_pos == self.out.len() {
+            self.out.clear();
+            self.out_pos = 0;
+        }
+        Ok(())
+    }
+}
