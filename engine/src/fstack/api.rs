@@ -44,6 +44,19 @@ pub enum FstackError {
     },
 }
 
+/// A port's cumulative counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PortStats {
+    /// Frames received.
+    pub rx_packets: u64,
+    /// Frames sent.
+    pub tx_packets: u64,
+    /// Frames the port dropped for want of room.
+    pub rx_dropped: u64,
+    /// Erroneous frames received.
+    pub rx_errors: u64,
+}
+
 /// What the loop body asks of `ff_run`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
@@ -229,6 +242,21 @@ impl Stack {
         if let Some(payload) = state.panic {
             panic::resume_unwind(payload);
         }
+    }
+
+    /// The DPDK port's counters (F-Stack's port `port_id` is DPDK's).
+    #[must_use]
+    pub fn port_stats(&self, port_id: u16) -> Option<PortStats> {
+        let mut stats = dpdk_sys::ffi::rte_eth_stats::default();
+        // SAFETY: EAL is initialised (a Stack exists) and this is its main
+        // thread; `stats` is a valid out-parameter for the call.
+        let rc = unsafe { dpdk_sys::ffi::rte_eth_stats_get(port_id, &mut stats) };
+        (rc == 0).then_some(PortStats {
+            rx_packets: stats.ipackets,
+            tx_packets: stats.opackets,
+            rx_dropped: stats.imissed,
+            rx_errors: stats.ierrors,
+        })
     }
 
     /// A non-blocking TCP socket listening on `addr`.

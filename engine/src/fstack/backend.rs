@@ -30,6 +30,8 @@ pub struct FstackOptions {
     pub max_connections: usize,
     /// How long open connections are served after the stop signal.
     pub drain: Duration,
+    /// Port counters are read at this interval (the publication interval).
+    pub stats_interval: Duration,
 }
 
 impl FstackOptions {
@@ -43,6 +45,7 @@ impl FstackOptions {
             core: args.core,
             max_connections: args.max_connections,
             drain: Duration::from_millis(args.drain_ms),
+            stats_interval: Duration::from_millis(args.publish_interval_ms.max(1)),
         }
     }
 }
@@ -167,6 +170,7 @@ fn serve_on(
         epoll,
         options.max_connections.max(1),
         options.drain,
+        options.stats_interval,
     )
     .map_err(io_step("watch the listening socket"))?;
     eprintln!(
@@ -176,6 +180,6 @@ fn serve_on(
         stack.eal_args(),
     );
     ctx.mark_ready();
-    stack.run(|_| server.turn(ctx));
+    stack.run(|stack| server.turn(stack, ctx));
     Ok(())
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use protocol::{ServerSession, REPLY_LEN};
 use shm_layout::Counters;
 
-use super::api::{Epoll, Flow, Socket};
+use super::api::{Epoll, Flow, Socket, Stack};
 use crate::context::ServeContext;
 
 /// The listener's epoll token; connections use their descriptor.
@@ -42,6 +42,8 @@ pub(super) struct Server {
     drain: Duration,
     drain_until: Option<Instant>,
     linger_until: Option<Instant>,
+    stats_interval: Duration,
+    next_stats: Instant,
 }
 
 impl Server {
@@ -50,6 +52,7 @@ impl Server {
         epoll: Epoll,
         max_connections: usize,
         drain: Duration,
+        stats_interval: Duration,
     ) -> io::Result<Self> {
         epoll.add(&listener, libc::EPOLLIN as u32, LISTENER)?;
         Ok(Self {
@@ -62,12 +65,19 @@ impl Server {
             drain,
             drain_until: None,
             linger_until: None,
+            stats_interval,
+            next_stats: Instant::now(),
         })
     }
 
     /// One pass over what is ready.
-    pub(super) fn turn(&mut self, ctx: &mut ServeContext) -> Flow {
+    pub(super) fn turn(&mut self, stack: &Stack, ctx: &mut ServeContext) -> Flow {
         let now = Instant::now();
+        if now >= self.next_stats {
+            // Port counters on the publication timer, not per packet.
+            self.next_stats = now + self.stats_interval;
+            merge_port_stats(stack, &mut ctx.counters);
+        }
         if ctx.should_stop() && self.drain_until.is_none() {
             // No new connections; the open ones get `drain` to finish.
             if let Some(listener) = self.listener.take() {
@@ -102,6 +112,7 @@ impl Server {
                 }
                 let linger = *self.linger_until.get_or_insert(now + LINGER);
                 if now >= linger {
+                    merge_port_stats(stack, &mut ctx.counters);
                     ctx.counters.connections_active = 0;
                     ctx.publish_now();
                     return Flow::Stop;
@@ -172,6 +183,17 @@ impl Server {
             let _ = self.epoll.delete(&conn.socket);
             counters.connections_closed += 1;
         }
+    }
+}
+
+/// The port's counters into the engine's: frames in/out, misses, errors.
+/// F-Stack serves DPDK port 0 (`port_list=0`).
+fn merge_port_stats(stack: &Stack, counters: &mut Counters) {
+    if let Some(port) = stack.port_stats(0) {
+        counters.rx_packets = port.rx_packets;
+        counters.tx_packets = port.tx_packets;
+        counters.rx_dropped = port.rx_dropped;
+        counters.rx_errors = port.rx_errors;
     }
 }
 
