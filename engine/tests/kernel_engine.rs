@@ -315,6 +315,10 @@ fn a_core_that_does_not_exist_is_a_configuration_error() {
 }
 
 #[test]
+#[cfg_attr(
+    feature = "fstack",
+    ignore = "this build has the fstack engine (the hint is for builds without it)"
+)]
 fn fstack_without_the_feature_says_how_to_enable_it() {
     let (code, stderr) = run_expecting_failure(&["--kind", "fstack"]);
     assert_eq!(code, 2, "{stderr}");
