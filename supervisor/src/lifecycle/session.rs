@@ -451,6 +451,8 @@ pub fn teardown_recorded(config: &TestbedConfig, state: &RunState, report: &mut 
                 .push(format!("load generator (pid {}) stopped", loadgen.pid));
         }
     }
+    // Its record too, or the state directory outlives the run.
+    let _ = fs::remove_file(state::testbed_dir(config.name()).join("loadgen.pid.json"));
     if let Some(path) = &state.segment {
         match fs::remove_file(path) {
             Ok(()) => report
