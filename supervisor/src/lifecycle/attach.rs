@@ -225,6 +225,19 @@ pub fn attach_once_with_output(
     };
     let _ = fs::remove_file(loadgen_pid_path(&run.testbed));
     let stdout = reader.join().unwrap_or_default();
+    // Say what died and how: a row's counts alone do not tell a killed load
+    // generator or a dead link emulator from a lossy link.
+    if !ending.is_success() {
+        eprintln!(
+            "supervisor: the load generator (pid {}) {ending}",
+            child.id()
+        );
+    }
+    if let Some((pid, how)) = netview::emulator_ending(config) {
+        eprintln!(
+            "supervisor: the link emulator (pid {pid}) {how}: NS1 and NS3 are cut off; restart the network with `supervisor stop` then `start`"
+        );
+    }
 
     let snapshot = settled_snapshot(&segment);
     let engine_after = slot(&snapshot, Role::Engine).map(|s| s.counters);

@@ -203,6 +203,13 @@ pub fn start(args: &StartArgs) -> Result<i32, LifecycleError> {
     }
     let interrupted = interrupt_flag()?;
     let mut run = Run::start(config, &args.options(), &mut |l| say(l))?;
+    if interrupted.load(Ordering::Relaxed) {
+        // The signal came while starting: the start was interrupted, not
+        // completed.
+        say("signal received while starting: stopping");
+        print_teardown(&run.stop());
+        return Ok(EXIT_INTERRUPTED);
+    }
     say("serving; Ctrl-C or `supervisor stop` ends the run");
     let code = watch(&mut run, &interrupted)?;
     print_teardown(&run.stop());
@@ -222,6 +229,12 @@ fn watch(run: &mut Run, interrupted: &AtomicBool) -> Result<i32, LifecycleError>
                 run.state().engine.map_or(0, |p| p.pid)
             ));
             return Ok(EXIT_CHILD_DIED);
+        }
+        if let Some((pid, how)) = netview::emulator_ending(run.config()) {
+            say(&format!(
+                "the link emulator (pid {pid}) {how}; ending the run"
+            ));
+            return Ok(EXIT_LOSS);
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -605,6 +618,11 @@ pub fn run(args: &RunArgs) -> Result<i32, LifecycleError> {
                 state.engine.map_or(0, |p| p.pid)
             ));
             code = EXIT_CHILD_DIED;
+            break;
+        }
+        if netview::emulator_ending(&config).is_some() {
+            // attach_once said how it ended; later counts cannot pass.
+            code = EXIT_LOSS;
             break;
         }
         if interrupted.load(Ordering::Relaxed) {

@@ -31,3 +31,24 @@ pub fn observed_loss_percent(status: &NetStatus) -> Option<f64> {
         .as_ref()
         .and_then(|o| o.loss_percent)
 }
+
+/// The link emulator recorded by `net up`, if it no longer runs: its pid and
+/// how it ended (known when it is this process's child, i.e. when this
+/// supervisor brought the network up; otherwise "is gone").
+pub fn emulator_ending(config: &TestbedConfig) -> Option<(i32, String)> {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let path = net::state::state_file(&config.state_dir());
+    let record = net::state::NetState::load(&path).ok()??.emulator?;
+    if net::process::alive(record.pid, record.start_time) {
+        return None;
+    }
+    let how = match waitpid(
+        nix::unistd::Pid::from_raw(record.pid),
+        Some(WaitPidFlag::WNOHANG),
+    ) {
+        Ok(WaitStatus::Signaled(_, signal, _)) => format!("was killed by {}", signal.as_str()),
+        Ok(WaitStatus::Exited(_, code)) => format!("exited with code {code}"),
+        _ => "is gone".to_owned(),
+    };
+    Some((record.pid, how))
+}
