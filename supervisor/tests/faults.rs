@@ -1,0 +1,391 @@
+//! Fault tests (root: each builds its own namespaces): a process of the run
+//! is killed, or the supervisor is signalled, at a given phase. Each test
+//! checks what the supervisor says died and how, that no result claims
+//! success when replies were lost, and — after the documented recovery
+//! (`supervisor stop` or nothing) — that nothing the run created remains.
+//!
+//! Covered elsewhere and not repeated here (see docs/RELIABILITY.md):
+//! `lifecycle.rs` (kill -9 of an idle engine, SIGINT to `run` during attach,
+//! kill -9 of an idle supervisor, a second `start`, `stop` with nothing
+//! running) and `net_lifecycle.rs` (`net down` twice, a crashed emulator
+//! before `down`).
+
+mod reliability;
+
+use std::time::Duration;
+
+use reliability::{bin_dir, kill, root_or_skip, wait_exit, Testbed, ENGINES};
+
+/// `run` arguments that keep the load generator busy far longer than any
+/// test waits, with a short reply timeout so failures resolve quickly.
+fn long_run(engine: &str) -> Vec<String> {
+    [
+        "run",
+        "--engine",
+        engine,
+        "--packets",
+        "50000000",
+        "--connections",
+        "2",
+        "--timeout-ms",
+        "1000",
+        "--json",
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .collect()
+}
+
+fn args(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// Asserts that a `run --json` document does not claim a clean run.
+fn assert_not_clean(doc: &serde_json::Value) {
+    let rows = doc["rows"].as_array().expect("rows");
+    for row in rows {
+        let packets = row["packets"].as_u64().unwrap();
+        let answered = row["answered"].as_u64().unwrap();
+        let clean = row["failed"] == 0
+            && answered == packets
+            && row["loadgen_exit"]["how"] == "exited"
+            && row["loadgen_exit"]["code"] == 0;
+        assert!(!clean, "a broken run reported clean: {row}");
+    }
+}
+
+#[test]
+fn fault_engine_sigkill_during_load_ends_run_with_code_3() {
+    if !root_or_skip("fault_engine_sigkill_during_load") {
+        return;
+    }
+    bin_dir();
+    for engine in ENGINES {
+        let testbed = Testbed::plain("fe");
+        let run = long_run(engine);
+        let mut child = testbed.spawn(&args(&run));
+        let state = testbed.wait_ready(&mut child);
+        let engine_pid = reliability::pid(&state["engine"]["pid"]);
+        let loadgen_pid = testbed.wait_loadgen(&mut child);
+        kill(engine_pid, "KILL");
+        let out = reliability::finish(child, Duration::from_secs(60));
+        eprintln!("{engine}: {}", out.stderr);
+        assert_eq!(out.code, Some(3), "a dead engine ends the run with code 3");
+        assert!(
+            out.stderr.contains(&format!(
+                "the engine (pid {engine_pid}) was killed by SIGKILL"
+            )),
+            "{}",
+            out.stderr
+        );
+        let doc = out.json();
+        assert!(doc["engine_died"]
+            .as_str()
+            .is_some_and(|s| s.contains("SIGKILL")));
+        assert_not_clean(&doc);
+        testbed.assert_nothing_left(&[engine_pid, loadgen_pid]);
+    }
+}
+
+#[test]
+fn fault_loadgen_sigkill_is_reported_and_never_clean() {
+    if !root_or_skip("fault_loadgen_sigkill") {
+        return;
+    }
+    bin_dir();
+    for engine in ENGINES {
+        let testbed = Testbed::plain("fl");
+        let run = long_run(engine);
+        let mut child = testbed.spawn(&args(&run));
+        let state = testbed.wait_ready(&mut child);
+        let engine_pid = reliability::pid(&state["engine"]["pid"]);
+        let loadgen_pid = testbed.wait_loadgen(&mut child);
+        kill(loadgen_pid, "KILL");
+        let out = reliability::finish(child, Duration::from_secs(60));
+        assert_eq!(out.code, Some(1), "lost messages end the run with code 1");
+        assert!(
+            out.stderr.contains(&format!(
+                "the load generator (pid {loadgen_pid}) was killed by SIGKILL"
+            )),
+            "{}",
+            out.stderr
+        );
+        let doc = out.json();
+        let row = &doc["rows"][0];
+        assert_eq!(row["loadgen_exit"]["how"], "signaled");
+        assert_eq!(row["loadgen_exit"]["name"], "SIGKILL");
+        assert_not_clean(&doc);
+        testbed.assert_nothing_left(&[engine_pid, loadgen_pid]);
+    }
+}
+
+#[test]
+fn fault_emulator_sigkill_is_reported_and_never_clean() {
+    if !root_or_skip("fault_emulator_sigkill") {
+        return;
+    }
+    bin_dir();
+    for engine in ENGINES {
+        let testbed = Testbed::impaired("fm");
+        let run = long_run(engine);
+        let mut child = testbed.spawn(&args(&run));
+        let state = testbed.wait_ready(&mut child);
+        let engine_pid = reliability::pid(&state["engine"]["pid"]);
+        let emulator_pid = testbed
+            .emulator_pid()
+            .expect("the emulator impairs the link");
+        let loadgen_pid = testbed.wait_loadgen(&mut child);
+        kill(emulator_pid, "KILL");
+        let out = reliability::finish(child, Duration::from_secs(90));
+        eprintln!("{engine}: {}", out.stderr);
+        assert_eq!(out.code, Some(1), "lost messages end the run with code 1");
+        assert!(
+            out.stderr.contains(&format!(
+                "the link emulator (pid {emulator_pid}) was killed by SIGKILL"
+            )),
+            "{}",
+            out.stderr
+        );
+        assert_not_clean(&out.json());
+        testbed.assert_nothing_left(&[engine_pid, loadgen_pid, emulator_pid]);
+    }
+}
+
+#[test]
+fn fault_supervisor_sigkill_during_load_then_stop_cleans() {
+    if !root_or_skip("fault_supervisor_sigkill_during_load") {
+        return;
+    }
+    bin_dir();
+    for engine in ENGINES {
+        let testbed = Testbed::impaired("fs");
+        let run = long_run(engine);
+        let mut child = testbed.spawn(&args(&run));
+        let state = testbed.wait_ready(&mut child);
+        let engine_pid = reliability::pid(&state["engine"]["pid"]);
+        let emulator_pid = testbed.emulator_pid().expect("emulator");
+        let loadgen_pid = testbed.wait_loadgen(&mut child);
+        kill(child.id(), "KILL");
+        let supervisor_pid = child.id();
+        let _ = wait_exit(&mut child, Duration::from_secs(10));
+
+        // The next `start` refuses and says what is left.
+        let refused = testbed.run(&["start", "--engine", engine], Duration::from_secs(30));
+        assert_eq!(refused.code, Some(1));
+        assert!(refused.stderr.contains("leftovers of a crashed run"));
+        assert!(refused
+            .stderr
+            .contains(&format!("engine pid {engine_pid} still running")));
+
+        // `stop` is the documented recovery.
+        let stopped = testbed.run(&["stop"], Duration::from_secs(60));
+        assert_eq!(stopped.code, Some(0));
+        assert!(stopped
+            .stderr
+            .contains(&format!("the supervisor (pid {supervisor_pid}) is gone")));
+        assert!(
+            stopped
+                .stderr
+                .contains(&format!("load generator (pid {loadgen_pid}) stopped")),
+            "{}",
+            stopped.stderr
+        );
+        testbed.assert_nothing_left(&[engine_pid, loadgen_pid, emulator_pid, supervisor_pid]);
+    }
+}
+
+/// Where in its life the supervisor is signalled.
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    /// The run state exists and the network is being built.
+    NetUp,
+    /// The engine was spawned and is not serving yet.
+    EngineStart,
+}
+
+fn signal_during_start(engine: &str, phase: Phase, signal: &str) {
+    let testbed = Testbed::impaired("sp");
+    let mut child = testbed.spawn(&["start", "--engine", engine]);
+    let state = match phase {
+        Phase::NetUp => testbed.wait_for(&mut child, "run state", Duration::from_secs(30), |t| {
+            t.run_state()
+        }),
+        Phase::EngineStart => {
+            testbed.wait_for(&mut child, "engine pid", Duration::from_secs(60), |t| {
+                t.run_state().filter(|s| s["engine"].is_object())
+            })
+        }
+    };
+    let hit = state["phase"].as_str().unwrap_or("").to_owned();
+    let engine_pid = state["engine"]["pid"].as_u64().map(|p| p as u32);
+    kill(child.id(), signal);
+    let out = reliability::finish(child, Duration::from_secs(90));
+    eprintln!(
+        "{engine} {phase:?} SIG{signal} (phase seen: {hit}):\n{}",
+        out.stderr
+    );
+    assert_eq!(
+        out.code,
+        Some(130),
+        "a signal before the run serves interrupts it"
+    );
+    assert!(
+        out.stderr.contains("signal received"),
+        "the supervisor says why it stops: {}",
+        out.stderr
+    );
+    let mut pids: Vec<u32> = engine_pid.into_iter().collect();
+    pids.extend(testbed.emulator_pid());
+    testbed.assert_nothing_left(&pids);
+}
+
+#[test]
+fn fault_sigint_and_sigterm_during_net_up() {
+    if !root_or_skip("fault_signal_during_net_up") {
+        return;
+    }
+    bin_dir();
+    for signal in ["INT", "TERM"] {
+        signal_during_start("kernel", Phase::NetUp, signal);
+    }
+}
+
+#[test]
+fn fault_sigint_and_sigterm_during_engine_start() {
+    if !root_or_skip("fault_signal_during_engine_start") {
+        return;
+    }
+    bin_dir();
+    for engine in ENGINES {
+        for signal in ["INT", "TERM"] {
+            signal_during_start(engine, Phase::EngineStart, signal);
+        }
+    }
+}
+
+#[test]
+fn fault_sigterm_during_attach_interrupts_run() {
+    if !root_or_skip("fault_sigterm_during_attach") {
+        return;
+    }
+    bin_dir();
+    // SIGINT during attach is lifecycle.rs's; here SIGTERM, both engines.
+    for engine in ENGINES {
+        let testbed = Testbed::plain("st");
+        let run = long_run(engine);
+        let mut child = testbed.spawn(&args(&run));
+        let state = testbed.wait_ready(&mut child);
+        let engine_pid = reliability::pid(&state["engine"]["pid"]);
+        let loadgen_pid = testbed.wait_loadgen(&mut child);
+        kill(child.id(), "TERM");
+        let out = reliability::finish(child, Duration::from_secs(60));
+        assert_eq!(out.code, Some(130));
+        assert!(out.stderr.contains("signal received"), "{}", out.stderr);
+        testbed.assert_nothing_left(&[engine_pid, loadgen_pid]);
+    }
+}
+
+#[test]
+fn fault_signal_to_background_supervisor_during_attach_and_stats() {
+    if !root_or_skip("fault_signal_to_background_supervisor") {
+        return;
+    }
+    let bins = bin_dir();
+    let bins = bins.to_str().unwrap();
+    for (engine, signal) in [("kernel", "INT"), ("dpdk", "TERM")] {
+        let testbed = Testbed::plain("sb");
+        let started = testbed.run(
+            &["start", "--engine", engine, "--detach", "--bin-dir", bins],
+            Duration::from_secs(120),
+        );
+        assert_eq!(started.code, Some(0));
+        let state = testbed.run_state().expect("run state");
+        let supervisor_pid = reliability::pid(&state["supervisor"]["pid"]);
+        let engine_pid = reliability::pid(&state["engine"]["pid"]);
+
+        let follow = testbed.spawn(&["stats", "--json", "--follow", "--interval-ms", "100"]);
+        let mut attach = testbed.spawn(&[
+            "attach",
+            "--packets",
+            "50000000",
+            "--timeout-ms",
+            "1000",
+            "--json",
+        ]);
+        let loadgen_pid = testbed.wait_loadgen(&mut attach);
+        kill(supervisor_pid, signal);
+
+        // The teardown stops the engine (the load generator then fails its
+        // requests) and the load generator: either way the row says how it
+        // ended, and is not clean.
+        let attached = reliability::finish(attach, Duration::from_secs(60));
+        eprintln!("attach: {}", attached.stderr);
+        assert_eq!(attached.code, Some(1), "an interrupted attach is not clean");
+        let rows = attached.json();
+        let row = &rows[0];
+        assert_ne!(
+            row["loadgen_exit"],
+            serde_json::json!({"how": "exited", "code": 0}),
+            "{row}"
+        );
+        assert!(row["answered"].as_u64().unwrap() < 50_000_000);
+        assert!(
+            attached
+                .stderr
+                .contains(&format!("the load generator (pid {loadgen_pid}) ")),
+            "{}",
+            attached.stderr
+        );
+
+        // `stats --follow` ends by itself once the run is gone.
+        let followed = reliability::finish(follow, Duration::from_secs(30));
+        assert_eq!(followed.code, Some(0));
+        assert!(followed.stdout.lines().count() >= 2, "stats lines");
+
+        // The background supervisor logged why it stopped (the log is
+        // removed with the run, so its end state is what we check).
+        testbed.assert_nothing_left(&[supervisor_pid, engine_pid, loadgen_pid]);
+    }
+}
+
+#[test]
+fn fault_second_start_with_clean_leftovers_never_touches_a_live_run() {
+    if !root_or_skip("fault_second_start_with_clean_leftovers") {
+        return;
+    }
+    let bins = bin_dir();
+    let testbed = Testbed::plain("ss");
+    let started = testbed.run(
+        &[
+            "start",
+            "--engine",
+            "kernel",
+            "--detach",
+            "--bin-dir",
+            bins.to_str().unwrap(),
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(started.code, Some(0));
+    let state = testbed.run_state().unwrap();
+    let engine_pid = reliability::pid(&state["engine"]["pid"]);
+    let supervisor_pid = reliability::pid(&state["supervisor"]["pid"]);
+    let again = testbed.run(
+        &["start", "--engine", "kernel", "--clean-leftovers"],
+        Duration::from_secs(30),
+    );
+    assert_eq!(again.code, Some(1));
+    assert!(again.stderr.contains("already running"), "{}", again.stderr);
+    assert!(reliability::alive(engine_pid) && reliability::alive(supervisor_pid));
+    let attached = testbed.run(
+        &["attach", "--packets", "500", "--json"],
+        Duration::from_secs(60),
+    );
+    assert_eq!(attached.code, Some(0), "the live run still serves");
+    let stopped = testbed.run(&["stop"], Duration::from_secs(60));
+    assert_eq!(stopped.code, Some(0));
+    testbed.assert_nothing_left(&[engine_pid, supervisor_pid]);
+    let idle = testbed.run(&["stop"], Duration::from_secs(30));
+    assert_eq!(idle.code, Some(0));
+    assert!(idle.stderr.contains("nothing to stop"));
+}
