@@ -151,7 +151,9 @@ impl LocalHistogram {
         // Percentiles use the bucket total, which is what the buckets can
         // answer for (a reader of the shared histogram may see `count` and
         // the buckets a few samples apart).
-        let total: u64 = self.buckets.iter().sum();
+        // Saturating: the buckets may come from a corrupt segment, and a
+        // reader must not overflow on them.
+        let total = self.buckets.iter().fold(0_u64, |a, &n| a.saturating_add(n));
         if total == 0 {
             return 0;
         }
@@ -161,9 +163,9 @@ impl LocalHistogram {
             clippy::cast_precision_loss
         )]
         let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
-        let mut seen = 0;
+        let mut seen = 0_u64;
         for (i, &n) in self.buckets.iter().enumerate() {
-            seen += n;
+            seen = seen.saturating_add(n);
             if seen >= rank {
                 let (lo, width) = bucket_bounds(i);
                 let mid = lo + (width - 1) / 2;
