@@ -129,7 +129,6 @@ fn check(data: &[u8]) {
             );
             let _ = segment.snapshot();
             for role in Role::ALL {
-                let _ = segment.read_counters(role);
                 let _ = segment.producer_state(role);
                 let _ = segment.histogram(role).summary();
                 if let Ok(mut consumer) = segment.consumer(role) {
