@@ -205,6 +205,10 @@ fn lifecycle_exit(outcome: Result<i32, lifecycle::LifecycleError>) -> Result<(),
         Ok(0) => Ok(()),
         Ok(code) => Err(ExitCode::from(u8::try_from(code).unwrap_or(1))),
         Err(lifecycle::LifecycleError::Interrupted) => Err(ExitCode::from(130)),
+        Err(e @ lifecycle::LifecycleError::Config(_)) => {
+            eprintln!("supervisor: {e}");
+            Err(ExitCode::from(2))
+        }
         Err(e) => Err(fail(e)),
     }
 }

@@ -39,8 +39,7 @@ pub struct CommonArgs {
 
 impl CommonArgs {
     fn load(&self) -> Result<TestbedConfig, LifecycleError> {
-        TestbedConfig::load(self.config.as_deref())
-            .map_err(|e| LifecycleError::Unsupported(format!("configuration: {e}")))
+        Ok(TestbedConfig::load(self.config.as_deref())?)
     }
 }
 

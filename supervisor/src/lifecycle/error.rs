@@ -92,6 +92,9 @@ pub enum LifecycleError {
     /// The user interrupted.
     #[error("interrupted by a signal")]
     Interrupted,
+    /// The testbed configuration is unusable (exit code 2, like `net`).
+    #[error("configuration: {0}")]
+    Config(#[from] crate::config::ConfigError),
     /// An engine kind this build or host cannot run.
     #[error("{0}")]
     Unsupported(String),
