@@ -4,9 +4,9 @@
 //! F-Stack is linked only with the cargo feature `fstack` (see `build.rs`):
 //! this module always says whether it is in this build and, if not, what to
 //! do about it (`engine --list-kinds`, and the error of `--kind fstack`).
-//! With the feature, layers bottom-up: [`ffi`] declares the ~15 C functions
-//! used (epoll flavour); [`api`] wraps them in a safe, single-thread
-//! interface; [`server`] holds the connections; [`FstackBackend`] performs
+//! With the feature, layers bottom-up: `ffi` declares the ~15 C functions
+//! used (epoll flavour); `api` wraps them in a safe, single-thread
+//! interface; `server` holds the connections; `FstackBackend` performs
 //! F-Stack's initialisation itself (to give EAL the vdev on NS3's veth that
 //! F-Stack 1.24's config.ini cannot express) and runs the loop.
 
