@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use reliability::{bin_dir, finish, root_or_skip, Ran, Testbed, ENGINES, SUPERVISOR};
+use reliability::{bin_dir, engines, finish, root_or_skip, Ran, Testbed, SUPERVISOR};
 use shm_layout::{CreateOptions, Segment, ShmError};
 
 fn row(id: &str, input: &str, outcome: &str) {
@@ -515,7 +515,7 @@ fn bad_input_protocol_garbage_never_stops_the_engine() {
         return;
     }
     let bins = bin_dir();
-    for engine in ENGINES {
+    for engine in engines() {
         let testbed = Testbed::plain("bp");
         let started = testbed.run(
             &[

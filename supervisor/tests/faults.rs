@@ -14,7 +14,7 @@ mod reliability;
 
 use std::time::Duration;
 
-use reliability::{bin_dir, kill, root_or_skip, wait_exit, Testbed, ENGINES};
+use reliability::{bin_dir, engines, kill, root_or_skip, wait_exit, Testbed};
 
 /// `run` arguments that keep the load generator busy far longer than any
 /// test waits, with a short reply timeout so failures resolve quickly.
@@ -60,7 +60,7 @@ fn fault_engine_sigkill_during_load_ends_run_with_code_3() {
         return;
     }
     bin_dir();
-    for engine in ENGINES {
+    for engine in engines() {
         let testbed = Testbed::plain("fe");
         let run = long_run(engine);
         let mut child = testbed.spawn(&args(&run));
@@ -93,7 +93,7 @@ fn fault_loadgen_sigkill_is_reported_and_never_clean() {
         return;
     }
     bin_dir();
-    for engine in ENGINES {
+    for engine in engines() {
         let testbed = Testbed::plain("fl");
         let run = long_run(engine);
         let mut child = testbed.spawn(&args(&run));
@@ -125,7 +125,7 @@ fn fault_emulator_sigkill_is_reported_and_never_clean() {
         return;
     }
     bin_dir();
-    for engine in ENGINES {
+    for engine in engines() {
         let testbed = Testbed::impaired("fm");
         let run = long_run(engine);
         let mut child = testbed.spawn(&args(&run));
@@ -157,7 +157,7 @@ fn fault_supervisor_sigkill_during_load_then_stop_cleans() {
         return;
     }
     bin_dir();
-    for engine in ENGINES {
+    for engine in engines() {
         let testbed = Testbed::impaired("fs");
         let run = long_run(engine);
         let mut child = testbed.spawn(&args(&run));
@@ -256,7 +256,7 @@ fn fault_sigint_and_sigterm_during_engine_start() {
         return;
     }
     bin_dir();
-    for engine in ENGINES {
+    for engine in engines() {
         for signal in ["INT", "TERM"] {
             signal_during_start(engine, Phase::EngineStart, signal);
         }
@@ -270,7 +270,7 @@ fn fault_sigterm_during_attach_interrupts_run() {
     }
     bin_dir();
     // SIGINT during attach is lifecycle.rs's; here SIGTERM, both engines.
-    for engine in ENGINES {
+    for engine in engines() {
         let testbed = Testbed::plain("st");
         let run = long_run(engine);
         let mut child = testbed.spawn(&args(&run));

@@ -12,8 +12,33 @@ use serde_json::Value;
 /// The supervisor binary under test.
 pub const SUPERVISOR: &str = env!("CARGO_BIN_EXE_supervisor");
 
-/// Engine kinds every fault test runs against.
-pub const ENGINES: &[&str] = &["kernel", "dpdk"];
+/// Engine kinds every fault test runs against: those this engine binary
+/// can serve with (`engine --list-kinds`), so a bypass engine joins the
+/// suites as soon as it is built; a skipped one is said on stderr.
+pub fn engines() -> Vec<&'static str> {
+    let engine = bin_dir().join("engine");
+    let listing = Command::new(&engine)
+        .arg("--list-kinds")
+        .output()
+        .expect("engine --list-kinds");
+    let doc: Value = serde_json::from_slice(&listing.stdout).expect("--list-kinds prints JSON");
+    let mut engines = Vec::new();
+    for kind in doc["kinds"].as_array().expect("kinds") {
+        let name = match kind["kind"].as_str() {
+            Some("kernel") => "kernel",
+            Some("dpdk") => "dpdk",
+            Some("fstack") => "fstack",
+            other => panic!("unknown engine kind {other:?}"),
+        };
+        if kind["available"] == true {
+            engines.push(name);
+        } else {
+            eprintln!("skipped {name}: {}", kind["reason"]);
+        }
+    }
+    assert!(engines.contains(&"kernel") && engines.contains(&"dpdk"));
+    engines
+}
 
 /// Whether the tests can build namespaces; they skip (with a message) if not.
 pub fn root_or_skip(test: &str) -> bool {
@@ -171,7 +196,17 @@ impl Testbed {
                 return value;
             }
             if let Some(status) = child.try_wait().unwrap() {
-                panic!("supervisor exited ({status}) before {what}");
+                let (tx, rx) = std::sync::mpsc::channel();
+                let pipe = child.stderr.take();
+                std::thread::spawn(move || {
+                    let mut text = String::new();
+                    if let Some(mut p) = pipe {
+                        let _ = std::io::Read::read_to_string(&mut p, &mut text);
+                    }
+                    let _ = tx.send(text);
+                });
+                let stderr = rx.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
+                panic!("supervisor exited ({status}) before {what}; its stderr:\n{stderr}");
             }
             assert!(Instant::now() < deadline, "no {what} within {limit:?}");
             std::thread::sleep(Duration::from_millis(2));
