@@ -937,10 +937,11 @@ fn loadgen_command(
         state.engine_kind,
         config.port(),
         state.engine_core,
-        if state.engine_kind == "kernel" {
-            ""
-        } else {
-            " --dpdk-config <engine-config.ini>"
+        match (state.engine_kind.as_str(), load.loadgen_busy_poll) {
+            // The bench gives the kernel engine --busy-poll with the loadgen's.
+            ("kernel", true) => " --busy-poll",
+            ("kernel", false) => "",
+            _ => " --dpdk-config <engine-config.ini>",
         },
     )
 }
