@@ -79,6 +79,10 @@ pub struct DpdkConfig {
     pub no_huge: bool,
     /// `[dpdk] file_prefix`.
     pub file_prefix: Option<String>,
+    /// `[dpdk] huge_dir` (bypasslab): the hugetlbfs mount EAL must use
+    /// (`--huge-dir`); without it EAL takes the first mount it finds, which
+    /// may belong to another testbed.
+    pub huge_dir: Option<String>,
     /// `[dpdk] pci_whitelist`.
     pub pci_whitelist: Vec<String>,
     /// `[dpdk] port_list` (default `[0]`).
@@ -161,6 +165,7 @@ impl DpdkConfig {
             memory_mb: None,
             no_huge: false,
             file_prefix: None,
+            huge_dir: None,
             pci_whitelist: Vec::new(),
             port_list: vec![0],
             promiscuous: true,
@@ -186,6 +191,7 @@ impl DpdkConfig {
                 }
                 ("dpdk", "no_huge") => cfg.no_huge = parse_bool(v, "dpdk.no_huge")?,
                 ("dpdk", "file_prefix") => cfg.file_prefix = non_empty(v, "dpdk.file_prefix")?,
+                ("dpdk", "huge_dir") => cfg.huge_dir = non_empty(v, "dpdk.huge_dir")?,
                 ("dpdk", "pci_whitelist") => {
                     cfg.pci_whitelist = list(v).map(str::to_owned).collect();
                 }

@@ -24,6 +24,8 @@ pub fn eal_args(config: &DpdkConfig, core: Option<usize>) -> Vec<String> {
     }
     if config.no_huge {
         args.push("--no-huge".to_owned());
+    } else if let Some(dir) = &config.huge_dir {
+        args.push(format!("--huge-dir={dir}"));
     }
     if let Some(mb) = config.memory_mb {
         args.push("-m".to_owned());
@@ -114,6 +116,7 @@ mod tests {
         assert_eq!(&args[..2], ["-l", "3"]);
         assert!(args.contains(&"--log-level=*:warning".to_owned()));
         assert!(!args.contains(&"--no-huge".to_owned()));
+        assert!(!args.iter().any(|a| a.starts_with("--huge-dir")));
         assert_eq!(
             &args[args.len() - 2..],
             ["--no-pci", "--vdev=net_af_packet0,iface=v0,framecnt=1024"]
@@ -130,5 +133,15 @@ mod tests {
             ["-a", "0000:00:04.0", "-a", "0000:00:05.0"]
         );
         assert_eq!(port_selector(&c), PortSelector::Id(1));
+    }
+
+    #[test]
+    fn huge_dir_is_passed_only_with_hugepages() {
+        let with = config("lcore_mask=2\nno_huge=0\nhuge_dir=/run/x/hugepages\niface=v0");
+        assert!(eal_args(&with, None).contains(&"--huge-dir=/run/x/hugepages".to_owned()));
+        let without = config("lcore_mask=2\nno_huge=1\nhuge_dir=/run/x/hugepages\niface=v0");
+        let args = eal_args(&without, None);
+        assert!(args.contains(&"--no-huge".to_owned()));
+        assert!(!args.iter().any(|a| a.starts_with("--huge-dir")));
     }
 }

@@ -107,10 +107,16 @@ impl FstackBackend {
             }
         }
         // What F-Stack 1.24's config cannot say: the vdev on a Linux
-        // interface and --no-pci, taken from the dpdk engine's EAL args.
+        // interface, --no-pci and the hugetlbfs mount, taken from the dpdk
+        // engine's EAL args.
         let extra_eal_args = eal_args(&config, None)
             .into_iter()
-            .filter(|a| a == "--no-pci" || a == "--no-telemetry" || a.starts_with("--vdev="))
+            .filter(|a| {
+                a == "--no-pci"
+                    || a == "--no-telemetry"
+                    || a.starts_with("--vdev=")
+                    || a.starts_with("--huge-dir=")
+            })
             .collect();
         Ok(Self {
             options,

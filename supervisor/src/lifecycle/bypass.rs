@@ -193,7 +193,16 @@ const FSTACK_FREEBSD_SECTIONS: &str = "\
 
 /// The per-run config.ini for the engine.
 #[must_use]
-pub fn engine_ini(config: &TestbedConfig, pmd: &Pmd, core: usize, no_huge: bool) -> String {
+pub fn engine_ini(
+    config: &TestbedConfig,
+    pmd: &Pmd,
+    core: usize,
+    huge_dir: Option<&Path>,
+) -> String {
+    let no_huge = huge_dir.is_none();
+    let huge_dir_line = huge_dir
+        .map(|d| format!("huge_dir={}\n", d.display()))
+        .unwrap_or_default();
     let netmask = mask(config.prefix_len());
     let broadcast = Ipv4Addr::from(u32::from(config.subnet()) | !u32::from(netmask));
     let (pmd_key, iface, whitelist) = match pmd {
@@ -212,6 +221,7 @@ pub fn engine_ini(config: &TestbedConfig, pmd: &Pmd, core: usize, no_huge: bool)
          memory=256\n\
          no_huge={no_huge}\n\
          file_prefix={prefix}\n\
+         {huge_dir_line}\
          promiscuous=0\n\
          port_list=0\n\
          {whitelist}\
@@ -292,7 +302,12 @@ pub fn prepare(
     let ini = state::testbed_dir(config.name()).join("engine-config.ini");
     state.files.push(ini.clone());
     state.save()?;
-    fs::write(&ini, engine_ini(config, pmd, state.engine_core, no_huge))
+    let huge_dir = if no_huge {
+        None
+    } else {
+        state.hugepages.dir.as_deref()
+    };
+    fs::write(&ini, engine_ini(config, pmd, state.engine_core, huge_dir))
         .map_err(LifecycleError::io(format!("writing {}", ini.display())))?;
     Ok(ini)
 }
@@ -385,13 +400,16 @@ mod tests {
     #[test]
     fn ini_has_the_testbed_addresses() {
         let config = TestbedConfig::default();
-        let ini = engine_ini(&config, &Pmd::AfXdp, 1, true);
+        let ini = engine_ini(&config, &Pmd::AfXdp, 1, None);
         assert!(ini.contains(&format!("addr={}\n", config.server_addr())));
         assert!(ini.contains("netmask=255.255.255.0\n"));
         assert!(ini.contains("lcore_mask=2\n"));
         assert!(ini.contains("no_huge=1\n"));
         assert!(ini.contains(&format!("iface={}\n", config.server_iface())));
         assert!(ini.contains(&format!("file_prefix=bypasslab-{}\n", config.name())));
+        assert!(!ini.contains("huge_dir="));
+        let huge = engine_ini(&config, &Pmd::AfXdp, 1, Some(Path::new("/run/x/hugepages")));
+        assert!(huge.contains("no_huge=0\n") && huge.contains("huge_dir=/run/x/hugepages\n"));
         // F-Stack's latency keys and FreeBSD sections are there too.
         for key in [
             "pkt_tx_delay=0\n",

@@ -85,8 +85,12 @@ pub fn find_mount() -> Option<PathBuf> {
     })
 }
 
-/// Makes sure `pages` free 2 MB pages and a hugetlbfs mount exist, taking
-/// only what is missing. `mount_point` is used when nothing is mounted.
+/// Makes sure `pages` free 2 MB pages exist, taking only what is missing,
+/// and mounts a hugetlbfs of the caller's own at `mount_point`.
+///
+/// The mount is always the caller's, never one found on the host: another
+/// testbed's mount vanishes with that testbed, taking this run's segment and
+/// DPDK files with it. Several hugetlbfs mounts share one page pool.
 ///
 /// A host that cannot give hugepages is not an error: the grant says why,
 /// and the segment falls back to /dev/shm visibly.
@@ -114,20 +118,15 @@ pub fn acquire(pages: u64, mount_point: &Path) -> Result<HugepageGrant, Hugepage
             ));
         }
     }
-    match find_mount() {
-        Some(dir) => grant.dir = Some(dir),
-        None => {
-            if let Err(source) = mount_hugetlbfs(mount_point) {
-                release(&grant);
-                return Err(HugepageError::Mount {
-                    path: mount_point.to_owned(),
-                    source,
-                });
-            }
-            grant.mounted_at = Some(mount_point.to_owned());
-            grant.dir = Some(mount_point.to_owned());
-        }
+    if let Err(source) = mount_hugetlbfs(mount_point) {
+        release(&grant);
+        return Err(HugepageError::Mount {
+            path: mount_point.to_owned(),
+            source,
+        });
     }
+    grant.mounted_at = Some(mount_point.to_owned());
+    grant.dir = Some(mount_point.to_owned());
     Ok(grant)
 }
 
