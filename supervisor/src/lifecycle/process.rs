@@ -9,6 +9,8 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
+use crate::net::process as net_process;
+
 /// A process named by pid and kernel start time, so a recorded pid is never
 /// mistaken for an unrelated process that reused it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,7 +40,7 @@ impl ProcessId {
     /// Whether this very process still exists (and is not a zombie).
     #[must_use]
     pub fn is_alive(&self) -> bool {
-        start_time(self.pid) == Some(self.start_time) && !is_zombie(self.pid)
+        net_process::alive(raw_pid(self.pid), self.start_time)
     }
 
     /// Sends `signal` if the process is still the one recorded.
@@ -47,27 +49,18 @@ impl ProcessId {
     }
 }
 
-fn nix_pid(pid: u32) -> Pid {
-    Pid::from_raw(i32::try_from(pid).unwrap_or(i32::MAX))
+fn raw_pid(pid: u32) -> i32 {
+    i32::try_from(pid).unwrap_or(-1)
 }
 
-fn stat_fields(pid: u32) -> Option<Vec<String>> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses: split after
-    // the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    Some(rest.split_whitespace().map(str::to_owned).collect())
+fn nix_pid(pid: u32) -> Pid {
+    Pid::from_raw(raw_pid(pid))
 }
 
 /// Start time of `pid` in clock ticks since boot.
 #[must_use]
 pub fn start_time(pid: u32) -> Option<u64> {
-    // After the command name, field 3 (state) is index 0: field 22 is index 19.
-    stat_fields(pid)?.get(19)?.parse().ok()
-}
-
-fn is_zombie(pid: u32) -> bool {
-    stat_fields(pid).is_some_and(|f| f.first().is_some_and(|s| s == "Z"))
+    net_process::stat(raw_pid(pid)).map(|(start, _state)| start)
 }
 
 /// How a child process ended, in words a user can act on.
@@ -159,21 +152,10 @@ pub fn wait_timeout(child: &mut Child, limit: Duration) -> std::io::Result<Optio
 /// supervisor): SIGTERM, wait up to `grace`, SIGKILL. Returns whether it was
 /// still running.
 pub fn terminate_recorded(process: &ProcessId, grace: Duration) -> bool {
-    if !process.signal(Signal::SIGTERM) {
-        return false;
-    }
-    let deadline = Instant::now() + grace;
-    while process.is_alive() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    if process.is_alive() {
-        process.signal(Signal::SIGKILL);
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while process.is_alive() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-    true
+    !matches!(
+        net_process::stop(raw_pid(process.pid), process.start_time, grace),
+        Ok(net_process::Stopped::NotRunning)
+    )
 }
 
 #[cfg(test)]
@@ -214,7 +196,9 @@ mod tests {
         let mut child = Command::new("sleep").arg("30").spawn().unwrap();
         let id = ProcessId::of(child.id()).unwrap();
         assert!(terminate_recorded(&id, Duration::from_secs(5)));
-        let status = child.wait().unwrap();
-        assert!(!status.success());
+        assert!(!id.is_alive());
+        // Reaped already when it is our child, as here.
+        let _ = child.try_wait();
+        assert!(!terminate_recorded(&id, Duration::from_secs(1)), "gone is gone");
     }
 }
