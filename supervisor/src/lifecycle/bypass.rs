@@ -329,12 +329,15 @@ pub fn teardown(config: &TestbedConfig, state: &RunState, report: &mut TeardownR
         }
     }
     if let Some(dir) = &state.hugepages.dir {
+        // EAL names its hugepage files `<file-prefix>map_<n>`; the segment,
+        // `bypasslab-<testbed>`, shares the prefix but is not EAL's.
+        let eal_files = format!("{prefix}map_");
         let files = fs::read_dir(dir).into_iter().flatten().flatten();
         let ours: Vec<PathBuf> = files
             .map(|e| e.path())
             .filter(|p| {
                 p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+                    .is_some_and(|n| n.to_string_lossy().starts_with(&eal_files))
             })
             .collect();
         for file in &ours {

@@ -199,6 +199,9 @@ mod tests {
         assert!(!id.is_alive());
         // Reaped already when it is our child, as here.
         let _ = child.try_wait();
-        assert!(!terminate_recorded(&id, Duration::from_secs(1)), "gone is gone");
+        assert!(
+            !terminate_recorded(&id, Duration::from_secs(1)),
+            "gone is gone"
+        );
     }
 }

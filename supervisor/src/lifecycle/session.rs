@@ -436,14 +436,8 @@ pub fn describe_leftovers(state: &RunState) -> String {
 /// Removes everything `state` records, in reverse order of creation. Used
 /// by a live run's teardown and for a crashed run's leftovers alike.
 pub fn teardown_recorded(config: &TestbedConfig, state: &RunState, report: &mut TeardownReport) {
-    if let Some(engine) = state.engine {
-        if process::terminate_recorded(&engine, Duration::from_secs(5)) {
-            report
-                .done
-                .push(format!("engine (pid {}) stopped", engine.pid));
-        }
-    }
-    super::bypass::teardown(config, state, report);
+    // The load generator first (it was started last): stopping the engine
+    // first would make it exit on its own, and its end go unreported.
     for loadgen in super::attach::recorded_loadgens(config.name()) {
         if process::terminate_recorded(&loadgen, Duration::from_secs(5)) {
             report
@@ -453,6 +447,14 @@ pub fn teardown_recorded(config: &TestbedConfig, state: &RunState, report: &mut 
     }
     // Its record too, or the state directory outlives the run.
     let _ = fs::remove_file(state::testbed_dir(config.name()).join("loadgen.pid.json"));
+    if let Some(engine) = state.engine {
+        if process::terminate_recorded(&engine, Duration::from_secs(5)) {
+            report
+                .done
+                .push(format!("engine (pid {}) stopped", engine.pid));
+        }
+    }
+    super::bypass::teardown(config, state, report);
     if let Some(path) = &state.segment {
         match fs::remove_file(path) {
             Ok(()) => report
