@@ -15,7 +15,7 @@ use std::cell::RefCell;
 use std::path::Path;
 use std::rc::Rc;
 
-use shm_layout::{Counters, PeriodicRecord, Producer, ProducerInfo, Role, Segment};
+use shm_layout::{Counters, PeriodicRecord, Producer, ProducerInfo, Role};
 
 pub use shm_layout::ProducerState;
 
@@ -41,11 +41,6 @@ impl ShmSlot {
     /// [`EngineError::Shm`] when the segment cannot be opened or the slot
     /// is held by a live process.
     pub fn claim(path: &Path, kind: &str, core: Option<usize>) -> Result<Self, EngineError> {
-        let segment = Segment::open(path).map_err(|source| EngineError::Shm {
-            step: format!("open segment {}", path.display()),
-            source,
-        })?;
-        let segment: &'static Segment = Box::leak(Box::new(segment));
         let info = ProducerInfo {
             pid: std::process::id(),
             core: core.and_then(|c| u32::try_from(c).ok()),
@@ -53,12 +48,12 @@ impl ShmSlot {
             state: ProducerState::Starting,
         };
         let producer =
-            segment
-                .producer(Role::Engine, &info)
-                .map_err(|source| EngineError::Shm {
-                    step: "claim the engine slot".into(),
+            Producer::claim_for_process(path, Role::Engine, &info).map_err(|source| {
+                EngineError::Shm {
+                    step: format!("open segment {} and claim its engine slot", path.display()),
                     source,
-                })?;
+                }
+            })?;
         Ok(Self {
             inner: Rc::new(RefCell::new(SlotInner { producer, seq: 0 })),
         })

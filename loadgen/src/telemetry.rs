@@ -10,7 +10,7 @@
 
 use std::path::Path;
 
-use shm_layout::{Counters, PeriodicRecord, Producer, ProducerInfo, ProducerState, Role, Segment};
+use shm_layout::{Counters, PeriodicRecord, Producer, ProducerInfo, ProducerState, Role};
 
 use crate::LoadgenError;
 
@@ -48,11 +48,6 @@ impl ShmTelemetry {
     /// [`LoadgenError::Shm`] when the segment cannot be opened or its
     /// loadgen slot is held by a live process.
     pub fn claim(path: &Path, kind: &str, core: Option<usize>) -> Result<Self, LoadgenError> {
-        let segment = Segment::open(path).map_err(|source| LoadgenError::Shm {
-            step: format!("open segment {}", path.display()),
-            source,
-        })?;
-        let segment: &'static Segment = Box::leak(Box::new(segment));
         let info = ProducerInfo {
             pid: std::process::id(),
             core: core.and_then(|c| u32::try_from(c).ok()),
@@ -60,12 +55,12 @@ impl ShmTelemetry {
             state: ProducerState::Starting,
         };
         let producer =
-            segment
-                .producer(Role::Loadgen, &info)
-                .map_err(|source| LoadgenError::Shm {
-                    step: "claim the loadgen slot".into(),
+            Producer::claim_for_process(path, Role::Loadgen, &info).map_err(|source| {
+                LoadgenError::Shm {
+                    step: format!("open segment {} and claim its loadgen slot", path.display()),
                     source,
-                })?;
+                }
+            })?;
         Ok(Self { producer, seq: 0 })
     }
 }

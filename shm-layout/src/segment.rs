@@ -906,6 +906,26 @@ pub struct Producer<'a> {
     ring: RingWriter<'a, RECORD_WORDS>,
 }
 
+impl Producer<'static> {
+    /// Opens the segment at `path` and claims `role` for the rest of this
+    /// process's life: what an engine or a load generator does once at
+    /// start. The segment is leaked on purpose (the claim borrows it, and
+    /// the mapping must outlive every publication anyway); the claim is
+    /// released when the returned producer is dropped.
+    ///
+    /// # Errors
+    /// Any [`Segment::open`] validation error, or [`ShmError::SlotBusy`]
+    /// when a live process holds the slot.
+    pub fn claim_for_process(
+        path: &Path,
+        role: Role,
+        info: &ProducerInfo,
+    ) -> Result<Self, ShmError> {
+        let segment: &'static Segment = Box::leak(Box::new(Segment::open(path)?));
+        segment.producer(role, info)
+    }
+}
+
 impl Producer<'_> {
     /// Publishes the producer's lifecycle state.
     pub fn set_state(&mut self, state: ProducerState) {
