@@ -41,12 +41,7 @@ impl ShmSlot {
     /// [`EngineError::Shm`] when the segment cannot be opened or the slot
     /// is held by a live process.
     pub fn claim(path: &Path, kind: &str, core: Option<usize>) -> Result<Self, EngineError> {
-        let info = ProducerInfo {
-            pid: std::process::id(),
-            core: core.and_then(|c| u32::try_from(c).ok()),
-            kind: kind.to_owned(),
-            state: ProducerState::Starting,
-        };
+        let info = ProducerInfo::starting(kind, core);
         let producer =
             Producer::claim_for_process(path, Role::Engine, &info).map_err(|source| {
                 EngineError::Shm {

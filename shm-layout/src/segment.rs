@@ -100,6 +100,20 @@ pub struct ProducerInfo {
     pub state: ProducerState,
 }
 
+impl ProducerInfo {
+    /// This process, `Starting`, pinned to `core` if any: what a producer
+    /// claims its slot with.
+    #[must_use]
+    pub fn starting(kind: &str, core: Option<usize>) -> Self {
+        Self {
+            pid: std::process::id(),
+            core: core.and_then(|c| u32::try_from(c).ok()),
+            kind: kind.to_owned(),
+            state: ProducerState::Starting,
+        }
+    }
+}
+
 /// What backs the segment file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
