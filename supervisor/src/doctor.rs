@@ -29,7 +29,8 @@ pub struct DoctorReport {
     /// The impairment backend `auto` resolves to on this host.
     pub impairment_backend: String,
     /// Engines this host can run: kernel always; dpdk when DPDK and a
-    /// usable PMD are present; fstack when F-Stack is installed too.
+    /// usable PMD are present; fstack when, on top, the engine binary has
+    /// F-Stack built in.
     pub engines: Vec<String>,
 }
 
@@ -125,6 +126,59 @@ fn dpdk_pmds() -> Vec<String> {
     pmds.sort();
     pmds.dedup();
     pmds
+}
+
+/// Whether the `engine` binary beside this supervisor has F-Stack built
+/// in (`engine --list-kinds`); `None` when there is no binary to ask.
+fn fstack_built_in() -> Option<bool> {
+    let engine = crate::lifecycle::session::default_bin_dir().join("engine");
+    let kinds = crate::lifecycle::engines::list(&engine).ok()?;
+    Some(
+        kinds
+            .iter()
+            .any(|k| k.kind == "fstack" && k.unavailable.is_none()),
+    )
+}
+
+/// F-Stack is linked into the engine at build time: what runs is decided
+/// by the engine binary, what could be built by `FF_PATH`.
+fn fstack_check(built_in: bool, dpdk_ok: bool) -> Check {
+    if built_in {
+        return check(
+            "fstack",
+            dpdk_ok,
+            "the engine binary beside the supervisor has F-Stack built in",
+            if dpdk_ok {
+                "the fstack engine can run (it needs what the dpdk engine needs)"
+            } else {
+                "the fstack engine is built in but cannot run: DPDK's PMDs are missing (see dpdk)"
+            },
+        );
+    }
+    let ff = std::env::var_os("FF_PATH");
+    let ff_ok = ff
+        .as_ref()
+        .is_some_and(|p| Path::new(p).join("lib").join("libfstack.a").exists());
+    check(
+        "fstack",
+        false,
+        match &ff {
+            Some(p) if ff_ok => format!(
+                "engine built without F-Stack; FF_PATH={} holds lib/libfstack.a",
+                p.to_string_lossy()
+            ),
+            Some(p) => format!(
+                "engine built without F-Stack; FF_PATH={} but lib/libfstack.a is missing",
+                p.to_string_lossy()
+            ),
+            None => "engine built without F-Stack; FF_PATH is not set".to_string(),
+        },
+        if ff_ok {
+            "rebuild with `cargo build --release --features engine/fstack` to get the fstack engine"
+        } else {
+            "no fstack engine: install F-Stack 1.24 yourself, set FF_PATH and build with --features engine/fstack"
+        },
+    )
 }
 
 /// Runs every check.
@@ -362,27 +416,9 @@ pub fn run() -> DoctorReport {
         },
     ));
 
-    let ff = std::env::var_os("FF_PATH");
-    let ff_ok = ff
-        .as_ref()
-        .is_some_and(|p| Path::new(p).join("lib").join("libfstack.a").exists());
-    checks.push(check(
-        "fstack",
-        ff_ok,
-        match &ff {
-            Some(p) if ff_ok => format!("FF_PATH={} holds lib/libfstack.a", p.to_string_lossy()),
-            Some(p) => format!(
-                "FF_PATH={} but lib/libfstack.a is missing",
-                p.to_string_lossy()
-            ),
-            None => "FF_PATH is not set".to_string(),
-        },
-        if ff_ok {
-            "the fstack engine can be built (cargo feature fstack)"
-        } else {
-            "no fstack engine: install F-Stack yourself and set FF_PATH to enable it"
-        },
-    ));
+    let fstack_built_in = fstack_built_in() == Some(true);
+    checks.push(fstack_check(fstack_built_in, dpdk_ok));
+    let fstack_runs = dpdk_ok && fstack_built_in;
 
     let cores = host_cores();
     checks.push(check(
@@ -401,7 +437,7 @@ pub fn run() -> DoctorReport {
     let mut engines = vec!["kernel".to_string()];
     if dpdk_ok {
         engines.push("dpdk".into());
-        if ff_ok {
+        if fstack_runs {
             engines.push("fstack".into());
         }
     }
