@@ -10,7 +10,7 @@
 //! - [`net`] creates, shows and removes the namespaces, links and
 //!   impairment, recording every object in a state file under /run;
 //! - [`doctor`] reports what the host can do;
-//! - [`bench`] runs the benchmark matrix and writes the report.
+//! - [`bench`](mod@bench) runs the benchmark matrix and writes the report.
 
 pub mod bench;
 pub mod command;

@@ -17,7 +17,7 @@ use crate::net::process as net_process;
 pub struct ProcessId {
     /// Process id.
     pub pid: u32,
-    /// Start time in clock ticks since boot (field 22 of /proc/<pid>/stat).
+    /// Start time in clock ticks since boot (field 22 of `/proc/<pid>/stat`).
     pub start_time: u64,
 }
 

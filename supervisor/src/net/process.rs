@@ -6,7 +6,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
 
-/// Start time of `pid` (field 22 of /proc/<pid>/stat) and its state letter.
+/// Start time of `pid` (field 22 of `/proc/<pid>/stat`) and its state letter.
 pub fn stat(pid: i32) -> Option<(u64, char)> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces and parentheses: fields

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessRecord {
     pub pid: i32,
-    /// Field 22 of /proc/<pid>/stat (clock ticks since boot).
+    /// Field 22 of `/proc/<pid>/stat` (clock ticks since boot).
     pub start_time: u64,
     /// The arguments it was started with (a changed config restarts it).
     pub args: Vec<String>,
