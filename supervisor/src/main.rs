@@ -188,7 +188,10 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
         Command::Bench(args) => match supervisor::bench::run(&args) {
             Ok(0) => {}
             Ok(code) => return Err(ExitCode::from(u8::try_from(code).unwrap_or(1))),
-            Err(e @ supervisor::bench::BenchError::BadOption { .. }) => {
+            Err(
+                e @ (supervisor::bench::BenchError::BadOption { .. }
+                | supervisor::bench::BenchError::Resume(_)),
+            ) => {
                 eprintln!("supervisor: {e}");
                 return Err(ExitCode::from(2));
             }

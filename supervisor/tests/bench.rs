@@ -22,6 +22,11 @@ struct BenchRun {
 impl BenchRun {
     fn start(args: &[&str], out: PathBuf) -> Self {
         let _ = std::fs::remove_dir_all(&out);
+        Self::start_in(args, out)
+    }
+
+    /// Starts a bench into `out` as it is (a report there may be resumed).
+    fn start_in(args: &[&str], out: PathBuf) -> Self {
         let child = Command::new(SUPERVISOR)
             .arg("bench")
             .args(args)
@@ -37,6 +42,12 @@ impl BenchRun {
 
     /// Waits at most `limit`; returns (success, stderr).
     fn wait(&mut self, limit: Duration) -> (bool, String) {
+        let (code, err) = self.wait_code(limit);
+        (code == Some(0), err)
+    }
+
+    /// Waits at most `limit`; returns (exit code, stderr).
+    fn wait_code(&mut self, limit: Duration) -> (Option<i32>, String) {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -45,7 +56,7 @@ impl BenchRun {
                     use std::io::Read;
                     let _ = s.read_to_string(&mut err);
                 }
-                return (status.success(), err);
+                return (status.code(), err);
             }
             assert!(
                 Instant::now() < deadline,
@@ -119,7 +130,7 @@ fn check_plot(out: &Path, rel: &str) {
 
 /// Every engine figure is a measurement: non-zero, ordered percentiles, and
 /// the same as the loadgen's own JSON result and the engine's counter.
-fn check_engine_run(cell: &Value, run: &Value) {
+fn check_engine_run(cell: &Value, run: &Value, packets: u64) {
     let what = format!("{} {} run", cell["subject"], cell["test"]);
     let fig = &run["figures"];
     assert_eq!(run["clean"], true, "{what}: not clean: {run}");
@@ -128,7 +139,7 @@ fn check_engine_run(cell: &Value, run: &Value) {
         Some(0),
         "{what}: {run}"
     );
-    assert_eq!(f(&fig["messages"]), PACKETS as f64, "{what}");
+    assert_eq!(f(&fig["messages"]), packets as f64, "{what}");
     for key in [
         "elapsed_s",
         "messages_per_s",
@@ -179,7 +190,7 @@ fn check_engine_run(cell: &Value, run: &Value) {
     );
     assert_eq!(
         f(&run["detail"]["histogram_count"]),
-        PACKETS as f64,
+        packets as f64,
         "{what}"
     );
     // The CDF rises from 0 to 1 and never falls.
@@ -220,7 +231,8 @@ fn bench_writes_a_real_report() {
 
     let doc: Value =
         serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
-    assert_eq!(doc["schema"], 1);
+    assert_eq!(doc["schema"], 2);
+    assert_eq!(doc["sessions"].as_array().map(Vec::len), Some(1));
     assert!(doc["command"].as_str().unwrap().contains("bench"));
     assert!(!doc["git_revision"].as_str().unwrap().is_empty());
     assert!(
@@ -259,7 +271,7 @@ fn bench_writes_a_real_report() {
             assert_eq!(cell["errors"].as_array().map(Vec::len), Some(0), "{cell}");
             let runs = cell["runs"].as_array().unwrap();
             assert_eq!(runs.len(), 1);
-            check_engine_run(cell, &runs[0]);
+            check_engine_run(cell, &runs[0], PACKETS);
             // R = 1: the median is the run.
             assert_eq!(cell["aggregate"]["median"], runs[0]["figures"]);
             if test == "open" {
@@ -373,5 +385,163 @@ fn bad_options_fail_clearly_and_measure_nothing() {
     assert!(
         err.contains("cannot write the report to /proc/bypasslab-no"),
         "{err}"
+    );
+}
+
+fn read_report(out: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap()
+}
+
+fn runs_of(doc: &Value, subject: &str, test: &str) -> Vec<Value> {
+    doc["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["subject"] == subject && c["test"] == test)
+        .and_then(|c| c["runs"].as_array().cloned())
+        .unwrap_or_default()
+}
+
+/// A bench stopped by SIGINT keeps every repetition it finished, says how
+/// to go on, and `--resume` adds only what is missing; a report is never
+/// replaced or mixed with other settings by accident.
+#[test]
+fn an_interrupted_bench_resumes_where_it_stopped() {
+    let out = std::env::temp_dir().join(format!("bypasslab-bench-resume-{}", std::process::id()));
+    let args = [
+        "--packets",
+        "2000",
+        "--engines",
+        "kernel",
+        "--peers",
+        "iperf3",
+        "--impairment",
+        "off",
+        "--repetitions",
+        "3",
+        "--warmup",
+        "100",
+    ];
+    let mut bench = BenchRun::start(&args, out.clone());
+    // Interrupt once the first repetition is saved.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let saved = std::fs::read(out.join("results.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .is_some_and(|d| !runs_of(&d, "kernel", "closed").is_empty());
+        if saved {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no repetition saved within 90 s");
+        assert!(
+            bench.child.try_wait().unwrap().is_none(),
+            "bench ended early"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = Command::new("kill")
+        .args(["-INT", &bench.child.id().to_string()])
+        .status();
+    let (code, stderr) = bench.wait_code(Duration::from_secs(60));
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(stderr.contains("--resume"), "{stderr}");
+    let first = read_report(&out);
+    assert_eq!(first["interrupted"], true);
+    let kept = runs_of(&first, "kernel", "closed");
+    assert!(!kept.is_empty() && kept.len() < 4, "{kept:?}");
+    for cell in first["cells"].as_array().unwrap() {
+        assert_eq!(
+            cell["errors"].as_array().map(Vec::len),
+            Some(0),
+            "an interruption is not a failure: {cell}"
+        );
+    }
+    let first_bytes = std::fs::read(out.join("results.json")).unwrap();
+
+    // Without --resume the report is not replaced; with other settings it
+    // is not mixed.
+    let refused = Command::new(SUPERVISOR)
+        .arg("bench")
+        .args(args)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--resume"));
+    let mismatched = Command::new(SUPERVISOR)
+        .arg("bench")
+        .args(args)
+        .args(["--open-fraction", "0.5", "--resume", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(mismatched.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&mismatched.stderr).contains("open_fraction"));
+    assert_eq!(
+        std::fs::read(out.join("results.json")).unwrap(),
+        first_bytes
+    );
+
+    // --resume measures what is missing and keeps what was measured.
+    let mut resumed = BenchRun::start_in(&[&args[..], &["--resume"]].concat(), out.clone());
+    let (ok, stderr) = resumed.wait(Duration::from_secs(170));
+    assert!(ok, "resumed bench failed:\n{stderr}");
+    let doc = read_report(&out);
+    assert_eq!(doc["interrupted"], false);
+    assert_eq!(doc["sessions"].as_array().map(Vec::len), Some(2));
+    assert_eq!(doc["sessions"][0]["interrupted"], true);
+    let resumed_at = doc["sessions"][1]["started_utc"].as_str().unwrap();
+    for (subject, test) in [("kernel", "closed"), ("kernel", "open"), ("iperf3", "bulk")] {
+        let runs = runs_of(&doc, subject, test);
+        assert_eq!(runs.len(), 3, "{subject} {test}: {runs:?}");
+        let before = runs_of(&first, subject, test).len();
+        for run in &runs[before..] {
+            let started = run["started_utc"].as_str().unwrap();
+            assert!(
+                started >= resumed_at,
+                "{subject} {test}: {started} < {resumed_at}"
+            );
+        }
+    }
+    let closed = runs_of(&doc, "kernel", "closed");
+    for (before, after) in kept.iter().zip(&closed) {
+        assert_eq!(before, after, "a kept run changed");
+    }
+    for run in &closed {
+        check_engine_run(&Value::Null, run, 2000);
+    }
+    let open = doc["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["subject"] == "kernel" && c["test"] == "open")
+        .unwrap();
+    let closed_median = f(&doc["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["subject"] == "kernel" && c["test"] == "closed")
+        .unwrap()["aggregate"]["median"]["messages_per_s"]);
+    assert!(f(&open["target_rate"]) > 0.0 && f(&open["target_rate"]) <= closed_median);
+    let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+    assert!(md.contains("Measured in 2 sessions"), "{md}");
+
+    // A file that is not a report is named, and left alone.
+    std::fs::write(out.join("results.json"), b"{\"schema\": 2, \"cells\": [").unwrap();
+    let corrupt = Command::new(SUPERVISOR)
+        .arg("bench")
+        .args(args)
+        .arg("--resume")
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(corrupt.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&corrupt.stderr).contains("is not a bench report"));
+    assert_eq!(
+        std::fs::read(out.join("results.json")).unwrap(),
+        b"{\"schema\": 2, \"cells\": ["
     );
 }

@@ -327,8 +327,8 @@ pub fn draw_all(results: &Results, dir: &Path) -> Result<Outcome, String> {
             FONT_PATHS.join(", ")
         ));
     }
-    for tb in &results.testbeds {
-        for chart in charts(results, &tb.impairment) {
+    for impairment in results.impairments() {
+        for chart in charts(results, &impairment) {
             outcome.files.extend(write(&chart, dir, text)?);
         }
     }

@@ -6,8 +6,12 @@ use serde::{Deserialize, Serialize};
 
 use super::stats::{self, Aggregate, Figures};
 
-/// Version of the `results.json` layout.
-pub const SCHEMA: u32 = 1;
+/// Version of the `results.json` layout. 2 added `sessions` and each run's
+/// start time and load average; a version-1 file is read with those empty.
+pub const SCHEMA: u32 = 2;
+
+/// The oldest layout `--resume` continues.
+pub const OLDEST_RESUMABLE_SCHEMA: u32 = 1;
 
 /// One repetition of one cell.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -27,6 +31,12 @@ pub struct RunRecord {
     /// Raw material: the engine's result row and the loadgen's own JSON
     /// result, or the peer's parsed output.
     pub detail: serde_json::Value,
+    /// When the run started, UTC (empty in files older than schema 2).
+    #[serde(default)]
+    pub started_utc: String,
+    /// `/proc/loadavg` when it ended: what else shared the cores.
+    #[serde(default)]
+    pub loadavg: String,
 }
 
 /// Ratios of a cell's medians to the kernel engine's and to sockperf's on
@@ -220,6 +230,26 @@ pub struct HostFacts {
     pub doctor: serde_json::Value,
 }
 
+/// One invocation of `supervisor bench` that added runs to the report
+/// (several when the matrix was filled with `--resume`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Session {
+    /// The command as typed.
+    pub command: String,
+    /// UTC start.
+    pub started_utc: String,
+    /// UTC end (empty while it runs).
+    pub finished_utc: String,
+    /// `git rev-parse HEAD` of the binaries' checkout.
+    pub git_revision: String,
+    /// `/proc/loadavg` at its start and end.
+    pub loadavg_start: String,
+    /// At its end.
+    pub loadavg_end: String,
+    /// Stopped by SIGINT/SIGTERM.
+    pub interrupted: bool,
+}
+
 /// The whole `results.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Results {
@@ -251,6 +281,32 @@ pub struct Results {
     pub problems: Vec<String>,
     /// Stopped by SIGINT/SIGTERM before the matrix was complete.
     pub interrupted: bool,
+    /// Every invocation that measured part of this report, oldest first
+    /// (the fields above describe the latest).
+    #[serde(default)]
+    pub sessions: Vec<Session>,
+}
+
+impl Results {
+    /// The impairment settings measured, in the order first measured.
+    #[must_use]
+    pub fn impairments(&self) -> Vec<String> {
+        let mut seen: Vec<String> = Vec::new();
+        for tb in &self.testbeds {
+            if !seen.contains(&tb.impairment) {
+                seen.push(tb.impairment.clone());
+            }
+        }
+        seen
+    }
+
+    /// Recomputes every cell's median, spread and ratios.
+    pub fn aggregate(&mut self) {
+        for cell in &mut self.cells {
+            cell.aggregate();
+        }
+        compute_ratios(&mut self.cells);
+    }
 }
 
 fn num(v: Option<f64>) -> String {
@@ -322,11 +378,38 @@ pub fn markdown(results: &Results) -> String {
         .and_then(serde_json::Value::as_u64)
         .unwrap_or(1);
     let _ = writeln!(md, "# bypasslab benchmark matrix\n");
-    let _ = writeln!(
-        md,
-        "Run {} → {} (UTC), git `{}`.\n\nCommand: `{}`\n",
-        results.started_utc, results.finished_utc, results.git_revision, results.command
-    );
+    if results.sessions.len() > 1 {
+        let _ = writeln!(
+            md,
+            "Measured in {} sessions (`--resume`), each adding the runs the report lacked:\n",
+            results.sessions.len()
+        );
+        for (i, session) in results.sessions.iter().enumerate() {
+            let _ = writeln!(
+                md,
+                "{}. {} → {} (UTC), git `{}`, load average `{}` → `{}`{}: `{}`",
+                i + 1,
+                session.started_utc,
+                session.finished_utc,
+                session.git_revision,
+                session.loadavg_start,
+                session.loadavg_end,
+                if session.interrupted {
+                    " (interrupted)"
+                } else {
+                    ""
+                },
+                session.command
+            );
+        }
+        md.push('\n');
+    } else {
+        let _ = writeln!(
+            md,
+            "Run {} → {} (UTC), git `{}`.\n\nCommand: `{}`\n",
+            results.started_utc, results.finished_utc, results.git_revision, results.command
+        );
+    }
     let h = &results.host;
     let _ = writeln!(
         md,
@@ -363,15 +446,26 @@ pub fn markdown(results: &Results) -> String {
         .get("open_fraction")
         .and_then(serde_json::Value::as_f64)
         .unwrap_or(0.0);
-    for tb in &results.testbeds {
-        let loss = tb
-            .observed_loss_percent
-            .map_or_else(|| "n/a".to_owned(), |l| format!("{l:.2} %"));
+    for impairment in results.impairments() {
+        let testbeds: Vec<&TestbedRecord> = results
+            .testbeds
+            .iter()
+            .filter(|tb| tb.impairment == impairment)
+            .collect();
+        let losses: Vec<String> = testbeds
+            .iter()
+            .map(|tb| {
+                tb.observed_loss_percent
+                    .map_or_else(|| "n/a".to_owned(), |l| format!("{l:.2} %"))
+            })
+            .collect();
+        let described = testbeds.first().map_or("", |tb| tb.described.as_str());
         let _ = writeln!(
             md,
-            "## Impairment {} — {} (observed loss {loss})\n",
-            tb.impairment, tb.described
+            "## Impairment {impairment} — {described} (observed loss {})\n",
+            losses.join(", ")
         );
+
         for (family, title) in [
             (
                 "closed",
@@ -382,12 +476,12 @@ pub fn markdown(results: &Results) -> String {
                 format!("Open loop at {fraction} × the closed-loop rate beside sockperf under-load at {fraction} × its ping-pong rate"),
             ),
         ] {
-            let g = groups(results, &tb.impairment, family);
+            let g = groups(results, &impairment, family);
             if g.is_empty() {
                 continue;
             }
             let _ = writeln!(md, "### {title}\n");
-            table(&mut md, results, &tb.impairment, &g);
+            table(&mut md, results, &impairment, &g);
             md.push('\n');
         }
         let _ = writeln!(
@@ -401,8 +495,8 @@ pub fn markdown(results: &Results) -> String {
         let _ = writeln!(md, "|---:|---|---|---:|---:|---:|---:|---:|---:|");
         for packets in counts(results) {
             for family in ["closed", "open"] {
-                for (s, t) in groups(results, &tb.impairment, family) {
-                    if let Some(c) = cell(results, &s, &t, &tb.impairment, packets) {
+                for (s, t) in groups(results, &impairment, family) {
+                    if let Some(c) = cell(results, &s, &t, &impairment, packets) {
                         let r = &c.ratios;
                         let _ = writeln!(
                             md,
@@ -438,6 +532,18 @@ pub fn markdown(results: &Results) -> String {
                         c.subject, c.test, c.impairment, c.packets
                     )
                 }))
+                .chain(
+                    (!c.runs.is_empty() && c.runs.len() as u64 != reps).then(|| {
+                        format!(
+                            "{} {} ({}, {}): median of {} run(s), not {reps}",
+                            c.subject,
+                            c.test,
+                            c.impairment,
+                            c.packets,
+                            c.runs.len()
+                        )
+                    }),
+                )
         })
         .chain(results.problems.iter().cloned())
         .collect();
