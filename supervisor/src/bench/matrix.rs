@@ -375,10 +375,42 @@ impl<'a> Bench<'a> {
                     ));
                 }
                 Err(LifecycleError::Interrupted) => return,
-                Err(e) => self.results.cells[index].errors.push(e.to_string()),
+                Err(e) => {
+                    self.results.cells[index].errors.push(e.to_string());
+                    self.after_attempt(index, true);
+                    continue;
+                }
             }
-            self.save();
+            self.after_attempt(index, false);
         }
+    }
+
+    /// After each attempt: save the report and, where no progress bar is
+    /// drawn (output not a terminal, as under nohup), say what it gave.
+    fn after_attempt(&mut self, index: usize, failed: bool) {
+        self.save();
+        if !self.progress.is_hidden() {
+            return;
+        }
+        let cell = &self.results.cells[index];
+        let outcome = if failed {
+            format!("failed: {}", cell.errors.last().map_or("", String::as_str))
+        } else {
+            cell.runs
+                .last()
+                .map_or_else(String::new, |r| summary(&r.figures))
+        };
+        let length = self.progress.length().unwrap_or(0).max(1);
+        #[allow(clippy::cast_precision_loss)]
+        let percent = self.progress.position() as f64 * 100.0 / length as f64;
+        eprintln!(
+            "supervisor: [{percent:.1} % of the matrix, {:.0} s] {} {} {} {}: {outcome}",
+            self.progress.elapsed().as_secs_f64(),
+            cell.impairment,
+            cell.subject,
+            cell.test,
+            cell.packets,
+        );
     }
 
     /// Every selected peer on one testbed.
@@ -609,11 +641,31 @@ impl<'a> Bench<'a> {
                     });
                 }
                 Err(_) if self.stopped() => return,
-                Err(e) => self.results.cells[index].errors.push(e),
+                Err(e) => {
+                    self.results.cells[index].errors.push(e);
+                    self.after_attempt(index, true);
+                    continue;
+                }
             }
-            self.save();
+            self.after_attempt(index, false);
         }
     }
+}
+
+/// One run's headline figures, for a progress line.
+fn summary(f: &Figures) -> String {
+    let part = |name: &str, v: Option<f64>, unit: &str| v.map(|v| format!("{name}{v:.1}{unit}"));
+    [
+        part("", f.messages_per_s, " msgs/s"),
+        part("", f.bandwidth_kb_s, " kB/s"),
+        part("p50 ", f.rtt_p50_us, " µs"),
+        part("p99 ", f.rtt_p99_us, " µs"),
+        part("", f.elapsed_s, " s"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(", ")
 }
 
 /// A peer's figures (and CDF points, where it prints percentiles).
