@@ -4,6 +4,7 @@
 //!
 //! Layers, bottom-up: [`protocol`] decodes requests and produces replies;
 //! [`backend`] moves bytes (kernel sockets, DPDK + smoltcp, F-Stack);
+//! [`replies`] holds what a socket-call backend has yet to write;
 //! [`context`] holds the stop flag and publishes counters on a timer.
 
 pub mod backend;
@@ -13,6 +14,7 @@ pub mod dpdk;
 pub mod fstack;
 pub mod kernel;
 pub mod pin;
+pub mod replies;
 pub mod report;
 pub mod shm_sink;
 

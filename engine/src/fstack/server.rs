@@ -6,11 +6,12 @@ use std::collections::HashMap;
 use std::io;
 use std::time::{Duration, Instant};
 
-use protocol::{ServerSession, REPLY_LEN};
+use protocol::ServerSession;
 use shm_layout::Counters;
 
 use super::api::{Epoll, Flow, Socket, Stack};
 use crate::context::ServeContext;
+use crate::replies::Replies;
 
 /// The listener's epoll token; connections use their descriptor.
 const LISTENER: u64 = u64::MAX;
@@ -25,9 +26,7 @@ const LINGER: Duration = Duration::from_millis(50);
 struct Conn {
     socket: Socket,
     session: ServerSession,
-    out: Vec<u8>,
-    out_pos: usize,
-    written: u64,
+    replies: Replies,
     wants_write: bool,
 }
 
@@ -147,9 +146,7 @@ impl Server {
                 Conn {
                     socket,
                     session: ServerSession::default(),
-                    out: Vec::new(),
-                    out_pos: 0,
-                    written: 0,
+                    replies: Replies::default(),
                     wants_write: false,
                 },
             );
@@ -162,7 +159,7 @@ impl Server {
         };
         let keep = conn.serve(&mut self.buf, counters);
         if keep {
-            let wants_write = conn.out.len() > conn.out_pos;
+            let wants_write = conn.replies.pending() > 0;
             if wants_write != conn.wants_write {
                 let events = if wants_write {
                     (libc::EPOLLIN | libc::EPOLLOUT) as u32
@@ -214,10 +211,7 @@ impl Conn {
                     return false;
                 }
                 Ok(n) => {
-                    counters.bytes_received += n as u64;
-                    let before = self.out.len();
-                    let result = self.session.on_bytes(&buf[..n], &mut self.out);
-                    counters.messages_received += ((self.out.len() - before) / REPLY_LEN) as u64;
+                    let result = self.replies.answer(&mut self.session, &buf[..n], counters);
                     if result.is_err() {
                         counters.protocol_errors += 1;
                         let _ = self.flush(counters);
@@ -240,25 +234,7 @@ impl Conn {
     }
 
     fn flush(&mut self, counters: &mut Counters) -> io::Result<()> {
-        while self.out_pos < self.out.len() {
-            match self.socket.write(&self.out[self.out_pos..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    self.out_pos += n;
-                    counters.bytes_sent += n as u64;
-                    let whole_before = self.written / REPLY_LEN as u64;
-                    self.written += n as u64;
-                    counters.messages_sent += self.written / REPLY_LEN as u64 - whole_before;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        if self.out_pos == self.out.len() {
-            self.out.clear();
-            self.out_pos = 0;
-        }
-        Ok(())
+        let socket = &self.socket;
+        self.replies.flush(|b| socket.write(b), counters)
     }
 }

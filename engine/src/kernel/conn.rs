@@ -5,8 +5,10 @@ use std::io::{self, Read, Write};
 
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
-use protocol::{ServerSession, REPLY_LEN};
+use protocol::ServerSession;
 use shm_layout::Counters;
+
+use crate::replies::Replies;
 
 /// Pending reply bytes beyond which the connection's input is left unread
 /// until the peer has taken its replies.
@@ -27,11 +29,7 @@ pub(super) enum Outcome {
 pub(super) struct Conn {
     stream: TcpStream,
     session: ServerSession,
-    out: Vec<u8>,
-    out_pos: usize,
-    /// Reply bytes written over the connection's life (to count whole
-    /// replies sent).
-    written: u64,
+    replies: Replies,
     wants_write: bool,
 }
 
@@ -40,15 +38,13 @@ impl Conn {
         Self {
             stream,
             session: ServerSession::default(),
-            out: Vec::new(),
-            out_pos: 0,
-            written: 0,
+            replies: Replies::default(),
             wants_write: false,
         }
     }
 
     fn pending(&self) -> usize {
-        self.out.len() - self.out_pos
+        self.replies.pending()
     }
 
     /// Flushes what it can, reads what is there, answers it, flushes again.
@@ -84,10 +80,7 @@ impl Conn {
                     return self.closed_by_peer(counters, false);
                 }
                 Ok(n) => {
-                    counters.bytes_received += n as u64;
-                    let before = self.out.len();
-                    let result = self.session.on_bytes(&buf[..n], &mut self.out);
-                    counters.messages_received += ((self.out.len() - before) / REPLY_LEN) as u64;
+                    let result = self.replies.answer(&mut self.session, &buf[..n], counters);
                     if result.is_err() {
                         // The replies to the well-formed prefix still go out
                         // if the socket takes them now; then the door closes.
@@ -134,29 +127,8 @@ impl Conn {
 
     /// Writes pending replies until done or the socket is full.
     fn flush(&mut self, counters: &mut Counters) -> io::Result<()> {
-        while self.pending() > 0 {
-            match self.stream.write(&self.out[self.out_pos..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    self.out_pos += n;
-                    counters.bytes_sent += n as u64;
-                    let whole_before = self.written / REPLY_LEN as u64;
-                    self.written += n as u64;
-                    counters.messages_sent += self.written / REPLY_LEN as u64 - whole_before;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        if self.pending() == 0 {
-            self.out.clear();
-            self.out_pos = 0;
-        } else if self.out_pos >= HIGH_WATER / 4 {
-            self.out.drain(..self.out_pos);
-            self.out_pos = 0;
-        }
-        Ok(())
+        let stream = &mut self.stream;
+        self.replies.flush(|b| stream.write(b), counters)
     }
 
     /// Asks epoll for writable readiness exactly while replies are pending.
