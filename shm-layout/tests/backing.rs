@@ -10,6 +10,9 @@ use common::{scratch_opts, TempDir};
 use shm_layout::{Backing, PeriodicRecord, ProducerInfo, ProducerState, Role, Segment, ShmError};
 
 const NR_HUGEPAGES: &str = "/proc/sys/vm/nr_hugepages";
+/// In-use pages above the persistent count (a shrink while mapped); writing
+/// `NR_HUGEPAGES` sets the persistent count, reading it gives both.
+const SURPLUS_HUGEPAGES: &str = "/sys/kernel/mm/hugepages/hugepages-2048kB/surplus_hugepages";
 /// `HeaderInfo::flags` bit of the /dev/shm fallback.
 const FLAG_DEVSHM: u32 = 1;
 
@@ -70,22 +73,27 @@ impl Hugetlbfs {
     }
 
     /// Makes sure `pages` more pages than now exist; `false` if the kernel
-    /// cannot give them.
+    /// cannot give them. Undone on drop to the persistent count of before.
     fn add_pages(&mut self, pages: u64) -> bool {
-        let read = || {
-            std::fs::read_to_string(NR_HUGEPAGES)
+        let read = |path: &str| {
+            std::fs::read_to_string(path)
                 .ok()?
                 .trim()
                 .parse::<u64>()
                 .ok()
         };
-        let Some(old) = read() else { return false };
+        let Some(old) = read(NR_HUGEPAGES) else {
+            return false;
+        };
+        let surplus = read(SURPLUS_HUGEPAGES).unwrap_or(0);
         let want = old + pages;
         if std::fs::write(NR_HUGEPAGES, want.to_string()).is_err() {
             return false;
         }
-        self.restore_nr = Some((old, want));
-        read() == Some(want)
+        // Growing turns surplus pages persistent: restoring the persistent
+        // count of before lets them leave when their users unmap them.
+        self.restore_nr = Some((old - surplus.min(old), want));
+        read(NR_HUGEPAGES) == Some(want)
     }
 }
 

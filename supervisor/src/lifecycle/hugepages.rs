@@ -1,6 +1,14 @@
 //! 2 MB hugepages for the shared-memory segment and the DPDK engines:
 //! reserve what is missing, mount hugetlbfs if nothing is mounted, and give
 //! back exactly what was taken.
+//!
+//! The accounting is in *persistent* pages. Writing N to `nr_hugepages`
+//! asks for N persistent pages; the file reads back the total, persistent
+//! plus *surplus* (pages in use above the persistent count: what a shrink
+//! leaves while someone still maps them, freed when they are unmapped).
+//! Growing the pool turns surplus pages into persistent ones first, so a
+//! grant counted in totals would miss them, and the release would leave
+//! them in the pool for good.
 
 use std::fs;
 use std::io;
@@ -14,7 +22,8 @@ const POOL_DIR: &str = "/sys/kernel/mm/hugepages/hugepages-2048kB";
 /// `stop` or `start` can give it back after a crash.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HugepageGrant {
-    /// Pages this run added to the 2 MB pool (0 when enough were free).
+    /// Persistent pages this run added to the 2 MB pool (0 when enough
+    /// were free), surplus pages it made persistent included.
     pub added_pages: u64,
     /// hugetlbfs mount this run created, if any.
     pub mounted_at: Option<PathBuf>,
@@ -49,10 +58,21 @@ pub enum HugepageError {
 /// The 2 MB pool's sizes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolState {
-    /// Pages in the pool.
+    /// Pages in the pool (`nr_hugepages`: persistent and surplus).
     pub total: u64,
     /// Pages not in use.
     pub free: u64,
+    /// In-use pages above the persistent count, freed when unmapped.
+    pub surplus: u64,
+}
+
+impl PoolState {
+    /// Pages that stay in the pool when unused: what writing
+    /// `nr_hugepages` sets.
+    #[must_use]
+    pub fn persistent(&self) -> u64 {
+        self.total.saturating_sub(self.surplus)
+    }
 }
 
 fn read_u64(path: &Path) -> io::Result<u64> {
@@ -69,6 +89,7 @@ pub fn pool() -> Option<PoolState> {
     Some(PoolState {
         total: read_u64(&dir.join("nr_hugepages")).ok()?,
         free: read_u64(&dir.join("free_hugepages")).ok()?,
+        surplus: read_u64(&dir.join("surplus_hugepages")).unwrap_or(0),
     })
 }
 
@@ -105,12 +126,14 @@ pub fn acquire(pages: u64, mount_point: &Path) -> Result<HugepageGrant, Hugepage
         return Ok(grant);
     };
     if before.free < pages {
+        // Surplus pages are in use: they turn persistent before any free
+        // page is added, so the target counts them.
         let want = before.total + (pages - before.free);
         let path = Path::new(POOL_DIR).join("nr_hugepages");
         fs::write(&path, want.to_string())
             .map_err(|source| HugepageError::Reserve { path, source })?;
         let after = pool().unwrap_or(before);
-        grant.added_pages = after.total.saturating_sub(before.total);
+        grant.added_pages = after.persistent().saturating_sub(before.persistent());
         if after.free < pages {
             grant.unavailable = Some(format!(
                 "asked the kernel for {pages} free 2 MB pages, it could give {} (memory fragmented or limited)",
@@ -157,8 +180,10 @@ pub fn release(grant: &HugepageGrant) -> Vec<String> {
     }
     if grant.added_pages > 0 {
         if let Some(now) = pool() {
+            // Pages of ours still mapped become surplus and leave the pool
+            // when unmapped.
             let path = Path::new(POOL_DIR).join("nr_hugepages");
-            let target = now.total.saturating_sub(grant.added_pages);
+            let target = now.persistent().saturating_sub(grant.added_pages);
             if let Err(e) = fs::write(&path, target.to_string()) {
                 problems.push(format!("shrinking the hugepage pool to {target}: {e}"));
             }
@@ -189,5 +214,71 @@ mod tests {
         assert_eq!(pool().map(|p| p.total), before.map(|p| p.total));
         assert_eq!(find_mount(), before_mount);
         assert!(!dir.exists());
+    }
+
+    /// A run that reserves while another run's page is surplus (its pool
+    /// was shrunk while the page was mapped) gives the pool back so that
+    /// the page still leaves when it is unmapped.
+    #[test]
+    fn a_surplus_page_made_persistent_is_given_back() {
+        if !nix::unistd::Uid::effective().is_root() {
+            eprintln!("skipped: needs root to reserve hugepages");
+            return;
+        }
+        let pid = std::process::id();
+        let first_dir = std::env::temp_dir().join(format!("bypasslab-huge-s1-{pid}"));
+        let second_dir = std::env::temp_dir().join(format!("bypasslab-huge-s2-{pid}"));
+        let Some(start) = pool() else {
+            eprintln!("skipped: no 2 MB pool");
+            return;
+        };
+        // The first run takes a page into use, then gives its grant back
+        // while the page is still mapped: the page turns surplus.
+        let first = acquire(start.free + 1, &first_dir).unwrap();
+        if first.unavailable.is_some() {
+            let _ = release(&first);
+            eprintln!("skipped: the kernel gives no hugepages");
+            return;
+        }
+        let file = first_dir.join("held");
+        let held = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&file)
+            .unwrap();
+        let map = {
+            // SAFETY: a fresh mapping of a file of our own; no other
+            // reference to its memory exists.
+            let mut m = unsafe {
+                memmap2::MmapOptions::new()
+                    .len(2 << 20)
+                    .map_mut(&held)
+                    .unwrap()
+            };
+            m[0] = 1;
+            m
+        };
+        let _ = std::fs::remove_file(&file);
+        drop(held);
+        assert!(release(&first).is_empty());
+        let shrunk = pool().unwrap();
+        assert!(
+            shrunk.surplus >= 1,
+            "the mapped page is surplus: {shrunk:?}"
+        );
+        // The second run reserves, turning that page persistent, and gives
+        // back what it took.
+        let second = acquire(shrunk.free + 2, &second_dir).unwrap();
+        assert!(release(&second).is_empty());
+        drop(map);
+        let end = pool().unwrap();
+        assert_eq!(
+            end.persistent(),
+            start.persistent(),
+            "start {start:?}, shrunk {shrunk:?}, end {end:?}"
+        );
+        assert_eq!(end.total, start.total, "start {start:?}, end {end:?}");
     }
 }
