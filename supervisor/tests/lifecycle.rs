@@ -2,233 +2,36 @@
 //! hugepages and processes). Each test has its own testbed name and a guard
 //! that stops the run and removes the network even when the test fails.
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+mod reliability;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use reliability::{alive, bin_dir, engines, kill, pid, wait_exit, Testbed, SUPERVISOR};
 use serde_json::Value;
 
-const SUPERVISOR: &str = env!("CARGO_BIN_EXE_supervisor");
-
-/// Engine kinds the suite runs against (every engine passes the same
-/// suite): kernel and dpdk always, fstack when the engine binary was built
-/// with F-Stack (`engine --list-kinds`). A skipped fstack is said on the
-/// test's real stderr, past libtest's capture, so CI logs show it.
-fn engines() -> Vec<&'static str> {
-    let mut engines = vec!["kernel", "dpdk"];
-    let engine = bin_dir().join("engine");
-    let listing = Command::new(&engine).arg("--list-kinds").output().unwrap();
-    let doc: Value = serde_json::from_slice(&listing.stdout).unwrap_or(Value::Null);
-    let fstack = doc["kinds"]
-        .as_array()
-        .and_then(|kinds| kinds.iter().find(|k| k["kind"] == "fstack"))
-        .cloned()
-        .unwrap_or(Value::Null);
-    if fstack["available"] == true {
-        engines.push("fstack");
-    } else {
-        let reason = fstack["reason"]
-            .as_str()
-            .unwrap_or("the engine binary cannot list its kinds");
-        let _ = writeln!(std::io::stderr(), "skipped fstack: {reason}");
-    }
-    engines
-}
-
-fn bin_dir() -> PathBuf {
-    let dir = Path::new(SUPERVISOR).parent().unwrap().to_path_buf();
-    for name in ["engine", "loadgen"] {
-        assert!(
-            dir.join(name).is_file(),
-            "{name} binary missing beside the supervisor in {}: run the suite with `cargo test --workspace`",
-            dir.display()
-        );
-    }
-    dir
-}
-
-/// A uniquely named testbed; dropping it stops any run and removes the network.
-struct Testbed {
-    name: String,
-    config: PathBuf,
-}
-
-impl Testbed {
-    fn new(tag: &str, impairment: &str) -> Self {
-        let name = format!("{tag}{}", std::process::id() % 100_000);
-        let config = std::env::temp_dir().join(format!("bypasslab-{name}.toml"));
-        let text = format!("[testbed]\nname = \"{name}\"\n\n[impairment]\n{impairment}\n");
-        std::fs::write(&config, text).unwrap();
-        let testbed = Self { name, config };
-        // A leftover of an earlier aborted run of this test must not interfere.
-        testbed.cleanup();
-        testbed
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(SUPERVISOR);
-        command
-            .args(args)
-            .arg("--config")
-            .arg(&self.config)
-            .stdin(Stdio::null());
-        command
-    }
-
-    fn output(&self, args: &[&str]) -> Output {
-        let output = self.command(args).output().unwrap();
-        eprintln!(
-            "$ supervisor {} -> {:?}\n{}",
-            args.join(" "),
-            output.status.code(),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        output
-    }
-
-    fn run_state(&self) -> Option<Value> {
-        let text =
-            std::fs::read_to_string(format!("/run/bypasslab/{}/run.json", self.name)).ok()?;
-        serde_json::from_str(&text).ok()
-    }
-
-    /// Waits (bounded) for the run to report `ready`, returning its state.
-    fn wait_ready(&self, child: &mut Child) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(state) = self.run_state() {
-                if state["phase"] == "ready" {
-                    return state;
-                }
-            }
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!("supervisor exited before ready: {status}");
-            }
-            assert!(Instant::now() < deadline, "run not ready within 60 s");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn cleanup(&self) {
-        let _ = self.command(&["stop"]).stderr(Stdio::null()).status();
-        let _ = self
-            .command(&["net", "down"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-
-    /// Asserts nothing the run created remains.
-    fn assert_nothing_left(&self, pids: &[u32]) {
-        let netns = String::from_utf8(
-            Command::new("ip")
-                .args(["netns", "list"])
-                .output()
-                .unwrap()
-                .stdout,
-        )
-        .unwrap();
-        assert!(
-            !netns
-                .lines()
-                .any(|l| l.starts_with(&format!("{}-", self.name))),
-            "namespaces left: {netns}"
-        );
-        let links = String::from_utf8(
-            Command::new("ip")
-                .args(["-o", "link"])
-                .output()
-                .unwrap()
-                .stdout,
-        )
-        .unwrap();
-        assert!(
-            !links.contains(&format!(" {}-", self.name)),
-            "links left: {links}"
-        );
-        assert!(
-            !Path::new(&format!("/run/bypasslab/{}", self.name)).exists(),
-            "run state directory left"
-        );
-        assert!(
-            !Path::new(&format!("/dev/shm/bypasslab-{}", self.name)).exists(),
-            "shm segment left"
-        );
-        assert!(
-            !Path::new(&format!("/var/run/dpdk/bypasslab-{}", self.name)).exists(),
-            "DPDK runtime directory left"
-        );
-        let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
-        assert!(
-            !mounts.contains(&format!("/run/bypasslab/{}/", self.name)),
-            "mount left"
-        );
-        for pid in pids {
-            assert!(!process_alive(*pid), "process {pid} left running");
-        }
-    }
-}
-
-impl Drop for Testbed {
-    fn drop(&mut self) {
-        self.cleanup();
-        let _ = std::fs::remove_file(&self.config);
-    }
-}
-
-fn process_alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !s.rsplit(')')
-                .next()
-                .unwrap_or("")
-                .trim_start()
-                .starts_with('Z')
-        })
-        .unwrap_or(false)
-}
-
-fn pid_of(state: &Value, key: &str) -> u32 {
-    u32::try_from(state[key]["pid"].as_u64().unwrap()).unwrap()
-}
+/// Bound of one `supervisor` command in these tests (a 10 000-message run
+/// over the impaired link takes about 25 s).
+const LIMIT: Duration = Duration::from_secs(300);
 
 fn hugepages_total() -> String {
     std::fs::read_to_string("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages")
         .unwrap_or_default()
 }
 
-fn kill(pid: u32, signal: &str) {
-    let status = Command::new("kill")
-        .args([&format!("-{signal}"), &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
-fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            panic!("process {} did not exit within {limit:?}", child.id());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn run_with_impairment_answers_every_message_and_leaves_nothing() {
     bin_dir();
     for engine in &engines() {
-        let testbed = Testbed::new("lr", "delay_us = 100\nloss_percent = 1.0");
+        let testbed = Testbed::impaired("lr");
         let huge_before = hugepages_total();
-        let output = testbed.output(&["run", "--engine", engine, "--packets", "10000", "--json"]);
-        assert_eq!(output.status.code(), Some(0), "run must succeed");
-        let doc: Value = serde_json::from_slice(&output.stdout).expect("run --json prints JSON");
+        let output = testbed.run(
+            &["run", "--engine", engine, "--packets", "10000", "--json"],
+            LIMIT,
+        );
+        assert_eq!(output.code, Some(0), "run must succeed");
+        let doc: Value = serde_json::from_str(&output.stdout).expect("run --json prints JSON");
         let row = &doc["rows"][0];
         eprintln!("{engine}: {}", serde_json::to_string(row).unwrap());
         assert_eq!(row["packets"], 10000);
@@ -262,34 +65,37 @@ fn run_with_impairment_answers_every_message_and_leaves_nothing() {
 fn detached_start_attach_stats_stop() {
     let bins = bin_dir();
     for engine in &engines() {
-        let testbed = Testbed::new("ld", "backend = \"none\"");
-        let started = testbed.output(&[
-            "start",
-            "--engine",
-            engine,
-            "--detach",
-            "--bin-dir",
-            bins.to_str().unwrap(),
-        ]);
-        assert_eq!(started.status.code(), Some(0));
+        let testbed = Testbed::plain("ld");
+        let started = testbed.run(
+            &[
+                "start",
+                "--engine",
+                engine,
+                "--detach",
+                "--bin-dir",
+                bins.to_str().unwrap(),
+            ],
+            LIMIT,
+        );
+        assert_eq!(started.code, Some(0));
         let state = testbed.run_state().expect("run state recorded");
-        let supervisor_pid = pid_of(&state, "supervisor");
-        let engine_pid = pid_of(&state, "engine");
-        assert!(process_alive(supervisor_pid) && process_alive(engine_pid));
+        let supervisor_pid = pid(&state["supervisor"]["pid"]);
+        let engine_pid = pid(&state["engine"]["pid"]);
+        assert!(alive(supervisor_pid) && alive(engine_pid));
 
-        let again = testbed.output(&["start", "--engine", engine]);
-        assert_eq!(again.status.code(), Some(1));
-        assert!(String::from_utf8_lossy(&again.stderr).contains("already running"));
+        let again = testbed.run(&["start", "--engine", engine], LIMIT);
+        assert_eq!(again.code, Some(1));
+        assert!(again.stderr.contains("already running"));
 
-        let attached = testbed.output(&["attach", "--packets", "2000,3000", "--json"]);
-        assert_eq!(attached.status.code(), Some(0));
-        let rows: Value = serde_json::from_slice(&attached.stdout).unwrap();
+        let attached = testbed.run(&["attach", "--packets", "2000,3000", "--json"], LIMIT);
+        assert_eq!(attached.code, Some(0));
+        let rows: Value = serde_json::from_str(&attached.stdout).unwrap();
         assert_eq!(rows[0]["answered"], 2000);
         assert_eq!(rows[1]["answered"], 3000);
 
-        let stats = testbed.output(&["stats", "--json"]);
-        assert_eq!(stats.status.code(), Some(0));
-        let doc: Value = serde_json::from_slice(&stats.stdout).unwrap();
+        let stats = testbed.run(&["stats", "--json"], LIMIT);
+        assert_eq!(stats.code, Some(0));
+        let doc: Value = serde_json::from_str(&stats.stdout).unwrap();
         assert_eq!(doc["engine_kind"], *engine);
         assert_eq!(doc["phase"], "ready");
         assert!(
@@ -358,17 +164,13 @@ fn detached_start_attach_stats_stop() {
             let _: Value = serde_json::from_str(line).expect("each --follow line is JSON");
         }
 
-        let stopped = testbed.output(&["stop"]);
-        assert_eq!(stopped.status.code(), Some(0));
+        let stopped = testbed.run(&["stop"], LIMIT);
+        assert_eq!(stopped.code, Some(0));
         testbed.assert_nothing_left(&[supervisor_pid, engine_pid]);
 
-        let idle = testbed.output(&["stop"]);
-        assert_eq!(
-            idle.status.code(),
-            Some(0),
-            "stop with nothing running is harmless"
-        );
-        assert!(String::from_utf8_lossy(&idle.stderr).contains("nothing to stop"));
+        let idle = testbed.run(&["stop"], LIMIT);
+        assert_eq!(idle.code, Some(0), "stop with nothing running is harmless");
+        assert!(idle.stderr.contains("nothing to stop"));
     }
 }
 
@@ -376,14 +178,14 @@ fn detached_start_attach_stats_stop() {
 fn engine_killed_mid_run_is_reported_and_cleaned() {
     bin_dir();
     for engine in &engines() {
-        let testbed = Testbed::new("lk", "backend = \"none\"");
+        let testbed = Testbed::plain("lk");
         let mut supervisor = testbed
             .command(&["start", "--engine", engine])
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let state = testbed.wait_ready(&mut supervisor);
-        let engine_pid = pid_of(&state, "engine");
+        let engine_pid = pid(&state["engine"]["pid"]);
         kill(engine_pid, "KILL");
         let status = wait_exit(&mut supervisor, Duration::from_secs(30));
         let mut stderr = String::new();
@@ -404,13 +206,13 @@ fn engine_killed_mid_run_is_reported_and_cleaned() {
 #[test]
 fn sigint_during_attach_stops_everything() {
     bin_dir();
-    let testbed = Testbed::new("li", "delay_us = 100\nloss_percent = 1.0");
+    let testbed = Testbed::impaired("li");
     let mut supervisor = testbed
         .command(&["run", "--engine", "kernel", "--packets", "5000000"])
         .spawn()
         .unwrap();
     let state = testbed.wait_ready(&mut supervisor);
-    let engine_pid = pid_of(&state, "engine");
+    let engine_pid = pid(&state["engine"]["pid"]);
     // Wait until the load generator runs, then interrupt.
     let pid_file = format!("/run/bypasslab/{}/loadgen.pid.json", testbed.name);
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -431,55 +233,58 @@ fn sigint_during_attach_stops_everything() {
 #[test]
 fn crashed_supervisor_leaves_leftovers_that_stop_removes() {
     bin_dir();
-    let testbed = Testbed::new("lc", "delay_us = 100\nloss_percent = 1.0");
+    let testbed = Testbed::impaired("lc");
     let mut supervisor = testbed
         .command(&["start", "--engine", "kernel"])
         .spawn()
         .unwrap();
     let state = testbed.wait_ready(&mut supervisor);
-    let engine_pid = pid_of(&state, "engine");
+    let engine_pid = pid(&state["engine"]["pid"]);
     kill(supervisor.id(), "KILL");
     let _ = wait_exit(&mut supervisor, Duration::from_secs(10));
 
-    let refused = testbed.output(&["start", "--engine", "kernel"]);
-    assert_eq!(refused.status.code(), Some(1));
-    let message = String::from_utf8_lossy(&refused.stderr);
+    let refused = testbed.run(&["start", "--engine", "kernel"], LIMIT);
+    assert_eq!(refused.code, Some(1));
+    let message = &refused.stderr;
     assert!(message.contains("leftovers of a crashed run"), "{message}");
     assert!(
         message.contains(&format!("engine pid {engine_pid} still running")),
         "{message}"
     );
 
-    let stopped = testbed.output(&["stop"]);
-    assert_eq!(stopped.status.code(), Some(0));
+    let stopped = testbed.run(&["stop"], LIMIT);
+    assert_eq!(stopped.code, Some(0));
     testbed.assert_nothing_left(&[engine_pid]);
 }
 
 #[test]
 fn start_cleans_leftovers_when_asked() {
     bin_dir();
-    let testbed = Testbed::new("lo", "backend = \"none\"");
+    let testbed = Testbed::plain("lo");
     let mut supervisor = testbed
         .command(&["start", "--engine", "kernel"])
         .spawn()
         .unwrap();
     let state = testbed.wait_ready(&mut supervisor);
-    let old_engine = pid_of(&state, "engine");
+    let old_engine = pid(&state["engine"]["pid"]);
     kill(supervisor.id(), "KILL");
     let _ = wait_exit(&mut supervisor, Duration::from_secs(10));
 
-    let output = testbed.output(&[
-        "run",
-        "--engine",
-        "kernel",
-        "--packets",
-        "1000",
-        "--clean-leftovers",
-        "--json",
-    ]);
-    assert_eq!(output.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("cleaning leftovers"));
-    assert!(!process_alive(old_engine));
+    let output = testbed.run(
+        &[
+            "run",
+            "--engine",
+            "kernel",
+            "--packets",
+            "1000",
+            "--clean-leftovers",
+            "--json",
+        ],
+        LIMIT,
+    );
+    assert_eq!(output.code, Some(0));
+    assert!(output.stderr.contains("cleaning leftovers"));
+    assert!(!alive(old_engine));
     testbed.assert_nothing_left(&[old_engine]);
 }
 
@@ -487,7 +292,8 @@ fn start_cleans_leftovers_when_asked() {
 fn hugepages_reserve_then_release_restores_the_host() {
     let before = hugepages_total();
     let mounts_before = std::fs::read_to_string("/proc/mounts").unwrap();
-    let run = |args: &[&str]| Command::new(SUPERVISOR).args(args).output().unwrap();
+    let run =
+        |args: &[&str]| reliability::ran(&Command::new(SUPERVISOR).args(args).output().unwrap());
     let reserved = run(&[
         "hugepages",
         "reserve",
@@ -496,25 +302,15 @@ fn hugepages_reserve_then_release_restores_the_host() {
         "--mount",
         "/run/bypasslab/test-hugepages",
     ]);
-    assert_eq!(
-        reserved.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&reserved.stderr)
-    );
+    assert_eq!(reserved.code, Some(0), "{}", reserved.stderr);
     let twice = run(&["hugepages", "reserve", "--pages", "4"]);
-    assert_eq!(
-        twice.status.code(),
-        Some(1),
-        "a second reservation is refused"
-    );
-    assert!(String::from_utf8_lossy(&twice.stderr).contains("already recorded"));
-    let status: Value =
-        serde_json::from_slice(&run(&["hugepages", "status", "--json"]).stdout).unwrap();
+    assert_eq!(twice.code, Some(1), "a second reservation is refused");
+    assert!(twice.stderr.contains("already recorded"));
+    let status: Value = run(&["hugepages", "status", "--json"]).json();
     assert!(status["pool"]["free"].as_u64().unwrap() >= 4);
     assert!(status["reserved_by_bypasslab"].is_object());
     let released = run(&["hugepages", "release"]);
-    assert_eq!(released.status.code(), Some(0));
+    assert_eq!(released.code, Some(0));
     assert_eq!(hugepages_total(), before);
     let mounts_after = std::fs::read_to_string("/proc/mounts").unwrap();
     assert_eq!(
@@ -529,7 +325,7 @@ fn hugepages_reserve_then_release_restores_the_host() {
     );
     let idle = run(&["hugepages", "release"]);
     assert_eq!(
-        idle.status.code(),
+        idle.code,
         Some(0),
         "release with nothing reserved is harmless"
     );
