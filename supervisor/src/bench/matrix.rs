@@ -404,7 +404,7 @@ impl<'a> Bench<'a> {
         #[allow(clippy::cast_precision_loss)]
         let percent = self.progress.position() as f64 * 100.0 / length as f64;
         eprintln!(
-            "supervisor: [{percent:.1} % of the matrix, {:.0} s] {} {} {} {}: {outcome}",
+            "supervisor: [{percent:.1} % of the matrix's messages, {:.0} s] {} {} {} {}: {outcome}",
             self.progress.elapsed().as_secs_f64(),
             cell.impairment,
             cell.subject,
