@@ -323,6 +323,8 @@ fn bench_writes_a_real_report() {
 
     let md = std::fs::read_to_string(out.join("results.md")).unwrap();
     assert!(md.contains("| 10000 |"), "{md}");
+    assert!(md.contains("### Every cell, one row each"), "{md}");
+    assert!(md.contains("| 10000 | kernel | closed | 1 |"), "{md}");
     assert!(
         md.contains("kernel closed p50") && md.contains("Ratios"),
         "{md}"

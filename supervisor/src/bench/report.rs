@@ -484,6 +484,9 @@ pub fn markdown(results: &Results) -> String {
             table(&mut md, results, &impairment, &g);
             md.push('\n');
         }
+        let _ = writeln!(md, "### Every cell, one row each\n");
+        cell_rows(&mut md, results, &impairment);
+        md.push('\n');
         let _ = writeln!(
             md,
             "### Ratios (median ÷ median; closed ↔ ping-pong, open ↔ under-load)\n"
@@ -568,6 +571,65 @@ pub fn markdown(results: &Results) -> String {
     md
 }
 
+fn spread_text(p: Option<f64>) -> String {
+    p.map_or_else(|| "—".to_owned(), |p| format!("{p:.1} %"))
+}
+
+/// One row per cell of one testbed: count, subject, loop, runs, the
+/// medians, the ratios and the spread of the headline figures.
+fn cell_rows(md: &mut String, results: &Results, imp: &str) {
+    let _ = writeln!(
+        md,
+        "| packets | subject | test | runs | RTT mean | p50 | p99 | p99.9 | max | msgs/s | kB/s | msgs/s ÷ kernel | p50 ÷ kernel | msgs/s ÷ sockperf | p50 ÷ sockperf | spread msgs/s, p50 |"
+    );
+    let _ = writeln!(
+        md,
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    );
+    for packets in counts(results) {
+        for family in ["closed", "open"] {
+            for (s, t) in groups(results, imp, family) {
+                let Some(c) = cell(results, &s, &t, imp, packets) else {
+                    continue;
+                };
+                let test = match c.target_rate {
+                    Some(rate) => format!("{t} @{rate}/s"),
+                    None => t.clone(),
+                };
+                if c.runs.is_empty() {
+                    let _ = writeln!(
+                        md,
+                        "| {packets} | {s} | {test} | 0 | failed | | | | | | | | | | | |"
+                    );
+                    continue;
+                }
+                let m = &c.aggregate.median;
+                let spread = &c.aggregate.spread_percent;
+                let r = &c.ratios;
+                let _ = writeln!(
+                    md,
+                    "| {packets} | {s} | {test} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {}, {}{} |",
+                    c.runs.len(),
+                    num(m.rtt_mean_us),
+                    num(m.rtt_p50_us),
+                    num(m.rtt_p99_us),
+                    num(m.rtt_p999_us),
+                    num(m.rtt_max_us),
+                    num(m.messages_per_s),
+                    num(m.bandwidth_kb_s),
+                    ratio_text(r.messages_per_s_vs_kernel),
+                    ratio_text(r.rtt_p50_vs_kernel),
+                    ratio_text(r.messages_per_s_vs_sockperf),
+                    ratio_text(r.rtt_p50_vs_sockperf),
+                    spread_text(spread.messages_per_s.or(spread.bandwidth_kb_s)),
+                    spread_text(spread.rtt_p50_us),
+                    if c.aggregate.flagged { " ⚠" } else { "" }
+                );
+            }
+        }
+    }
+}
+
 fn table(md: &mut String, results: &Results, imp: &str, groups: &[(String, String)]) {
     let mut header = String::from("| packets |");
     let mut rule = String::from("|---:|");
@@ -617,5 +679,98 @@ fn table(md: &mut String, results: &Results, imp: &str, groups: &[(String, Strin
             }
         }
         let _ = writeln!(md, "{row}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(rate: f64, p50: f64) -> RunRecord {
+        RunRecord {
+            command: "loadgen …".into(),
+            figures: Figures {
+                messages: Some(1000.0),
+                elapsed_s: Some(1000.0 / rate),
+                messages_per_s: Some(rate),
+                bandwidth_kb_s: Some(rate * 0.768),
+                rtt_mean_us: Some(p50 * 1.2),
+                rtt_p50_us: Some(p50),
+                rtt_p99_us: Some(p50 * 3.0),
+                rtt_p999_us: Some(p50 * 5.0),
+                rtt_max_us: Some(p50 * 9.0),
+            },
+            clean: true,
+            inconsistencies: Vec::new(),
+            cdf: Vec::new(),
+            detail: serde_json::Value::Null,
+            started_utc: String::new(),
+            loadavg: String::new(),
+        }
+    }
+
+    fn results(cells: Vec<Cell>, sessions: usize) -> Results {
+        Results {
+            schema: SCHEMA,
+            command: "supervisor bench".into(),
+            started_utc: String::new(),
+            finished_utc: String::new(),
+            git_revision: "abc".into(),
+            configuration: serde_json::json!({"repetitions": 3, "open_fraction": 0.8}),
+            host: HostFacts::default(),
+            engines: Vec::new(),
+            peers: Vec::new(),
+            testbeds: vec![TestbedRecord {
+                impairment: "on".into(),
+                name: "bi1".into(),
+                described: "emulator: 100 µs delay, 1 % loss, from-ns3".into(),
+                observed_loss_percent: Some(0.98),
+                config: serde_json::Value::Null,
+            }],
+            cells,
+            plots: Vec::new(),
+            problems: Vec::new(),
+            interrupted: false,
+            sessions: (0..sessions)
+                .map(|i| Session {
+                    command: format!("supervisor bench --resume #{i}"),
+                    ..Session::default()
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn markdown_has_every_cell_its_runs_and_its_sessions() {
+        let mut kernel = Cell::new("kernel", "engine", "closed", "on", 1000);
+        kernel.runs = vec![run(400.0, 150.0), run(420.0, 148.0), run(410.0, 151.0)];
+        let mut dpdk = Cell::new("dpdk", "engine", "closed", "on", 1000);
+        dpdk.runs = vec![run(1600.0, 125.0)];
+        let mut open = Cell::new("kernel", "engine", "open", "on", 1000);
+        open.target_rate = Some(328);
+        open.errors.push("the kernel engine did not start".into());
+        let mut r = results(vec![kernel, dpdk, open], 2);
+        r.aggregate();
+        let md = markdown(&r);
+        assert!(md.contains("Measured in 2 sessions"), "{md}");
+        assert!(md.contains("supervisor bench --resume #1"), "{md}");
+        assert!(md.contains("### Every cell, one row each"), "{md}");
+        assert!(
+            md.contains("| 1000 | kernel | closed | 3 | 180 | 150 |"),
+            "{md}"
+        );
+        // 1600 / 410 = 3.90 the kernel's rate; 125 / 150 of its median.
+        assert!(md.contains("| 1000 | dpdk | closed | 1 |"), "{md}");
+        assert!(md.contains("3.90×") && md.contains("0.83×"), "{md}");
+        assert!(
+            md.contains("| 1000 | kernel | open @328/s | 0 | failed |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("dpdk closed (on, 1000): median of 1 run(s), not 3"),
+            "{md}"
+        );
+        assert!(md.contains("kernel open (on, 1000): the kernel engine did not start"));
+        assert!(md.contains("observed loss 0.98 %"), "{md}");
     }
 }
