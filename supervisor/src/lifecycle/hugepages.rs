@@ -83,14 +83,29 @@ fn read_u64(path: &Path) -> io::Result<u64> {
 }
 
 /// The 2 MB pool, or `None` where the kernel has no such pool.
+///
+/// The three counters are separate files: a surplus page freed between two
+/// reads would make the persistent count (total − surplus) off by one, so
+/// the reading is repeated until the total is the same before and after.
 #[must_use]
 pub fn pool() -> Option<PoolState> {
     let dir = Path::new(POOL_DIR);
-    Some(PoolState {
-        total: read_u64(&dir.join("nr_hugepages")).ok()?,
-        free: read_u64(&dir.join("free_hugepages")).ok()?,
-        surplus: read_u64(&dir.join("surplus_hugepages")).unwrap_or(0),
-    })
+    let total = || read_u64(&dir.join("nr_hugepages")).ok();
+    let mut state = None;
+    for _ in 0..16 {
+        let before = total()?;
+        let read = PoolState {
+            total: before,
+            free: read_u64(&dir.join("free_hugepages")).ok()?,
+            surplus: read_u64(&dir.join("surplus_hugepages")).unwrap_or(0),
+        };
+        let stable = total()? == before;
+        state = Some(read);
+        if stable {
+            break;
+        }
+    }
+    state
 }
 
 /// A mounted hugetlbfs with 2 MB pages, if any.
@@ -196,12 +211,19 @@ pub fn release(grant: &HugepageGrant) -> Vec<String> {
 mod tests {
     use super::*;
 
+    /// The tests share the host's pool: one at a time, even under a
+    /// parallel test runner.
+    static POOL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     #[test]
     fn acquire_then_release_restores_the_host() {
         if !nix::unistd::Uid::effective().is_root() {
             eprintln!("skipped: needs root to reserve hugepages");
             return;
         }
+        let _pool = POOL
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let before = pool();
         let before_mount = find_mount();
         let dir = std::env::temp_dir().join(format!("bypasslab-huge-test-{}", std::process::id()));
@@ -225,6 +247,9 @@ mod tests {
             eprintln!("skipped: needs root to reserve hugepages");
             return;
         }
+        let _pool = POOL
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let pid = std::process::id();
         let first_dir = std::env::temp_dir().join(format!("bypasslab-huge-s1-{pid}"));
         let second_dir = std::env::temp_dir().join(format!("bypasslab-huge-s2-{pid}"));
