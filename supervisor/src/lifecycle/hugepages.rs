@@ -73,6 +73,13 @@ impl PoolState {
     pub fn persistent(&self) -> u64 {
         self.total.saturating_sub(self.surplus)
     }
+
+    /// More surplus pages than pages in use: some surplus page is free and
+    /// will never be given back by itself (see [`release`]).
+    #[must_use]
+    pub fn has_free_surplus(&self) -> bool {
+        self.surplus > self.total.saturating_sub(self.free)
+    }
 }
 
 fn read_u64(path: &Path) -> io::Result<u64> {
@@ -182,7 +189,8 @@ fn mount_hugetlbfs(at: &Path) -> io::Result<()> {
 }
 
 /// Gives back what `grant` took: unmounts our mount, shrinks the pool by the
-/// pages we added. Best effort; returns the problems met, if any.
+/// pages we added (leaving no free page counted as surplus). Best effort;
+/// returns the problems met, if any.
 pub fn release(grant: &HugepageGrant) -> Vec<String> {
     let mut problems = Vec::new();
     if let Some(at) = &grant.mounted_at {
@@ -197,14 +205,40 @@ pub fn release(grant: &HugepageGrant) -> Vec<String> {
         if let Some(now) = pool() {
             // Pages of ours still mapped become surplus and leave the pool
             // when unmapped.
-            let path = Path::new(POOL_DIR).join("nr_hugepages");
             let target = now.persistent().saturating_sub(grant.added_pages);
-            if let Err(e) = fs::write(&path, target.to_string()) {
+            if let Err(e) = shrink_to(target) {
                 problems.push(format!("shrinking the hugepage pool to {target}: {e}"));
             }
         }
     }
     problems
+}
+
+/// Sets the persistent count to `target`, and makes sure no *free* page is
+/// left counted as surplus.
+///
+/// The kernel shrinks in two steps: it frees free pages down to the number
+/// in use, then marks the rest surplus. A page unmapped between the two
+/// (an engine's memory, freed as the engine exits) is free by then, yet
+/// marked surplus: surplus pages are only given back when they are freed,
+/// and this one already was, so it would stay in the pool for good. Growing
+/// the pool to its total turns such pages persistent again, and shrinking
+/// once more frees them; pages really in use are surplus afterwards as
+/// before.
+fn shrink_to(target: u64) -> io::Result<()> {
+    let path = Path::new(POOL_DIR).join("nr_hugepages");
+    fs::write(&path, target.to_string())?;
+    for _ in 0..4 {
+        let Some(now) = pool() else {
+            break;
+        };
+        if !now.has_free_surplus() {
+            break;
+        }
+        fs::write(&path, now.total.to_string())?;
+        fs::write(&path, target.to_string())?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -214,6 +248,42 @@ mod tests {
     /// The tests share the host's pool: one at a time, even under a
     /// parallel test runner.
     static POOL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    /// A grant given back once: by [`Held::give_back`], or when dropped
+    /// (a failing assertion must not leave pages or a mount on the host).
+    struct Held(Option<HugepageGrant>);
+
+    impl Held {
+        fn grant(&self) -> &HugepageGrant {
+            self.0.as_ref().expect("not given back yet")
+        }
+
+        fn give_back(&mut self) -> Vec<String> {
+            self.0.take().map(|g| release(&g)).unwrap_or_default()
+        }
+    }
+
+    impl Drop for Held {
+        fn drop(&mut self) {
+            let _ = self.give_back();
+        }
+    }
+
+    #[test]
+    fn free_pages_counted_as_surplus_are_recognised() {
+        let state = |total, free, surplus| PoolState {
+            total,
+            free,
+            surplus,
+        };
+        // Seen after a dpdk run's teardown: 1 page in use, 8 surplus.
+        assert!(state(8, 7, 8).has_free_surplus());
+        // A mapped page left surplus by a shrink: it leaves when unmapped.
+        assert!(!state(1, 0, 1).has_free_surplus());
+        assert!(!state(261, 251, 0).has_free_surplus());
+        assert!(!state(0, 0, 0).has_free_surplus());
+        assert_eq!(state(8, 7, 8).persistent(), 0);
+    }
 
     #[test]
     fn acquire_then_release_restores_the_host() {
@@ -227,12 +297,12 @@ mod tests {
         let before = pool();
         let before_mount = find_mount();
         let dir = std::env::temp_dir().join(format!("bypasslab-huge-test-{}", std::process::id()));
-        let grant = acquire(2, &dir).unwrap();
-        if grant.unavailable.is_none() {
+        let mut held = Held(Some(acquire(2, &dir).unwrap()));
+        if held.grant().unavailable.is_none() {
             assert!(pool().unwrap().free >= 2);
-            assert!(grant.dir.is_some());
+            assert!(held.grant().dir.is_some());
         }
-        assert!(release(&grant).is_empty());
+        assert!(held.give_back().is_empty());
         assert_eq!(pool().map(|p| p.total), before.map(|p| p.total));
         assert_eq!(find_mount(), before_mount);
         assert!(!dir.exists());
@@ -259,9 +329,8 @@ mod tests {
         };
         // The first run takes a page into use, then gives its grant back
         // while the page is still mapped: the page turns surplus.
-        let first = acquire(start.free + 1, &first_dir).unwrap();
-        if first.unavailable.is_some() {
-            let _ = release(&first);
+        let mut first = Held(Some(acquire(start.free + 1, &first_dir).unwrap()));
+        if first.grant().unavailable.is_some() {
             eprintln!("skipped: the kernel gives no hugepages");
             return;
         }
@@ -287,7 +356,7 @@ mod tests {
         };
         let _ = std::fs::remove_file(&file);
         drop(held);
-        assert!(release(&first).is_empty());
+        assert!(first.give_back().is_empty());
         let shrunk = pool().unwrap();
         assert!(
             shrunk.surplus >= 1,
@@ -295,8 +364,8 @@ mod tests {
         );
         // The second run reserves, turning that page persistent, and gives
         // back what it took.
-        let second = acquire(shrunk.free + 2, &second_dir).unwrap();
-        assert!(release(&second).is_empty());
+        let mut second = Held(Some(acquire(shrunk.free + 2, &second_dir).unwrap()));
+        assert!(second.give_back().is_empty());
         drop(map);
         let end = pool().unwrap();
         assert_eq!(
