@@ -348,6 +348,8 @@ impl<'a> Bench<'a> {
             }
             let state = run.state().clone();
             let started_utc = host::utc_now();
+            let base = self.progress.position();
+            let mut watch = RunWatch::new(&self.progress, &self.results.cells[index], base);
             let outcome = attach::attach_once_with_output(
                 config,
                 &state,
@@ -355,8 +357,9 @@ impl<'a> Bench<'a> {
                 packets,
                 load,
                 &self.interrupted,
+                Some(&mut |answered| watch.update(answered)),
             );
-            self.progress.inc(packets);
+            self.progress.set_position(base + packets);
             match outcome {
                 Ok((row, stdout)) => {
                     let histogram = state
@@ -648,6 +651,52 @@ impl<'a> Bench<'a> {
                 }
             }
             self.after_attempt(index, false);
+        }
+    }
+}
+
+/// Progress within one long load-generator run: the bar moves with the
+/// messages answered, and where no bar is drawn a line is printed every
+/// [`RunWatch::LINE_EVERY`].
+struct RunWatch {
+    progress: ProgressBar,
+    base: u64,
+    packets: u64,
+    what: String,
+    started: std::time::Instant,
+    next_line: std::time::Instant,
+}
+
+impl RunWatch {
+    const LINE_EVERY: Duration = Duration::from_secs(300);
+
+    fn new(progress: &ProgressBar, cell: &Cell, base: u64) -> Self {
+        let now = std::time::Instant::now();
+        Self {
+            progress: progress.clone(),
+            base,
+            packets: cell.packets,
+            what: format!(
+                "{} {} {} {}",
+                cell.impairment, cell.subject, cell.test, cell.packets
+            ),
+            started: now,
+            next_line: now + Self::LINE_EVERY,
+        }
+    }
+
+    fn update(&mut self, answered: u64) {
+        let answered = answered.min(self.packets);
+        self.progress.set_position(self.base + answered);
+        let now = std::time::Instant::now();
+        if self.progress.is_hidden() && now >= self.next_line {
+            self.next_line = now + Self::LINE_EVERY;
+            eprintln!(
+                "supervisor: {}: {answered} of {} answered after {:.0} s",
+                self.what,
+                self.packets,
+                (now - self.started).as_secs_f64()
+            );
         }
     }
 }

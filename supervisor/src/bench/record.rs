@@ -26,7 +26,7 @@ pub fn loadgen_command(
         .as_deref()
         .map_or_else(String::new, |p| p.display().to_string());
     format!(
-        "ip netns exec {} {} --connect {} --packets {packets} --connections {} --mode {} --seed {} --min-size {} --max-size {} --warmup {} --timeout-ms {} --core {} --shm {segment}{}{} ; engine: ip netns exec {} {} --kind {} --listen 0.0.0.0:{} --core {} --shm {segment}{}",
+        "ip netns exec {} {} --connect {} --packets {packets} --connections {} --mode {} --seed {} --min-size {} --max-size {} --warmup {} --timeout-ms {} --core {} --shm {segment}{}{} --progress never ; engine: ip netns exec {} {} --kind {} --listen 0.0.0.0:{} --core {} --shm {segment}{}",
         config.client_ns(),
         bin_dir.join("loadgen").display(),
         state.server,

@@ -132,12 +132,23 @@ pub fn attach_once(
     load: &LoadOptions,
     interrupted: &AtomicBool,
 ) -> Result<ResultRow, LifecycleError> {
-    attach_once_with_output(config, run, bin_dir, packets, load, interrupted).map(|(row, _)| row)
+    attach_once_with_output(config, run, bin_dir, packets, load, interrupted, None)
+        .map(|(row, _)| row)
 }
+
+/// How often a running load generator's progress is read from the segment.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(500);
 
 /// [`attach_once`], also returning what the load generator printed on
 /// stdout (its own final JSON result), so a caller can check the row
 /// against the loadgen's own counters.
+///
+/// Without `progress` the load generator draws its own progress bar (when
+/// stderr is a terminal). With it, the load generator draws none and
+/// `progress` gets the messages answered so far (of the measured phase,
+/// from the segment) every [`PROGRESS_INTERVAL`], for a caller with a bar
+/// of its own: a run of a million messages over the impaired link takes
+/// most of an hour.
 ///
 /// # Errors
 /// As [`attach_once`].
@@ -148,6 +159,7 @@ pub fn attach_once_with_output(
     packets: u64,
     load: &LoadOptions,
     interrupted: &AtomicBool,
+    mut progress: Option<&mut dyn FnMut(u64)>,
 ) -> Result<(ResultRow, String), LifecycleError> {
     if run.phase != Phase::Ready {
         return Err(LifecycleError::NotReady {
@@ -192,6 +204,9 @@ pub fn attach_once_with_output(
     if load.loadgen_busy_poll {
         command.arg("--busy-poll");
     }
+    if progress.is_some() {
+        command.args(["--progress", "never"]);
+    }
     let mut child = command.spawn().map_err(|source| LifecycleError::Spawn {
         role: "load generator",
         source,
@@ -212,7 +227,16 @@ pub fn attach_once_with_output(
         }
         text
     });
+    let mut next_progress = std::time::Instant::now() + PROGRESS_INTERVAL;
     let ending = loop {
+        if let Some(observe) = progress.as_mut() {
+            if std::time::Instant::now() >= next_progress {
+                next_progress += PROGRESS_INTERVAL;
+                if let Some(lg) = slot(&segment.snapshot(), Role::Loadgen) {
+                    observe(lg.counters.messages_received);
+                }
+            }
+        }
         if interrupted.load(Ordering::Relaxed) {
             let _ = process::terminate(&mut child, Duration::from_secs(3));
             let _ = fs::remove_file(loadgen_pid_path(&run.testbed));
