@@ -302,7 +302,6 @@ fn bad_input_name_collisions() {
     if !root_or_skip("bad_input_name_collisions") {
         return;
     }
-    let bins = bin_dir();
     // N1: two config files, one testbed name: the second start is refused.
     let testbed = Testbed::plain("nc");
     let other = std::env::temp_dir().join(format!("bypasslab-{}-other.toml", testbed.name));
@@ -314,18 +313,7 @@ fn bad_input_name_collisions() {
         ),
     )
     .unwrap();
-    let started = testbed.run(
-        &[
-            "start",
-            "--engine",
-            "kernel",
-            "--detach",
-            "--bin-dir",
-            bins.to_str().unwrap(),
-        ],
-        Duration::from_secs(60),
-    );
-    assert_eq!(started.code, Some(0));
+    testbed.start_detached("kernel");
     let second = run_bounded(
         Path::new(SUPERVISOR),
         &["start", "--config", other.to_str().unwrap()],
@@ -514,22 +502,9 @@ fn bad_input_protocol_garbage_never_stops_the_engine() {
     if !root_or_skip("bad_input_protocol_garbage") {
         return;
     }
-    let bins = bin_dir();
     for engine in engines() {
         let testbed = Testbed::plain("bp");
-        let started = testbed.run(
-            &[
-                "start",
-                "--engine",
-                engine,
-                "--detach",
-                "--bin-dir",
-                bins.to_str().unwrap(),
-            ],
-            Duration::from_secs(120),
-        );
-        assert_eq!(started.code, Some(0));
-        let state = testbed.run_state().unwrap();
+        let state = testbed.start_detached(engine);
         let engine_pid = reliability::pid(&state["engine"]["pid"]);
         let addr: SocketAddr = state["server"].as_str().unwrap().parse().unwrap();
         println!("-- engine {engine}");

@@ -290,16 +290,9 @@ fn fault_signal_to_background_supervisor_during_attach_and_stats() {
     if !root_or_skip("fault_signal_to_background_supervisor") {
         return;
     }
-    let bins = bin_dir();
-    let bins = bins.to_str().unwrap();
     for (engine, signal) in [("kernel", "INT"), ("dpdk", "TERM")] {
         let testbed = Testbed::plain("sb");
-        let started = testbed.run(
-            &["start", "--engine", engine, "--detach", "--bin-dir", bins],
-            Duration::from_secs(120),
-        );
-        assert_eq!(started.code, Some(0));
-        let state = testbed.run_state().expect("run state");
+        let state = testbed.start_detached(engine);
         let supervisor_pid = reliability::pid(&state["supervisor"]["pid"]);
         let engine_pid = reliability::pid(&state["engine"]["pid"]);
 
@@ -353,21 +346,8 @@ fn fault_second_start_with_clean_leftovers_never_touches_a_live_run() {
     if !root_or_skip("fault_second_start_with_clean_leftovers") {
         return;
     }
-    let bins = bin_dir();
     let testbed = Testbed::plain("ss");
-    let started = testbed.run(
-        &[
-            "start",
-            "--engine",
-            "kernel",
-            "--detach",
-            "--bin-dir",
-            bins.to_str().unwrap(),
-        ],
-        Duration::from_secs(60),
-    );
-    assert_eq!(started.code, Some(0));
-    let state = testbed.run_state().unwrap();
+    let state = testbed.start_detached("kernel");
     let engine_pid = reliability::pid(&state["engine"]["pid"]);
     let supervisor_pid = reliability::pid(&state["supervisor"]["pid"]);
     let again = testbed.run(

@@ -73,22 +73,10 @@ fn run_with_impairment_answers_every_message_and_leaves_nothing() {
 
 #[test]
 fn detached_start_attach_stats_stop() {
-    let bins = bin_dir();
+    bin_dir();
     for engine in &engines() {
         let testbed = Testbed::plain("ld");
-        let started = testbed.run(
-            &[
-                "start",
-                "--engine",
-                engine,
-                "--detach",
-                "--bin-dir",
-                bins.to_str().unwrap(),
-            ],
-            LIMIT,
-        );
-        assert_eq!(started.code, Some(0));
-        let state = testbed.run_state().expect("run state recorded");
+        let state = testbed.start_detached(engine);
         let supervisor_pid = pid(&state["supervisor"]["pid"]);
         let engine_pid = pid(&state["engine"]["pid"]);
         assert!(alive(supervisor_pid) && alive(engine_pid));

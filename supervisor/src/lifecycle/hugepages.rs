@@ -249,6 +249,18 @@ mod tests {
     /// parallel test runner.
     static POOL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+    /// The pool to this test alone; `None` (the test skips) without root.
+    fn exclusive_pool() -> Option<std::sync::MutexGuard<'static, ()>> {
+        if !nix::unistd::Uid::effective().is_root() {
+            eprintln!("skipped: needs root to reserve hugepages");
+            return None;
+        }
+        Some(
+            POOL.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
     /// A grant given back once: by [`Held::give_back`], or when dropped
     /// (a failing assertion must not leave pages or a mount on the host).
     struct Held(Option<HugepageGrant>);
@@ -287,13 +299,9 @@ mod tests {
 
     #[test]
     fn acquire_then_release_restores_the_host() {
-        if !nix::unistd::Uid::effective().is_root() {
-            eprintln!("skipped: needs root to reserve hugepages");
+        let Some(_pool) = exclusive_pool() else {
             return;
-        }
-        let _pool = POOL
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        };
         let before = pool();
         let before_mount = find_mount();
         let dir = std::env::temp_dir().join(format!("bypasslab-huge-test-{}", std::process::id()));
@@ -313,13 +321,9 @@ mod tests {
     /// the page still leaves when it is unmapped.
     #[test]
     fn a_surplus_page_made_persistent_is_given_back() {
-        if !nix::unistd::Uid::effective().is_root() {
-            eprintln!("skipped: needs root to reserve hugepages");
+        let Some(_pool) = exclusive_pool() else {
             return;
-        }
-        let _pool = POOL
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        };
         let pid = std::process::id();
         let first_dir = std::env::temp_dir().join(format!("bypasslab-huge-s1-{pid}"));
         let second_dir = std::env::temp_dir().join(format!("bypasslab-huge-s2-{pid}"));

@@ -146,6 +146,19 @@ impl Testbed {
         ran
     }
 
+    /// `start --engine <engine> --detach` with the binaries beside the
+    /// supervisor; asserts it succeeded and returns the run state.
+    pub fn start_detached(&self, engine: &str) -> Value {
+        let bins = bin_dir();
+        let bins = bins.to_str().expect("binary directory is UTF-8");
+        let started = self.run(
+            &["start", "--engine", engine, "--detach", "--bin-dir", bins],
+            Duration::from_secs(120),
+        );
+        assert_eq!(started.code, Some(0), "start --detach: {}", started.stderr);
+        self.run_state().expect("run state recorded")
+    }
+
     /// Starts `supervisor <args>` with both streams piped.
     pub fn spawn(&self, args: &[&str]) -> Child {
         self.command(args)
