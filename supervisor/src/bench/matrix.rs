@@ -444,19 +444,40 @@ impl<'a> Bench<'a> {
         }
     }
 
-    fn sockperf(&mut self, p: &Placement, setting: Setting) {
-        let port = p.config.port().wrapping_add(1);
-        let server = match Server::start(
-            peers::sockperf_server(p, port),
-            p.log_dir.join("sockperf-server.log"),
-            &p.config,
-            port,
-        ) {
-            Ok(s) => s,
+    /// Starts a peer's server in NS3 on `port` for the whole testbed; when
+    /// it cannot start, every cell of the peer still lacking runs gets the
+    /// reason.
+    fn peer_server(
+        &mut self,
+        subject: &str,
+        command: std::process::Command,
+        log: &str,
+        p: &Placement,
+        port: u16,
+        setting: Setting,
+    ) -> Option<Server> {
+        match Server::start(command, p.log_dir.join(log), &p.config, port) {
+            Ok(server) => Some(server),
             Err(e) => {
                 self.say(&e);
-                return self.fail_subject("sockperf", "peer", setting, &e);
+                self.fail_subject(subject, "peer", setting, &e);
+                None
             }
+        }
+    }
+
+    fn sockperf(&mut self, p: &Placement, setting: Setting) {
+        let port = p.config.port().wrapping_add(1);
+        let server = self.peer_server(
+            "sockperf",
+            peers::sockperf_server(p, port),
+            "sockperf-server.log",
+            p,
+            port,
+            setting,
+        );
+        let Some(server) = server else {
+            return;
         };
         let rate = match self.sockperf_calibration(p, port) {
             Ok(rate) => rate,
@@ -568,17 +589,16 @@ impl<'a> Bench<'a> {
 
     fn netperf(&mut self, p: &Placement, setting: Setting) {
         let port = p.config.port().wrapping_add(3);
-        let server = match Server::start(
+        let server = self.peer_server(
+            "netperf",
             peers::netperf_server(p, port),
-            p.log_dir.join("netserver.log"),
-            &p.config,
+            "netserver.log",
+            p,
             port,
-        ) {
-            Ok(s) => s,
-            Err(e) => {
-                self.say(&e);
-                return self.fail_subject("netperf", "peer", setting, &e);
-            }
+            setting,
+        );
+        let Some(server) = server else {
+            return;
         };
         for &packets in &self.plan.packets {
             let index = self.cell("netperf", "peer", "tcp_rr", setting, packets);
