@@ -466,7 +466,11 @@ pub fn run(args: &BenchArgs) -> Result<i32, BenchError> {
     results
         .git_revision
         .clone_from(&session_record.git_revision);
-    results.configuration = configuration;
+    results.configuration = if args.resume {
+        resume::widen(&results, configuration)
+    } else {
+        configuration
+    };
     results.host = host;
     results.interrupted = false;
     merge_availability(

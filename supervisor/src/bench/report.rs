@@ -385,22 +385,7 @@ pub fn markdown(results: &Results) -> String {
             results.sessions.len()
         );
         for (i, session) in results.sessions.iter().enumerate() {
-            let _ = writeln!(
-                md,
-                "{}. {} → {} (UTC), git `{}`, load average `{}` → `{}`{}: `{}`",
-                i + 1,
-                session.started_utc,
-                session.finished_utc,
-                session.git_revision,
-                session.loadavg_start,
-                session.loadavg_end,
-                if session.interrupted {
-                    " (interrupted)"
-                } else {
-                    ""
-                },
-                session.command
-            );
+            let _ = writeln!(md, "{}. {}", i + 1, session_line(session));
         }
         md.push('\n');
     } else {
@@ -423,7 +408,7 @@ pub fn markdown(results: &Results) -> String {
     );
     let _ = writeln!(
         md,
-        "Every figure is the median of {reps} run(s); RTT in µs, rate in messages/s, bandwidth in kB/s (request bytes / 1000, as the original table). \
+        "Every figure is the median of its cell's runs ({reps} asked for; a cell with fewer is listed under Flags); RTT in µs, rate in messages/s, bandwidth in kB/s (request bytes / 1000, as the original table). \
          ⚠ marks a cell whose messages/s, kB/s or RTT p50 spread more than {} % over its runs (spread = (max − min) / median). \
          — : not measured by that tool. sockperf echoes 768-byte messages (the engines answer 4 bytes) and is bounded by time, \
          so its row holds the messages it exchanged in the time a 1-second calibration gave for the count; \
@@ -569,6 +554,32 @@ pub fn markdown(results: &Results) -> String {
         "The exact command of every run, each run's figures and the loadgen's own counters are in results.json."
     );
     md
+}
+
+/// One session of a resumed report: when, from which revision, under what
+/// load, and how it ended. A session without an end time is running, or
+/// stopped without closing the report (killed, or the machine went down);
+/// its runs up to the last saved repetition are kept.
+fn session_line(session: &Session) -> String {
+    let ended = if session.finished_utc.is_empty() {
+        "not finished (still running, or stopped without closing the report; its saved runs are kept)".to_owned()
+    } else if session.interrupted {
+        format!("{} (interrupted)", session.finished_utc)
+    } else {
+        session.finished_utc.clone()
+    };
+    let load_end = if session.loadavg_end.is_empty() {
+        String::new()
+    } else {
+        format!(" → `{}`", session.loadavg_end.trim())
+    };
+    format!(
+        "{} → {ended} (UTC), git `{}`, load average `{}`{load_end}: `{}`",
+        session.started_utc,
+        session.git_revision,
+        session.loadavg_start.trim(),
+        session.command
+    )
 }
 
 fn spread_text(p: Option<f64>) -> String {
@@ -734,6 +745,12 @@ mod tests {
             sessions: (0..sessions)
                 .map(|i| Session {
                     command: format!("supervisor bench --resume #{i}"),
+                    // The first ended; the last was killed before closing.
+                    finished_utc: if i == 0 {
+                        "2026-01-01T01:00:00Z".into()
+                    } else {
+                        String::new()
+                    },
                     ..Session::default()
                 })
                 .collect(),
@@ -754,6 +771,8 @@ mod tests {
         let md = markdown(&r);
         assert!(md.contains("Measured in 2 sessions"), "{md}");
         assert!(md.contains("supervisor bench --resume #1"), "{md}");
+        assert!(md.contains("→ 2026-01-01T01:00:00Z (UTC)"), "{md}");
+        assert_eq!(md.matches("not finished").count(), 1, "{md}");
         assert!(md.contains("### Every cell, one row each"), "{md}");
         assert!(
             md.contains("| 1000 | kernel | closed | 3 | 180 | 150 |"),

@@ -162,6 +162,78 @@ pub fn check_compatible(
     Ok(())
 }
 
+/// The configuration a continued report records: this invocation's
+/// settings, with the matrix's extent widened to all the report holds.
+///
+/// A resume may measure part of the matrix (`--packets 1000000
+/// --repetitions 1`, say); the report still covers every count, testbed,
+/// engine and peer it has cells for, and asks for the largest number of
+/// repetitions any session asked for, so a cell with fewer runs stays
+/// flagged until a later session adds them.
+#[must_use]
+pub fn widen(saved: &Results, mut ours: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    let listed = |config: &Value, key: &str| -> Vec<Value> {
+        config
+            .get(key)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let union = |lists: [Vec<Value>; 3]| -> Vec<Value> {
+        let mut all: Vec<Value> = Vec::new();
+        for v in lists.into_iter().flatten() {
+            if !all.contains(&v) {
+                all.push(v);
+            }
+        }
+        all
+    };
+    let of_cells = |pick: &dyn Fn(&report::Cell) -> Option<Value>| -> Vec<Value> {
+        saved.cells.iter().filter_map(pick).collect()
+    };
+    let subjects = |kind: &'static str| {
+        move |c: &report::Cell| (c.kind == kind).then(|| Value::from(c.subject.as_str()))
+    };
+    let engines = union([
+        listed(&saved.configuration, "engines"),
+        of_cells(&subjects("engine")),
+        listed(&ours, "engines"),
+    ]);
+    let peers = union([
+        listed(&saved.configuration, "peers"),
+        of_cells(&subjects("peer")),
+        listed(&ours, "peers"),
+    ]);
+    let mut packets = union([
+        listed(&saved.configuration, "packets"),
+        of_cells(&|c| Some(Value::from(c.packets))),
+        listed(&ours, "packets"),
+    ]);
+    packets.sort_by_key(|v| v.as_u64().unwrap_or(u64::MAX));
+    let mut impairment = union([
+        listed(&saved.configuration, "impairment"),
+        of_cells(&|c| Some(Value::from(c.impairment.as_str()))),
+        listed(&ours, "impairment"),
+    ]);
+    // `off` before `on`, the order a full bench measures them in.
+    impairment.sort_by_key(|v| v.as_str().map(str::to_owned));
+    let repetitions = [&saved.configuration, &ours]
+        .iter()
+        .filter_map(|c| c.get("repetitions").and_then(Value::as_u64))
+        .max();
+    if let Some(map) = ours.as_object_mut() {
+        map.insert("engines".into(), Value::Array(engines));
+        map.insert("peers".into(), Value::Array(peers));
+        map.insert("packets".into(), Value::Array(packets));
+        map.insert("impairment".into(), Value::Array(impairment));
+        if let Some(r) = repetitions {
+            map.insert("repetitions".into(), Value::from(r));
+        }
+    }
+    ours
+}
+
 /// Writes `bytes` to `path` through a temporary file renamed over it, so a
 /// reader (or a crash) never sees half a report.
 ///
@@ -269,6 +341,40 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().contains("false") && err.to_string().contains("true"));
+    }
+
+    #[test]
+    fn a_partial_resume_keeps_the_whole_matrix_in_the_configuration() {
+        let p = Path::new("r.json");
+        let mut saved = parse(p, &serde_json::to_vec(&minimal(2)).unwrap()).unwrap();
+        // An earlier partial session recorded only part of the matrix...
+        saved.configuration = serde_json::json!({
+            "engines": ["kernel", "dpdk"], "packets": [10000, 100000],
+            "impairment": ["on"], "peers": ["sockperf", "netperf"], "repetitions": 3
+        });
+        // ...but its cells show the unimpaired testbed and fstack too.
+        saved.cells = vec![
+            report::Cell::new("kernel", "engine", "closed", "off", 10000),
+            report::Cell::new("fstack", "engine", "closed", "on", 10000),
+            report::Cell::new("iperf3", "peer", "bulk", "on", 100000),
+        ];
+        let ours = serde_json::json!({
+            "engines": ["dpdk"], "packets": [1000000], "impairment": ["on"],
+            "peers": ["iperf3"], "repetitions": 1, "pmd": "af_xdp"
+        });
+        let wide = widen(&saved, ours);
+        assert_eq!(
+            wide["engines"],
+            serde_json::json!(["kernel", "dpdk", "fstack"])
+        );
+        assert_eq!(
+            wide["peers"],
+            serde_json::json!(["sockperf", "netperf", "iperf3"])
+        );
+        assert_eq!(wide["packets"], serde_json::json!([10000, 100000, 1000000]));
+        assert_eq!(wide["impairment"], serde_json::json!(["off", "on"]));
+        assert_eq!(wide["repetitions"], serde_json::json!(3));
+        assert_eq!(wide["pmd"], serde_json::json!("af_xdp"));
     }
 
     #[test]
