@@ -288,13 +288,21 @@ pub struct Results {
 }
 
 impl Results {
-    /// The impairment settings measured, in the order first measured.
+    /// The impairment settings measured, in the order first measured: the
+    /// testbeds recorded, then any setting only cells know (a testbed is
+    /// recorded when its half of the matrix ends, so a session stopped
+    /// part-way leaves cells without one).
     #[must_use]
     pub fn impairments(&self) -> Vec<String> {
         let mut seen: Vec<String> = Vec::new();
-        for tb in &self.testbeds {
-            if !seen.contains(&tb.impairment) {
-                seen.push(tb.impairment.clone());
+        let settings = self
+            .testbeds
+            .iter()
+            .map(|tb| &tb.impairment)
+            .chain(self.cells.iter().map(|c| &c.impairment));
+        for setting in settings {
+            if !seen.contains(setting) {
+                seen.push(setting.clone());
             }
         }
         seen
@@ -444,12 +452,22 @@ pub fn markdown(results: &Results) -> String {
                     .map_or_else(|| "n/a".to_owned(), |l| format!("{l:.2} %"))
             })
             .collect();
-        let described = testbeds.first().map_or("", |tb| tb.described.as_str());
-        let _ = writeln!(
-            md,
-            "## Impairment {impairment} — {described} (observed loss {})\n",
-            losses.join(", ")
-        );
+        match testbeds.first() {
+            Some(tb) => {
+                let _ = writeln!(
+                    md,
+                    "## Impairment {impairment} — {} (observed loss {})\n",
+                    tb.described,
+                    losses.join(", ")
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    md,
+                    "## Impairment {impairment} — testbed not recorded (the session stopped before this half ended; see results.json's configuration)\n"
+                );
+            }
+        }
 
         for (family, title) in [
             (
@@ -766,7 +784,10 @@ mod tests {
         let mut open = Cell::new("kernel", "engine", "open", "on", 1000);
         open.target_rate = Some(328);
         open.errors.push("the kernel engine did not start".into());
-        let mut r = results(vec![kernel, dpdk, open], 2);
+        // A half whose session stopped before its testbed was recorded.
+        let mut unrecorded = Cell::new("kernel", "engine", "closed", "off", 1000);
+        unrecorded.runs = vec![run(20000.0, 40.0)];
+        let mut r = results(vec![kernel, dpdk, open, unrecorded], 2);
         r.aggregate();
         let md = markdown(&r);
         assert!(md.contains("Measured in 2 sessions"), "{md}");
@@ -791,5 +812,10 @@ mod tests {
         );
         assert!(md.contains("kernel open (on, 1000): the kernel engine did not start"));
         assert!(md.contains("observed loss 0.98 %"), "{md}");
+        assert!(
+            md.contains("## Impairment off — testbed not recorded"),
+            "{md}"
+        );
+        assert!(md.contains("| 1000 | kernel | closed | 1 | "), "{md}");
     }
 }
