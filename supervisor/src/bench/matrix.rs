@@ -14,7 +14,7 @@ use shm_layout::{Role, Segment};
 use super::host;
 use super::peers::{self, Peer, Placement, Server, PEER_MESSAGE_SIZE};
 use super::record;
-use super::report::{Cell, Results, RunRecord};
+use super::report::{tests_of, Cell, Results, RunRecord};
 use super::resume;
 use super::stats::Figures;
 use super::Setting;
@@ -29,16 +29,6 @@ use crate::lifecycle::LifecycleError;
 /// of one segment back off for seconds without losing the message, and a
 /// 1 000 000-message cell must not fail on one such stall.
 pub const REPLY_TIMEOUT_MS: u64 = 30_000;
-
-/// The tests each subject runs.
-fn tests_of(subject: &str) -> &'static [&'static str] {
-    match subject {
-        "sockperf" => &["ping-pong", "under-load"],
-        "iperf3" => &["bulk"],
-        "netperf" => &["tcp_rr"],
-        _ => &["closed", "open"],
-    }
-}
 
 /// How the matrix runs: what `BenchArgs` says, resolved.
 pub struct Plan {

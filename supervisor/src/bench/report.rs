@@ -130,6 +130,17 @@ impl Cell {
     }
 }
 
+/// The tests each subject runs.
+#[must_use]
+pub fn tests_of(subject: &str) -> &'static [&'static str] {
+    match subject {
+        "sockperf" => &["ping-pong", "under-load"],
+        "iperf3" => &["bulk"],
+        "netperf" => &["tcp_rr"],
+        _ => &["closed", "open"],
+    }
+}
+
 /// The loop family of a test name.
 #[must_use]
 pub fn family(test: &str) -> &'static str {
@@ -306,6 +317,62 @@ impl Results {
             }
         }
         seen
+    }
+
+    /// The cells the recorded matrix asks for that have no run yet, as
+    /// `subject test (impairment, packets)`: every testbed, count and test
+    /// of every engine and peer in the configuration, except those listed
+    /// as unavailable (the report gives their reason instead).
+    #[must_use]
+    pub fn unmeasured(&self) -> Vec<String> {
+        let strings = |key: &str| -> Vec<String> {
+            self.configuration
+                .get(key)
+                .and_then(serde_json::Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let packets: Vec<u64> = self
+            .configuration
+            .get("packets")
+            .and_then(serde_json::Value::as_array)
+            .map(|a| a.iter().filter_map(serde_json::Value::as_u64).collect())
+            .unwrap_or_default();
+        let unavailable = |name: &str| {
+            self.engines
+                .iter()
+                .chain(&self.peers)
+                .any(|a| a.name == name && !a.available)
+        };
+        let subjects: Vec<String> = strings("engines")
+            .into_iter()
+            .chain(strings("peers"))
+            .filter(|s| !unavailable(s))
+            .collect();
+        let mut missing = Vec::new();
+        for impairment in strings("impairment") {
+            for &count in &packets {
+                for subject in &subjects {
+                    for test in tests_of(subject) {
+                        let measured = self.cells.iter().any(|c| {
+                            c.subject == *subject
+                                && c.test == *test
+                                && c.impairment == impairment
+                                && c.packets == count
+                                && !c.runs.is_empty()
+                        });
+                        if !measured {
+                            missing.push(format!("{subject} {test} ({impairment}, {count})"));
+                        }
+                    }
+                }
+            }
+        }
+        missing
     }
 
     /// Recomputes every cell's median, spread and ratios.
@@ -553,6 +620,18 @@ pub fn markdown(results: &Results) -> String {
         })
         .chain(results.problems.iter().cloned())
         .collect();
+    let unmeasured = results.unmeasured();
+    if !unmeasured.is_empty() {
+        let _ = writeln!(
+            md,
+            "## Not measured yet\n\n{} cell(s) of this matrix have no run; `supervisor bench --resume` with the report's options measures them:\n",
+            unmeasured.len()
+        );
+        for u in unmeasured {
+            let _ = writeln!(md, "- {u}");
+        }
+        md.push('\n');
+    }
     if !problems.is_empty() {
         let _ = writeln!(md, "## Flags and failures\n");
         for p in problems {
@@ -745,10 +824,17 @@ mod tests {
             started_utc: String::new(),
             finished_utc: String::new(),
             git_revision: "abc".into(),
-            configuration: serde_json::json!({"repetitions": 3, "open_fraction": 0.8}),
+            configuration: serde_json::json!({
+                "repetitions": 3, "open_fraction": 0.8, "engines": ["kernel", "dpdk"],
+                "peers": ["sockperf"], "packets": [1000], "impairment": ["off", "on"]
+            }),
             host: HostFacts::default(),
             engines: Vec::new(),
-            peers: Vec::new(),
+            peers: vec![Availability {
+                name: "sockperf".into(),
+                available: false,
+                reason: Some("not installed".into()),
+            }],
             testbeds: vec![TestbedRecord {
                 impairment: "on".into(),
                 name: "bi1".into(),
@@ -817,5 +903,20 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("| 1000 | kernel | closed | 1 | "), "{md}");
+        // The configuration asks for kernel and dpdk at 1000 on and off,
+        // and for sockperf, which is unavailable: dpdk open (on), the failed
+        // kernel open (on) and the unimpaired dpdk and kernel open have no
+        // run; sockperf is not listed.
+        assert!(md.contains("## Not measured yet\n\n5 cell(s)"), "{md}");
+        for missing in [
+            "- dpdk open (on, 1000)",
+            "- kernel open (on, 1000)",
+            "- kernel open (off, 1000)",
+            "- dpdk closed (off, 1000)",
+            "- dpdk open (off, 1000)",
+        ] {
+            assert!(md.contains(missing), "{missing}: {md}");
+        }
+        assert!(!md.contains("- sockperf"), "{md}");
     }
 }
