@@ -456,7 +456,7 @@ pub fn markdown(results: &Results) -> String {
     if results.sessions.len() > 1 {
         let _ = writeln!(
             md,
-            "Measured in {} sessions (`--resume`), each adding the runs the report lacked:\n",
+            "Measured in {} sessions (`--resume`), each adding the runs the report lacked (times in UTC):\n",
             results.sessions.len()
         );
         for (i, session) in results.sessions.iter().enumerate() {
@@ -671,7 +671,7 @@ fn session_line(session: &Session) -> String {
         format!(" → `{}`", session.loadavg_end.trim())
     };
     format!(
-        "{} → {ended} (UTC), git `{}`, load average `{}`{load_end}: `{}`",
+        "{} → {ended}, git `{}`, load average `{}`{load_end}: `{}`",
         session.started_utc,
         session.git_revision,
         session.loadavg_start.trim(),
@@ -878,7 +878,7 @@ mod tests {
         let md = markdown(&r);
         assert!(md.contains("Measured in 2 sessions"), "{md}");
         assert!(md.contains("supervisor bench --resume #1"), "{md}");
-        assert!(md.contains("→ 2026-01-01T01:00:00Z (UTC)"), "{md}");
+        assert!(md.contains("→ 2026-01-01T01:00:00Z, git"), "{md}");
         assert_eq!(md.matches("not finished").count(), 1, "{md}");
         assert!(md.contains("### Every cell, one row each"), "{md}");
         assert!(
