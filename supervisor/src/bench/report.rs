@@ -130,6 +130,16 @@ impl Cell {
     }
 }
 
+/// The list under `key` in a recorded configuration (empty when absent).
+#[must_use]
+pub fn configured(configuration: &serde_json::Value, key: &str) -> Vec<serde_json::Value> {
+    configuration
+        .get(key)
+        .and_then(serde_json::Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
+
 /// The tests each subject runs.
 #[must_use]
 pub fn tests_of(subject: &str) -> &'static [&'static str] {
@@ -326,22 +336,15 @@ impl Results {
     #[must_use]
     pub fn unmeasured(&self) -> Vec<String> {
         let strings = |key: &str| -> Vec<String> {
-            self.configuration
-                .get(key)
-                .and_then(serde_json::Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|v| v.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default()
+            configured(&self.configuration, key)
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
         };
-        let packets: Vec<u64> = self
-            .configuration
-            .get("packets")
-            .and_then(serde_json::Value::as_array)
-            .map(|a| a.iter().filter_map(serde_json::Value::as_u64).collect())
-            .unwrap_or_default();
+        let packets: Vec<u64> = configured(&self.configuration, "packets")
+            .iter()
+            .filter_map(serde_json::Value::as_u64)
+            .collect();
         let unavailable = |name: &str| {
             self.engines
                 .iter()
@@ -358,13 +361,8 @@ impl Results {
             for &count in &packets {
                 for subject in &subjects {
                     for test in tests_of(subject) {
-                        let measured = self.cells.iter().any(|c| {
-                            c.subject == *subject
-                                && c.test == *test
-                                && c.impairment == impairment
-                                && c.packets == count
-                                && !c.runs.is_empty()
-                        });
+                        let measured = cell(self, subject, test, &impairment, count)
+                            .is_some_and(|c| !c.runs.is_empty());
                         if !measured {
                             missing.push(format!("{subject} {test} ({impairment}, {count})"));
                         }

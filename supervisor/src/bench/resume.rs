@@ -173,13 +173,6 @@ pub fn check_compatible(
 #[must_use]
 pub fn widen(saved: &Results, mut ours: serde_json::Value) -> serde_json::Value {
     use serde_json::Value;
-    let listed = |config: &Value, key: &str| -> Vec<Value> {
-        config
-            .get(key)
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default()
-    };
     let union = |lists: [Vec<Value>; 3]| -> Vec<Value> {
         let mut all: Vec<Value> = Vec::new();
         for v in lists.into_iter().flatten() {
@@ -196,25 +189,25 @@ pub fn widen(saved: &Results, mut ours: serde_json::Value) -> serde_json::Value 
         move |c: &report::Cell| (c.kind == kind).then(|| Value::from(c.subject.as_str()))
     };
     let engines = union([
-        listed(&saved.configuration, "engines"),
+        report::configured(&saved.configuration, "engines"),
         of_cells(&subjects("engine")),
-        listed(&ours, "engines"),
+        report::configured(&ours, "engines"),
     ]);
     let peers = union([
-        listed(&saved.configuration, "peers"),
+        report::configured(&saved.configuration, "peers"),
         of_cells(&subjects("peer")),
-        listed(&ours, "peers"),
+        report::configured(&ours, "peers"),
     ]);
     let mut packets = union([
-        listed(&saved.configuration, "packets"),
+        report::configured(&saved.configuration, "packets"),
         of_cells(&|c| Some(Value::from(c.packets))),
-        listed(&ours, "packets"),
+        report::configured(&ours, "packets"),
     ]);
     packets.sort_by_key(|v| v.as_u64().unwrap_or(u64::MAX));
     let mut impairment = union([
-        listed(&saved.configuration, "impairment"),
+        report::configured(&saved.configuration, "impairment"),
         of_cells(&|c| Some(Value::from(c.impairment.as_str()))),
-        listed(&ours, "impairment"),
+        report::configured(&ours, "impairment"),
     ]);
     // `off` before `on`, the order a full bench measures them in.
     impairment.sort_by_key(|v| v.as_str().map(str::to_owned));
