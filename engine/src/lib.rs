@@ -8,7 +8,6 @@
 //! [`context`] holds the stop flag and publishes counters on a timer.
 
 pub mod backend;
-pub mod cli;
 pub mod context;
 pub mod dpdk;
 pub mod fstack;

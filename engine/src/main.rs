@@ -16,8 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use contract::engine::EngineArgs;
+use contract::EngineKind;
 use engine::backend::Backend;
-use engine::cli::{EngineArgs, EngineKind};
 use engine::context::{ServeContext, StatsSink};
 use engine::dpdk::{DpdkBackend, DpdkOptions};
 use engine::kernel::{KernelBackend, KernelConfig};
@@ -93,7 +94,7 @@ fn run(args: &EngineArgs) -> Result<FinalReport, Failure> {
     }
     // 3. Claim the engine slot (Starting) before the backend is set up.
     let slot = match &args.shm {
-        Some(path) => Some(ShmSlot::claim(path, kind_name(args.kind), args.core)?),
+        Some(path) => Some(ShmSlot::claim(path, args.kind.as_str(), args.core)?),
         None => None,
     };
     let setup = Setup { stop, slot };
@@ -114,7 +115,7 @@ fn run(args: &EngineArgs) -> Result<FinalReport, Failure> {
 
 /// One arm per backend: set it up (bind, start the port), serve it, report.
 fn serve_kind(args: &EngineArgs, setup: &Setup) -> Result<FinalReport, Failure> {
-    let kind = kind_name(args.kind);
+    let kind = args.kind.as_str();
     match args.kind {
         EngineKind::Kernel => {
             let mut config = KernelConfig::new(args.listen, args.busy_poll);
@@ -192,14 +193,6 @@ fn serve(
     ctx.publish_now();
     let served = backend.serve(&mut ctx);
     (ctx.counters, served)
-}
-
-fn kind_name(kind: EngineKind) -> &'static str {
-    match kind {
-        EngineKind::Kernel => "kernel",
-        EngineKind::Dpdk => "dpdk",
-        EngineKind::Fstack => "fstack",
-    }
 }
 
 /// Announces the address on stderr once the backend is ready, after the

@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use shm_layout::Counters;
 
-use crate::cli::EngineArgs;
+use contract::engine::EngineArgs;
 
 /// The engine's final result.
 #[derive(Debug, Clone, Serialize)]

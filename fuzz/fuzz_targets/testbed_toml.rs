@@ -12,7 +12,7 @@
 
 #![cfg_attr(fuzzing, no_main)]
 
-use supervisor::config::TestbedConfig;
+use testbed::config::TestbedConfig;
 
 fn check(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {

@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use clap::Parser;
-use loadgen::config::Args;
+use loadgen::config::{Args, Validate};
 use loadgen::driver::Driver;
 use loadgen::telemetry::{NoTelemetry, ShmTelemetry, Telemetry};
 use loadgen::{pin_current_thread, LoadgenError};

@@ -9,8 +9,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use supervisor::config::TestbedConfig;
-use supervisor::{doctor, emulator, lifecycle, net};
+mod cli;
+
+use testbed::config::TestbedConfig;
+use testbed::impairment::emulator;
+use testbed::{doctor, net};
 
 #[derive(Parser)]
 #[command(name = "supervisor", about = "bypasslab testbed supervisor")]
@@ -33,22 +36,22 @@ enum Command {
         json: bool,
     },
     /// Start a run: network, hugepages, segment, the engine in NS3 on its core.
-    Start(lifecycle::commands::StartArgs),
+    Start(cli::lifecycle::StartArgs),
     /// Run the load generator in NS1 against the running engine, once per count.
-    Attach(lifecycle::commands::AttachArgs),
+    Attach(cli::lifecycle::AttachArgs),
     /// Print engine and load-generator statistics from the shared-memory segment.
-    Stats(lifecycle::commands::StatsArgs),
+    Stats(cli::lifecycle::StatsArgs),
     /// Stop the run and remove everything it created (also a crashed run's leftovers).
-    Stop(lifecycle::commands::StopArgs),
+    Stop(cli::lifecycle::StopArgs),
     /// The original experiment in one command: start, attach per count, table, stop.
-    Run(lifecycle::commands::RunArgs),
+    Run(cli::lifecycle::RunArgs),
     /// Reserve, show or release 2 MB hugepages for running an engine by hand.
     Hugepages {
         #[command(subcommand)]
-        action: lifecycle::hugepage_cmd::HugepagesAction,
+        action: cli::hugepages::HugepagesAction,
     },
     /// The benchmark matrix: every engine and peer, counts, impairment off/on; writes results.json, results.md and plots.
-    Bench(supervisor::bench::BenchArgs),
+    Bench(bench::BenchArgs),
     /// The userspace link emulator (started by `net up` in NS2).
     #[command(hide = true)]
     Emulator(emulator::EmulatorArgs),
@@ -177,21 +180,16 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
         },
         Command::Doctor { json } => emit(json, &doctor::run()),
         Command::Emulator(args) => emulator::run(&args).map_err(fail)?,
-        Command::Hugepages { action } => {
-            return lifecycle_exit(lifecycle::hugepage_cmd::run(&action))
-        }
-        Command::Start(args) => return lifecycle_exit(lifecycle::commands::start(&args)),
-        Command::Attach(args) => return lifecycle_exit(lifecycle::commands::attach(&args)),
-        Command::Stats(args) => return lifecycle_exit(lifecycle::commands::stats(&args)),
-        Command::Stop(args) => return lifecycle_exit(lifecycle::commands::stop(&args)),
-        Command::Run(args) => return lifecycle_exit(lifecycle::commands::run(&args)),
-        Command::Bench(args) => match supervisor::bench::run(&args) {
+        Command::Hugepages { action } => return lifecycle_exit(cli::hugepages::run(&action)),
+        Command::Start(args) => return lifecycle_exit(cli::lifecycle::start(&args)),
+        Command::Attach(args) => return lifecycle_exit(cli::lifecycle::attach(&args)),
+        Command::Stats(args) => return lifecycle_exit(cli::lifecycle::stats(&args)),
+        Command::Stop(args) => return lifecycle_exit(cli::lifecycle::stop(&args)),
+        Command::Run(args) => return lifecycle_exit(cli::lifecycle::run(&args)),
+        Command::Bench(args) => match bench::run(&args) {
             Ok(0) => {}
             Ok(code) => return Err(ExitCode::from(u8::try_from(code).unwrap_or(1))),
-            Err(
-                e @ (supervisor::bench::BenchError::BadOption { .. }
-                | supervisor::bench::BenchError::Resume(_)),
-            ) => {
+            Err(e @ (bench::BenchError::BadOption { .. } | bench::BenchError::Resume(_))) => {
                 eprintln!("supervisor: {e}");
                 return Err(ExitCode::from(2));
             }
@@ -203,12 +201,12 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
 
 /// Maps a lifecycle outcome to the process exit code (see
 /// `lifecycle::commands` for the codes).
-fn lifecycle_exit(outcome: Result<i32, lifecycle::LifecycleError>) -> Result<(), ExitCode> {
+fn lifecycle_exit(outcome: Result<i32, testbed::run::LifecycleError>) -> Result<(), ExitCode> {
     match outcome {
         Ok(0) => Ok(()),
         Ok(code) => Err(ExitCode::from(u8::try_from(code).unwrap_or(1))),
-        Err(lifecycle::LifecycleError::Interrupted) => Err(ExitCode::from(130)),
-        Err(e @ lifecycle::LifecycleError::Config(_)) => {
+        Err(testbed::run::LifecycleError::Interrupted) => Err(ExitCode::from(130)),
+        Err(e @ testbed::run::LifecycleError::Config(_)) => {
             eprintln!("supervisor: {e}");
             Err(ExitCode::from(2))
         }

@@ -4,7 +4,7 @@
 mod common;
 
 use common::supervisor;
-use supervisor::config::{ConfigError, TestbedConfig};
+use testbed::config::{ConfigError, TestbedConfig};
 
 fn rejected_by_cli(text: &str, key: &str) {
     let path = std::env::temp_dir().join(format!(

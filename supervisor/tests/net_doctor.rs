@@ -37,7 +37,7 @@ fn net_doctor_json_reports_netem_and_fallback() {
     let netem = checks.iter().find(|c| c["name"] == "netem").expect("netem");
     // The truth, independently: can a netem qdisc be added in a throwaway
     // namespace?
-    let probe = supervisor::impairment::probe_netem();
+    let probe = testbed::impairment::probe_netem();
     println!("netem: {netem}; backend {}", v["impairment_backend"]);
     assert_eq!(netem["ok"].as_bool(), Some(probe.available));
     if probe.available {

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{root_or_skip, Testbed};
-use supervisor::net::probe::{udp_pingpong, ProbeOptions};
+use testbed::net::probe::{udp_pingpong, ProbeOptions};
 
 #[test]
 fn net_impairment_loss_and_delay_match_config() {
@@ -41,8 +41,7 @@ fn net_impairment_loss_and_delay_match_config() {
     let dropped = obs["frames_dropped"].as_u64().unwrap_or(0);
     let loss = obs["loss_percent"].as_f64().unwrap_or(f64::NAN);
 
-    let p50 =
-        |x: &supervisor::net::probe::ProbeReport| x.rtt_us.as_ref().map_or(f64::NAN, |r| r.p50);
+    let p50 = |x: &testbed::net::probe::ProbeReport| x.rtt_us.as_ref().map_or(f64::NAN, |r| r.p50);
     let rise = p50(&r) - p50(&base);
     println!(
         "plain bridge: {} pings, lost {}, rtt p50 {:.1} us p99 {:.1} us",

@@ -7,7 +7,7 @@ use std::net::{SocketAddrV4, TcpListener, TcpStream};
 use std::time::Duration;
 
 use common::{root_or_skip, snapshot, Testbed};
-use supervisor::net::probe::enter;
+use testbed::net::probe::enter;
 
 /// A TCP connection from NS1 to NS3 that exchanges bytes both ways.
 fn tcp_exchange(tb: &Testbed) {

@@ -7,7 +7,7 @@ use std::net::{SocketAddrV4, UdpSocket};
 use std::time::{Duration, Instant};
 
 use common::{root_or_skip, Testbed};
-use supervisor::net::probe::enter;
+use testbed::net::probe::enter;
 
 #[test]
 fn net_emulator_keeps_order_under_jitter() {
@@ -22,12 +22,12 @@ fn net_emulator_keeps_order_under_jitter() {
     // Resolve ARP first: packets queued behind an unresolved neighbour are
     // flushed by the kernel concurrently with new sends, a reordering that
     // happens before the emulator.
-    let warm = supervisor::net::probe::ProbeOptions {
+    let warm = testbed::net::probe::ProbeOptions {
         count: 20,
         warmup: 5,
         ..Default::default()
     };
-    supervisor::net::probe::udp_pingpong(&tb.cfg, &warm).expect("warm-up ping-pong");
+    testbed::net::probe::udp_pingpong(&tb.cfg, &warm).expect("warm-up ping-pong");
 
     const N: u32 = 3000;
     let client = SocketAddrV4::new(tb.cfg.client_addr(), 7100);

@@ -32,28 +32,8 @@
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-/// The poll-mode driver that owns the port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pmd {
-    /// `net_af_xdp` on a Linux interface (XDP socket; native copy mode on veth).
-    AfXdp,
-    /// `net_af_packet` on a Linux interface (PACKET_MMAP rings).
-    AfPacket,
-    /// A PCI device bound to vfio-pci, named by `pci_whitelist`.
-    Pci,
-}
-
-impl Pmd {
-    /// The name of the vdev this driver creates, if it is one.
-    #[must_use]
-    pub fn vdev_name(self) -> Option<&'static str> {
-        match self {
-            Self::AfXdp => Some("net_af_xdp0"),
-            Self::AfPacket => Some("net_af_packet0"),
-            Self::Pci => None,
-        }
-    }
-}
+/// The poll-mode driver that owns the port (`[dpdk] pmd`).
+pub use contract::PmdKind as Pmd;
 
 /// `[port0]`: the stack's own address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,7 +117,7 @@ pub enum ConfigError {
         /// The value found.
         value: String,
         /// What was expected.
-        reason: &'static str,
+        reason: String,
     },
 }
 
@@ -291,11 +271,11 @@ fn strip_inline_comment(line: &str) -> &str {
     line
 }
 
-fn invalid(key: &'static str, value: impl ToString, reason: &'static str) -> ConfigError {
+fn invalid(key: &'static str, value: impl ToString, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key,
         value: value.to_string(),
-        reason,
+        reason: reason.into(),
     }
 }
 
@@ -332,12 +312,7 @@ fn parse_ip(v: &str, key: &'static str) -> Result<Ipv4Addr, ConfigError> {
 }
 
 fn parse_pmd(v: &str) -> Result<Pmd, ConfigError> {
-    match v.to_ascii_lowercase().as_str() {
-        "af_xdp" | "net_af_xdp" => Ok(Pmd::AfXdp),
-        "af_packet" | "net_af_packet" => Ok(Pmd::AfPacket),
-        "pci" => Ok(Pmd::Pci),
-        _ => Err(invalid("dpdk.pmd", v, "expected af_xdp, af_packet or pci")),
-    }
+    Pmd::from_ini(v).ok_or_else(|| invalid("dpdk.pmd", v, format!("expected {}", Pmd::names())))
 }
 
 fn parse_lcore_mask(v: &str) -> Result<Vec<usize>, ConfigError> {

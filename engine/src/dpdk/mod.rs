@@ -25,10 +25,10 @@ use std::time::Duration;
 use dpdk_sys::{Eal, Mempool, Port, PortConfig, MBUF_DEFAULT_BUF_SIZE};
 
 use crate::backend::Backend;
-use crate::cli::EngineArgs;
 use crate::context::ServeContext;
 use crate::EngineError;
 use config::DpdkConfig;
+use contract::engine::EngineArgs;
 use device::MbufDevice;
 use eal_args::{eal_args, port_selector, PortSelector};
 use server::{Server, ServerConfig};

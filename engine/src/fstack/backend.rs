@@ -9,11 +9,11 @@ use std::time::Duration;
 use super::api::Stack;
 use super::server::Server;
 use crate::backend::Backend;
-use crate::cli::EngineArgs;
 use crate::context::ServeContext;
 use crate::dpdk::config::DpdkConfig;
 use crate::dpdk::eal_args::eal_args;
 use crate::EngineError;
+use contract::engine::EngineArgs;
 
 /// What the backend is built from.
 #[derive(Debug, Clone)]

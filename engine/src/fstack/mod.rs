@@ -48,6 +48,9 @@ pub struct Availability {
     /// The DPDK it was linked with.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dpdk_version: Option<&'static str>,
+    /// The F-Stack prefix the binary was built against.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fstack_prefix: Option<&'static str>,
 }
 
 /// This build's answer.
@@ -60,6 +63,7 @@ pub fn availability() -> Availability {
             reason: None,
             fstack_version: Some(env!("BYPASSLAB_FSTACK_VERSION")),
             dpdk_version: Some(env!("BYPASSLAB_FSTACK_DPDK_VERSION")),
+            fstack_prefix: Some(env!("BYPASSLAB_FSTACK_PREFIX")),
         }
     }
     #[cfg(not(feature = "fstack"))]
@@ -69,43 +73,39 @@ pub fn availability() -> Availability {
             reason: Some(HOW_TO_ENABLE),
             fstack_version: None,
             dpdk_version: None,
+            fstack_prefix: None,
         }
     }
 }
 
 /// `engine --list-kinds`: one JSON document naming every kind and whether
-/// this binary has it, e.g. (without the feature)
-///
-/// ```text
-/// {"kinds":[{"kind":"kernel","available":true},{"kind":"dpdk","available":true},
-///  {"kind":"fstack","available":false,"reason":"this engine binary was built without ..."}]}
-/// ```
+/// this binary has it (see [`contract::KindList`]).
 #[must_use]
 pub fn list_kinds_json() -> String {
-    #[derive(serde::Serialize)]
-    struct Kind {
-        kind: &'static str,
-        #[serde(flatten)]
-        availability: Availability,
-    }
-    let always = |kind| Kind {
-        kind,
-        availability: Availability {
-            available: true,
-            reason: None,
-            fstack_version: None,
-            dpdk_version: None,
-        },
-    };
-    let kinds = [
-        always("kernel"),
-        always("dpdk"),
-        Kind {
-            kind: "fstack",
-            availability: availability(),
-        },
-    ];
-    serde_json::json!({ "kinds": kinds }).to_string()
+    let fstack = availability();
+    let kinds = contract::EngineKind::ALL
+        .into_iter()
+        .map(|kind| match kind {
+            contract::EngineKind::Fstack => contract::KindListing {
+                kind,
+                available: fstack.available,
+                reason: fstack.reason.map(str::to_owned),
+                fstack_version: fstack.fstack_version.map(str::to_owned),
+                dpdk_version: fstack.dpdk_version.map(str::to_owned),
+                fstack_prefix: fstack.fstack_prefix.map(str::to_owned),
+            },
+            _ => contract::KindListing {
+                kind,
+                available: true,
+                reason: None,
+                fstack_version: None,
+                dpdk_version: None,
+                fstack_prefix: None,
+            },
+        })
+        .collect();
+    // Strings and booleans only: serialisation cannot fail.
+    serde_json::to_string(&contract::KindList { kinds }).unwrap_or_default()
 }
 
 #[cfg(test)]

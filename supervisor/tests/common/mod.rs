@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use supervisor::config::TestbedConfig;
+use testbed::config::TestbedConfig;
 
 /// The supervisor binary under test.
 pub const SUPERVISOR: &str = env!("CARGO_BIN_EXE_supervisor");

@@ -1,0 +1,600 @@
+//! `supervisor bench`: the experiment's report in one command.
+//!
+//! For each testbed (impairment off and on), each engine this build and host
+//! can run, and each message count, the load generator runs R times closed
+//! loop, then R times open loop at a fixed fraction of the closed loop's
+//! median rate. On the same testbed, in the same run, the peers: sockperf
+//! ping-pong and under-load (768-byte messages, the mean of 512..=1024),
+//! iperf3 bulk (the same bytes as the count's requests) and netperf TCP_RR
+//! where installed. Everything lands in DIR: `results.json`, `results.md`
+//! and SVG/PNG plots.
+//!
+//! The full matrix takes most of a day, so the report is saved after every
+//! repetition and `--resume` continues it ([`resume`]).
+//!
+//! Bottom-up: [`stats`] (median, spread, flags), [`host`] (machine facts),
+//! [`availability`] (which engines and peers can be measured, and why
+//! not), [`peers`] (running and parsing the peer tools), [`record`] (an
+//! engine run checked against the loadgen's own counters), [`report`] (the
+//! document and its markdown), [`resume`] (saving and continuing it),
+//! [`plot`] (the figures), [`matrix`] (the runs on one testbed); [`run`]
+//! drives the whole.
+
+pub mod availability;
+pub mod host;
+pub mod matrix;
+pub mod peers;
+pub mod record;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use self::matrix::{Bench, Plan};
+use self::peers::{Peer, PEER_MESSAGE_SIZE};
+use bench_report::report::{self, Availability, Results, Session, TestbedRecord};
+use bench_report::resume::ResumeError;
+use bench_report::{plot, resume, stats};
+use testbed::config::{BackendChoice, ConfigError, Impairment, TestbedConfig};
+use testbed::net;
+use testbed::run::bypass::Pmd;
+use testbed::run::session::{self, EngineKind};
+
+/// Exit code: a run lost messages, failed, or a plot could not be drawn
+/// (the report is written all the same).
+pub const EXIT_INCOMPLETE: i32 = 1;
+/// Exit code: stopped by SIGINT/SIGTERM (partial report written).
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// Impairment setting of a testbed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Setting {
+    /// A plain bridge.
+    Off,
+    /// The configured delay and loss (the defaults when the config has none).
+    On,
+}
+
+impl Setting {
+    /// `off` or `on`, as the report names it.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::On => "on",
+        }
+    }
+}
+
+/// `supervisor bench`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Engines to measure; one this build or host cannot run is listed with the reason.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "kernel,dpdk,fstack"
+    )]
+    pub engines: Vec<EngineKind>,
+    /// Message counts: one row of the table each.
+    #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
+    pub packets: Vec<u64>,
+    /// Testbeds: without impairment (off) and with it (on).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "off,on")]
+    pub impairment: Vec<Setting>,
+    /// Peer tools measured on the same path; a missing one is listed as skipped.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "sockperf,iperf3,netperf"
+    )]
+    pub peers: Vec<Peer>,
+    /// Output directory (created): results.json, results.md, plots/, logs/.
+    #[arg(long, default_value = "bench-out")]
+    pub out: PathBuf,
+    /// Runs per cell; the report gives the median and the spread.
+    #[arg(long, default_value_t = 3)]
+    pub repetitions: u32,
+    /// Open-loop rate as a fraction of the median closed-loop rate (and
+    /// sockperf under-load as a fraction of its ping-pong rate).
+    #[arg(long, default_value_t = 0.8)]
+    pub open_fraction: f64,
+    /// Kernel engine, loadgen and sockperf spin on non-blocking sockets.
+    #[arg(long)]
+    pub busy_poll: bool,
+    /// Poll-mode driver of the bypass engines: af_xdp, af_packet or pci:DDDD:BB:DD.F.
+    #[arg(long, default_value = "af_xdp")]
+    pub pmd: Pmd,
+    /// Warm-up messages of each loadgen run (excluded from its figures).
+    #[arg(long, default_value_t = 1000)]
+    pub warmup: u64,
+    /// Testbed configuration the two testbeds derive from (default:
+    /// config/testbed.toml if present, else built-in defaults).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Directory of the `engine` and `loadgen` binaries (default: beside this one).
+    #[arg(long)]
+    pub bin_dir: Option<PathBuf>,
+    /// Continue the report in --out: keep its runs, measure only the
+    /// repetitions it lacks (it must have been measured with the same
+    /// open fraction, busy-poll, PMD, warm-up and impaired link).
+    #[arg(long, conflicts_with = "overwrite")]
+    pub resume: bool,
+    /// Replace a report already in --out (otherwise the bench refuses).
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+/// Why the bench could not run or report.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// A bad option value.
+    #[error("{option} {value}: {reason}")]
+    BadOption {
+        /// The option.
+        option: &'static str,
+        /// Its value.
+        value: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The testbed configuration.
+    #[error("configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// The output directory cannot be written.
+    #[error("cannot write the report to {path}: {source}")]
+    Output {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A testbed network could not be built.
+    #[error("testbed `{testbed}`: {message}")]
+    Network {
+        /// Testbed name.
+        testbed: String,
+        /// What failed.
+        message: String,
+    },
+    /// Signal handlers could not be installed.
+    #[error("installing signal handlers: {0}")]
+    Signals(std::io::Error),
+    /// The report in --out cannot be continued, or would be replaced.
+    #[error(transparent)]
+    Resume(#[from] ResumeError),
+}
+
+impl BenchArgs {
+    fn validate(&self) -> Result<(), BenchError> {
+        let bad = |option, value: String, reason: &str| BenchError::BadOption {
+            option,
+            value,
+            reason: reason.to_owned(),
+        };
+        if self.packets.is_empty() || self.packets.contains(&0) {
+            return Err(bad(
+                "--packets",
+                format!("{:?}", self.packets),
+                "every count must be at least 1",
+            ));
+        }
+        if self.engines.is_empty() && self.peers.is_empty() {
+            return Err(bad(
+                "--engines/--peers",
+                String::new(),
+                "nothing to measure",
+            ));
+        }
+        if self.impairment.is_empty() {
+            return Err(bad("--impairment", String::new(), "give off, on or both"));
+        }
+        if self.repetitions == 0 || self.repetitions > 100 {
+            return Err(bad(
+                "--repetitions",
+                self.repetitions.to_string(),
+                "must be within 1..=100",
+            ));
+        }
+        if !(self.open_fraction > 0.0 && self.open_fraction <= 1.0) {
+            return Err(bad(
+                "--open-fraction",
+                self.open_fraction.to_string(),
+                "must be within (0, 1]",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Creates the output directory and proves it writable, before minutes of
+/// measurement.
+fn prepare_out(out: &Path) -> Result<(), BenchError> {
+    let err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| BenchError::Output { path, source }
+    };
+    for dir in [out.to_owned(), out.join("plots"), out.join("logs")] {
+        std::fs::create_dir_all(&dir).map_err(err(&dir))?;
+    }
+    let probe = out.join(".write-test");
+    std::fs::write(&probe, b"").map_err(err(&probe))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// The testbed of one setting: the base config renamed (unique to this
+/// process) with impairment off, or on (the configured one, else the
+/// defaults: 100 µs, 1 %).
+fn testbed_for(base: &TestbedConfig, setting: Setting) -> Result<TestbedConfig, BenchError> {
+    let tag = match setting {
+        Setting::Off => 'o',
+        Setting::On => 'i',
+    };
+    let named = base
+        .clone()
+        .with_name(&format!("b{tag}{}", std::process::id()))?;
+    let configured = base.impairment().clone();
+    let impairment = match setting {
+        Setting::Off => Impairment {
+            backend: BackendChoice::None,
+            delay_us: 0,
+            jitter_us: 0,
+            loss_percent: 0.0,
+            ..configured
+        },
+        Setting::On if configured.backend == BackendChoice::None || configured.is_noop() => {
+            TestbedConfig::default().impairment().clone()
+        }
+        Setting::On => configured,
+    };
+    Ok(named.with_impairment(impairment)?)
+}
+
+/// One line: the impairment backend in force and its configuration.
+fn describe_impairment(status: &net::NetStatus) -> String {
+    let i = &status.impairment;
+    match i.backend.as_deref() {
+        None => "testbed not up".to_owned(),
+        Some("none") => "none (plain bridge)".to_owned(),
+        Some(backend) => format!(
+            "{backend}: {} µs delay, {} % loss, {}",
+            i.configured.delay_us,
+            i.configured.loss_percent,
+            i.configured.direction.as_str()
+        ),
+    }
+}
+
+/// Removes the testbed network when dropped (also on errors and signals).
+struct NetGuard {
+    config: TestbedConfig,
+}
+
+impl Drop for NetGuard {
+    fn drop(&mut self) {
+        if let Err(e) = net::down(&self.config) {
+            eprintln!(
+                "supervisor: cleanup problem: testbed `{}` network down: {e}",
+                self.config.name()
+            );
+        }
+    }
+}
+
+/// The configuration recorded in the report; [`resume::MUST_MATCH`] names
+/// the keys a resumed report must share.
+fn configuration(args: &BenchArgs, impaired: &TestbedConfig) -> serde_json::Value {
+    serde_json::json!({
+        "engines": args.engines.iter().map(|e| e.as_str()).collect::<Vec<_>>(),
+        "packets": args.packets,
+        "impairment": args.impairment,
+        "peers": args.peers,
+        "repetitions": args.repetitions,
+        "open_fraction": args.open_fraction,
+        "busy_poll": args.busy_poll,
+        "pmd": args.pmd.to_string(),
+        "warmup": args.warmup,
+        "loadgen": {"connections": 1, "min_size": 512, "max_size": 1024, "seed": 1,
+                    "timeout_ms": matrix::REPLY_TIMEOUT_MS},
+        "peer_message_size": PEER_MESSAGE_SIZE,
+        "impaired_link": serde_json::to_value(impaired.impairment()).unwrap_or_default(),
+        "spread_flag_percent": stats::SPREAD_FLAG_PERCENT,
+    })
+}
+
+/// The report this invocation adds to: the saved one (`--resume`), or a
+/// new one. A report in --out is never replaced without `--overwrite`.
+fn starting_report(
+    args: &BenchArgs,
+    configuration: &serde_json::Value,
+) -> Result<Option<Results>, BenchError> {
+    let path = args.out.join(resume::RESULTS_FILE);
+    if args.resume {
+        let saved = resume::load(&path)?;
+        resume::check_compatible(&path, &saved, configuration)?;
+        return Ok(Some(saved));
+    }
+    if path.exists() && !args.overwrite {
+        return Err(ResumeError::Exists(path).into());
+    }
+    Ok(None)
+}
+
+/// Replaces `old`'s entry of the same name, or appends.
+fn merge_availability(old: &mut Vec<Availability>, new: Vec<Availability>) {
+    for a in new {
+        match old.iter_mut().find(|o| o.name == a.name) {
+            Some(o) => *o = a,
+            None => old.push(a),
+        }
+    }
+}
+
+/// The whole matrix weighted by messages still to exchange, for one bar.
+/// No time estimate: the cells run at rates from tens of thousands of
+/// messages/s (plain bridge) down to a few hundred (impaired link, kernel
+/// TCP's retransmission timeouts), so the rate so far predicts nothing.
+fn progress_bar(total: u64) -> ProgressBar {
+    let progress = ProgressBar::new(total);
+    progress.set_style(
+        ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {percent:>3}% of the messages {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    progress
+}
+
+/// `bench`: the whole matrix, then the report.
+///
+/// # Errors
+/// Bad options, an unwritable output directory, a report in it that cannot
+/// be continued (or would be replaced), a testbed that cannot be built.
+/// Failed runs are reported in the results, not as errors.
+pub fn run(args: &BenchArgs) -> Result<i32, BenchError> {
+    args.validate()?;
+    let base = TestbedConfig::load(args.config.as_deref())?;
+    let impaired = testbed_for(&base, Setting::On)?;
+    let configuration = configuration(args, &impaired);
+    let saved = starting_report(args, &configuration)?;
+    prepare_out(&args.out)?;
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&interrupted))
+            .map_err(BenchError::Signals)?;
+    }
+    let bin_dir = args
+        .bin_dir
+        .clone()
+        .unwrap_or_else(session::default_bin_dir);
+    let host = host::facts();
+    let engines = availability::engines(&args.engines, &bin_dir, &host.doctor);
+    let peers = availability::peers(&args.peers);
+    for (_, a) in engines
+        .iter()
+        .map(|(k, a)| (k.as_str(), a))
+        .chain(peers.iter().map(|(p, a)| (p.as_str(), a)))
+    {
+        if let Some(reason) = &a.reason {
+            eprintln!("supervisor: {} skipped: {reason}", a.name);
+        }
+    }
+    let runnable: Vec<EngineKind> = engines
+        .iter()
+        .filter(|(_, a)| a.available)
+        .map(|(k, _)| *k)
+        .collect();
+    let usable_peers: Vec<Peer> = peers
+        .iter()
+        .filter(|(_, a)| a.available)
+        .map(|(p, _)| *p)
+        .collect();
+
+    let session_record = Session {
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        started_utc: host::utc_now(),
+        git_revision: host::git_revision(),
+        loadavg_start: host.loadavg_start.clone(),
+        ..Session::default()
+    };
+    let mut results = match saved {
+        Some(mut saved) => {
+            let retried = saved.cells.iter_mut().filter(|c| !c.errors.is_empty());
+            let mut superseded = Vec::new();
+            for cell in retried {
+                for e in cell.errors.drain(..) {
+                    superseded.push(format!(
+                        "earlier session: {} {} ({}, {}): {e}",
+                        cell.subject, cell.test, cell.impairment, cell.packets
+                    ));
+                }
+            }
+            saved.problems.extend(superseded);
+            if saved.sessions.is_empty() {
+                // A report from before sessions were recorded.
+                saved.sessions.push(Session {
+                    command: saved.command.clone(),
+                    started_utc: saved.started_utc.clone(),
+                    finished_utc: saved.finished_utc.clone(),
+                    git_revision: saved.git_revision.clone(),
+                    loadavg_start: saved.host.loadavg_start.clone(),
+                    loadavg_end: saved.host.loadavg_end.clone(),
+                    interrupted: saved.interrupted,
+                });
+            }
+            eprintln!(
+                "supervisor: resuming {} ({} cells, {} runs kept)",
+                args.out.join(resume::RESULTS_FILE).display(),
+                saved.cells.len(),
+                saved.cells.iter().map(|c| c.runs.len()).sum::<usize>()
+            );
+            saved
+        }
+        None => Results {
+            schema: report::SCHEMA,
+            command: String::new(),
+            started_utc: String::new(),
+            finished_utc: String::new(),
+            git_revision: String::new(),
+            configuration: serde_json::Value::Null,
+            host: host.clone(),
+            engines: Vec::new(),
+            peers: Vec::new(),
+            testbeds: Vec::new(),
+            cells: Vec::new(),
+            plots: Vec::new(),
+            problems: Vec::new(),
+            interrupted: false,
+            sessions: Vec::new(),
+        },
+    };
+    results.schema = report::SCHEMA;
+    results.command.clone_from(&session_record.command);
+    results.started_utc.clone_from(&session_record.started_utc);
+    results
+        .git_revision
+        .clone_from(&session_record.git_revision);
+    results.configuration = if args.resume {
+        resume::widen(&results, configuration)
+    } else {
+        configuration
+    };
+    results.host = host;
+    results.interrupted = false;
+    merge_availability(
+        &mut results.engines,
+        engines.into_iter().map(|(_, a)| a).collect(),
+    );
+    merge_availability(
+        &mut results.peers,
+        peers.into_iter().map(|(_, a)| a).collect(),
+    );
+    results.sessions.push(session_record);
+
+    let plan = Plan {
+        packets: args.packets.clone(),
+        repetitions: args.repetitions,
+        open_fraction: args.open_fraction,
+        busy_poll: args.busy_poll,
+        pmd: args.pmd.clone(),
+        warmup: args.warmup,
+        bin_dir,
+        out: args.out.clone(),
+    };
+    let mut settings = args.impairment.clone();
+    settings.dedup();
+    let mut bench = Bench::new(&plan, results, interrupted);
+    let subjects: Vec<&str> = runnable
+        .iter()
+        .map(|e| e.as_str())
+        .chain(usable_peers.iter().map(|p| p.as_str()))
+        .collect();
+    let remaining = |bench: &Bench, setting: Setting| -> u64 {
+        subjects.iter().map(|s| bench.remaining(s, setting)).sum()
+    };
+    let total: u64 = settings.iter().map(|&s| remaining(&bench, s)).sum();
+    bench.show_progress(progress_bar(total));
+    bench.save();
+    for setting in settings {
+        if bench.stopped() {
+            break;
+        }
+        if remaining(&bench, setting) == 0 {
+            bench.say(&format!(
+                "impairment {}: every cell already has its runs",
+                setting.as_str()
+            ));
+            continue;
+        }
+        let config = testbed_for(&base, setting)?;
+        bench.say(&format!(
+            "testbed `{}`: impairment {}",
+            config.name(),
+            setting.as_str()
+        ));
+        let _ = net::down(&config);
+        net::up(&config).map_err(|e| BenchError::Network {
+            testbed: config.name().to_owned(),
+            message: e.to_string(),
+        })?;
+        let guard = NetGuard {
+            config: config.clone(),
+        };
+        bench.engines(&config, setting, &runnable);
+        bench.peers(&config, setting, &usable_peers);
+        let status = net::status(&config).ok();
+        bench.results.testbeds.push(TestbedRecord {
+            impairment: setting.as_str().to_owned(),
+            name: config.name().to_owned(),
+            described: status
+                .as_ref()
+                .map_or_else(|| "unknown".to_owned(), describe_impairment),
+            observed_loss_percent: status
+                .as_ref()
+                .and_then(|s| s.impairment.observed.as_ref())
+                .and_then(|o| o.loss_percent),
+            config: serde_json::to_value(&config).unwrap_or_default(),
+        });
+        drop(guard);
+        bench.save();
+    }
+    bench.progress().finish_and_clear();
+    let was_interrupted = bench.stopped();
+    let mut results = bench.results;
+    finish(&mut results, &args.out, was_interrupted)?;
+    if was_interrupted {
+        eprintln!(
+            "supervisor: interrupted; `supervisor bench --resume --out {}` (with the same options) measures what is missing",
+            args.out.display()
+        );
+        return Ok(EXIT_INTERRUPTED);
+    }
+    let complete = results.cells.iter().all(|c| {
+        c.errors.is_empty()
+            && c.runs
+                .iter()
+                .all(|r| r.clean && r.inconsistencies.is_empty())
+    }) && results.problems.iter().all(|p| !p.starts_with("plots:"));
+    Ok(if complete { 0 } else { EXIT_INCOMPLETE })
+}
+
+/// Closes this session in the report, draws the plots and writes it all.
+fn finish(results: &mut Results, out: &Path, interrupted: bool) -> Result<(), BenchError> {
+    results.aggregate();
+    let now = host::utc_now();
+    let loadavg = host::loadavg();
+    results.finished_utc.clone_from(&now);
+    results.host.loadavg_end.clone_from(&loadavg);
+    results.interrupted = interrupted;
+    if let Some(session) = results.sessions.last_mut() {
+        session.finished_utc = now;
+        session.loadavg_end = loadavg;
+        session.interrupted = interrupted;
+    }
+    // Drawn anew from every cell: notes of an earlier drawing go.
+    results.plots.clear();
+    results.problems.retain(|p| !p.starts_with("plots"));
+    match plot::draw_all(results, &out.join("plots")) {
+        Ok(outcome) => {
+            results.plots = outcome.files;
+            results.problems.extend(outcome.notes);
+        }
+        Err(e) => results.problems.push(format!("plots: {e}")),
+    }
+    resume::save(out, results).map_err(|(path, source)| BenchError::Output { path, source })?;
+    eprintln!(
+        "supervisor: wrote {} and {}",
+        out.join(resume::RESULTS_FILE).display(),
+        out.join(resume::MARKDOWN_FILE).display()
+    );
+    Ok(())
+}

@@ -1,0 +1,182 @@
+//! The load generator's command line. The load generator parses and
+//! validates it (its `config` module); the supervisor fills it and renders
+//! it with [`crate::argv::to_argv`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+use protocol::{MAX_MESSAGE_LEN, MIN_MESSAGE_LEN};
+use serde::{Deserialize, Serialize};
+
+/// How requests are paced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// One request in flight per connection; the next leaves when the reply
+    /// arrives (the original experiment). Latency: send to reply.
+    Closed,
+    /// Requests leave on a fixed schedule (`--rate`), whatever is in flight.
+    /// Latency: intended send time to reply, so a stall is not hidden.
+    Open,
+}
+
+impl Mode {
+    /// Name in the result JSON (`closed`, `open`).
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Closed => "closed",
+            Mode::Open => "open",
+        }
+    }
+
+    /// Kind recorded in the shared-memory slot.
+    #[must_use]
+    pub fn slot_kind(self) -> &'static str {
+        match self {
+            Mode::Closed => "closed-loop",
+            Mode::Open => "open-loop",
+        }
+    }
+}
+
+/// When to draw a progress bar on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Progress {
+    /// Only when stderr is a terminal.
+    Auto,
+    /// Always (even into a pipe).
+    Always,
+    /// Never.
+    Never,
+}
+
+/// bypasslab load generator: sends length-prefixed requests of random size
+/// and checks every reply.
+///
+/// Prints one JSON result on stdout at the end.
+///
+/// Exit codes: 0 when every requested message was answered correctly;
+/// 1 when any message was lost, mismatched, timed out or reset, when the run
+/// was interrupted, or when the server could not be reached; 2 for usage
+/// and configuration errors.
+#[derive(Debug, Clone, PartialEq, Parser, Serialize, Deserialize)]
+#[command(name = "loadgen", version, about, long_about = None, after_help = EXIT_CODES)]
+pub struct LoadgenArgs {
+    /// Server address.
+    #[arg(long)]
+    pub connect: SocketAddr,
+
+    /// Messages to exchange after the warm-up (default 10000; unlimited when
+    /// only --duration is given).
+    #[arg(long)]
+    pub packets: Option<u64>,
+
+    /// Stop issuing new messages after this many seconds of measurement
+    /// (whichever of --packets and --duration comes first).
+    #[arg(long)]
+    pub duration: Option<f64>,
+
+    /// Connections to spread messages over.
+    #[arg(long, default_value_t = 1)]
+    pub connections: usize,
+
+    /// Spin on non-blocking sockets instead of sleeping in epoll.
+    #[arg(long)]
+    pub busy_poll: bool,
+
+    /// Closed loop (one message in flight per connection) or open loop at
+    /// --rate.
+    #[arg(long, value_enum, default_value = "closed")]
+    pub mode: Mode,
+
+    /// Open loop: messages per second, all connections together.
+    #[arg(long)]
+    pub rate: Option<f64>,
+
+    /// Seed of the message-size generator (same seed, same sizes).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// Smallest message, bytes, header included (≥ 512).
+    #[arg(long, default_value_t = MIN_MESSAGE_LEN)]
+    pub min_size: u32,
+
+    /// Largest message, bytes, header included (≤ 1024).
+    #[arg(long, default_value_t = MAX_MESSAGE_LEN)]
+    pub max_size: u32,
+
+    /// Core to pin the load generator to.
+    #[arg(long)]
+    pub core: Option<usize>,
+
+    /// Messages exchanged before measuring, excluded from every result.
+    #[arg(long, default_value_t = 1000)]
+    pub warmup: u64,
+
+    /// A message without its reply after this long counts as timed out
+    /// (also the connect timeout).
+    #[arg(long, default_value_t = 5000)]
+    pub timeout_ms: u64,
+
+    /// Shared-memory segment to publish counters, latency histogram and
+    /// periodic records into (the loadgen slot).
+    #[arg(long)]
+    pub shm: Option<PathBuf>,
+
+    /// Progress bar on stderr.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: Progress,
+}
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  every requested message was answered with its own length
+  1  a message was lost, mismatched, timed out or reset, the run was
+     interrupted, or the server could not be reached
+  2  usage or configuration error
+
+Result (stdout, one JSON object): packets_requested, sent, answered, failed,
+mismatches, timeouts, resets, bytes_sent, bytes_received, elapsed_s,
+messages_per_s, goodput_kB_per_s (request bytes answered correctly per
+second / 1000), latency {count, min_us, mean_us, p50_us, p90_us, p99_us,
+p999_us, max_us}, mode, connections, busy_poll, seed, core, warmup, ...";
+
+impl LoadgenArgs {
+    /// Every flag at its default, against `connect`.
+    #[must_use]
+    pub fn new(connect: SocketAddr) -> Self {
+        Self::parse_from(["loadgen", "--connect", &connect.to_string()])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::argv::{reparse, to_argv};
+
+    #[test]
+    fn a_rendered_command_line_parses_back() {
+        let connect: SocketAddr = "10.77.0.3:7000".parse().unwrap();
+        let defaults = LoadgenArgs::new(connect);
+        assert_eq!(to_argv(&defaults).unwrap(), ["--connect", "10.77.0.3:7000"]);
+        let args = LoadgenArgs {
+            packets: Some(100_000),
+            connections: 16,
+            mode: Mode::Open,
+            rate: Some(1234.5),
+            core: Some(0),
+            busy_poll: true,
+            shm: Some("/run/x/segment".into()),
+            progress: Progress::Never,
+            timeout_ms: 30_000,
+            ..defaults
+        };
+        let argv = to_argv(&args).unwrap();
+        assert_eq!(reparse::<LoadgenArgs>(&argv).unwrap(), args);
+        assert!(argv.windows(2).any(|w| w == ["--mode", "open"]));
+        assert!(argv.windows(2).any(|w| w == ["--progress", "never"]));
+    }
+}

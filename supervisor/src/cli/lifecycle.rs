@@ -1,0 +1,645 @@
+//! The lifecycle subcommands: `start`, `attach`, `stats`, `stop`, `run`.
+//! Each parses its arguments into options, calls the lifecycle, and maps
+//! the outcome to an exit code (documented in `supervisor --help`).
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use shm_layout::Segment;
+
+use testbed::config::TestbedConfig;
+use testbed::host::process::{self, ProcessId};
+use testbed::run::attach::{self, LoadOptions, ResultRow};
+use testbed::run::bypass::Pmd;
+use testbed::run::netview;
+use testbed::run::session::{self, EngineKind, Run, StartOptions, TeardownReport};
+use testbed::run::state::{self, Phase, RunState, StateError};
+use testbed::run::LifecycleError;
+
+/// Exit code: every message answered, every step done.
+pub const EXIT_OK: i32 = 0;
+/// Exit code: the experiment ran but messages were lost or mismatched.
+pub const EXIT_LOSS: i32 = 1;
+/// Exit code: a child (engine) died unexpectedly.
+pub const EXIT_CHILD_DIED: i32 = 3;
+/// Exit code: stopped by SIGINT/SIGTERM (everything cleaned).
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// Options shared by every lifecycle command.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommonArgs {
+    /// Testbed configuration (default: config/testbed.toml if present, else built-in defaults).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+impl CommonArgs {
+    fn load(&self) -> Result<TestbedConfig, LifecycleError> {
+        Ok(TestbedConfig::load(self.config.as_deref())?)
+    }
+}
+
+/// `supervisor start`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StartArgs {
+    /// Engine to serve with.
+    #[arg(long, value_enum, default_value = "kernel")]
+    pub engine: EngineKind,
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Return once the engine serves, leaving a background supervisor that
+    /// owns the run (stop it with `supervisor stop`).
+    #[arg(long)]
+    pub detach: bool,
+    /// Kernel engine spins on non-blocking sockets instead of sleeping.
+    #[arg(long)]
+    pub busy_poll: bool,
+    /// Directory of the `engine` and `loadgen` binaries (default: beside this one).
+    #[arg(long)]
+    pub bin_dir: Option<PathBuf>,
+    /// Remove the leftovers of a crashed run instead of refusing to start.
+    #[arg(long)]
+    pub clean_leftovers: bool,
+    /// Seconds to wait for the engine to serve.
+    #[arg(long, default_value_t = 30)]
+    pub ready_timeout_s: u64,
+    /// Poll-mode driver of a bypass engine: af_xdp, af_packet (on NS3's
+    /// veth) or pci:DDDD:BB:DD.F (a NIC bound to vfio-pci).
+    #[arg(long, default_value = "af_xdp")]
+    pub pmd: Pmd,
+    /// Internal: this process is the background supervisor of `--detach`.
+    #[arg(long, hide = true)]
+    pub background: bool,
+}
+
+impl StartArgs {
+    fn options(&self) -> StartOptions {
+        StartOptions {
+            engine: self.engine,
+            busy_poll: self.busy_poll,
+            bin_dir: self
+                .bin_dir
+                .clone()
+                .unwrap_or_else(session::default_bin_dir),
+            clean_leftovers: self.clean_leftovers,
+            ready_timeout: Duration::from_secs(self.ready_timeout_s),
+            pmd: self.pmd.clone(),
+        }
+    }
+}
+
+/// `supervisor attach`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AttachArgs {
+    /// Message counts, one load-generator run each (e.g. 10000,100000,1000000).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub packets: Vec<u64>,
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub load: LoadOptions,
+    /// Directory of the `loadgen` binary (default: beside this one).
+    #[arg(long)]
+    pub bin_dir: Option<PathBuf>,
+    /// Print the rows as one JSON document instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `supervisor stats`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// One JSON document (with --follow: one JSON line per interval).
+    #[arg(long)]
+    pub json: bool,
+    /// Keep printing every interval until the run ends or Ctrl-C.
+    #[arg(long)]
+    pub follow: bool,
+    /// Interval for --follow, milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub interval_ms: u64,
+}
+
+/// `supervisor stop`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StopArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// `supervisor run`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Engine to serve with.
+    #[arg(long, value_enum, default_value = "kernel")]
+    pub engine: EngineKind,
+    /// Message counts, one load-generator run each.
+    #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
+    pub packets: Vec<u64>,
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub load: LoadOptions,
+    /// Kernel engine spins on non-blocking sockets instead of sleeping.
+    #[arg(long)]
+    pub busy_poll: bool,
+    /// Directory of the `engine` and `loadgen` binaries (default: beside this one).
+    #[arg(long)]
+    pub bin_dir: Option<PathBuf>,
+    /// Remove the leftovers of a crashed run instead of refusing to start.
+    #[arg(long)]
+    pub clean_leftovers: bool,
+    /// Poll-mode driver of a bypass engine: af_xdp, af_packet or pci:DDDD:BB:DD.F.
+    #[arg(long, default_value = "af_xdp")]
+    pub pmd: Pmd,
+    /// Print one JSON document instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// SIGINT/SIGTERM raise this flag; long waits check it.
+fn interrupt_flag() -> Result<Arc<AtomicBool>, LifecycleError> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&flag))
+            .map_err(LifecycleError::io("installing signal handlers"))?;
+    }
+    Ok(flag)
+}
+
+fn say(line: &str) {
+    eprintln!("supervisor: {line}");
+}
+
+fn print_teardown(report: &TeardownReport) {
+    for line in &report.done {
+        say(line);
+    }
+    for line in &report.problems {
+        say(&format!("cleanup problem: {line}"));
+    }
+}
+
+/// `start`: in the foreground, serve until a signal or the engine's death;
+/// with `--detach`, hand the run to a background supervisor.
+///
+/// # Errors
+/// The failed step (everything created before it is removed).
+pub fn start(args: &StartArgs) -> Result<i32, LifecycleError> {
+    let config = args.common.load()?;
+    testbed::run::engines::require(
+        &session::binary(&args.options().bin_dir, "engine")?,
+        args.engine,
+    )?;
+    if args.detach && !args.background {
+        return start_detached(args, &config);
+    }
+    let interrupted = interrupt_flag()?;
+    let mut run = Run::start(config, &args.options(), &mut |l| say(l))?;
+    if interrupted.load(Ordering::Relaxed) {
+        // The signal came while starting: the start was interrupted, not
+        // completed.
+        say("signal received while starting: stopping");
+        print_teardown(&run.stop());
+        return Ok(EXIT_INTERRUPTED);
+    }
+    say("serving; Ctrl-C or `supervisor stop` ends the run");
+    let code = watch(&mut run, &interrupted)?;
+    print_teardown(&run.stop());
+    Ok(code)
+}
+
+/// Waits until a signal or the engine's death; returns the exit code.
+fn watch(run: &mut Run, interrupted: &AtomicBool) -> Result<i32, LifecycleError> {
+    loop {
+        if interrupted.load(Ordering::Relaxed) {
+            say("signal received: stopping");
+            return Ok(EXIT_OK);
+        }
+        if let Some(ending) = run.engine_ending()? {
+            say(&format!(
+                "the engine (pid {}) {ending}; ending the run",
+                run.state().engine.map_or(0, |p| p.pid)
+            ));
+            return Ok(EXIT_CHILD_DIED);
+        }
+        if let Some((pid, how)) = netview::emulator_ending(run.config()) {
+            say(&format!(
+                "the link emulator (pid {pid}) {how}; ending the run"
+            ));
+            return Ok(EXIT_LOSS);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn start_detached(args: &StartArgs, config: &TestbedConfig) -> Result<i32, LifecycleError> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().map_err(LifecycleError::io("locating this binary"))?;
+    let dir = state::testbed_dir(config.name());
+    std::fs::create_dir_all(&dir)
+        .map_err(LifecycleError::io(format!("creating {}", dir.display())))?;
+    let log_path = dir.join("supervisor.log");
+    let log = std::fs::File::create(&log_path).map_err(LifecycleError::io(format!(
+        "creating {}",
+        log_path.display()
+    )))?;
+    let log_err = log
+        .try_clone()
+        .map_err(LifecycleError::io("duplicating the log"))?;
+    let mut command = std::process::Command::new(exe);
+    command
+        .arg("start")
+        .arg("--background")
+        .arg("--engine")
+        .arg(args.engine.as_str());
+    command
+        .arg("--ready-timeout-s")
+        .arg(args.ready_timeout_s.to_string());
+    if let Some(path) = &args.common.config {
+        command.arg("--config").arg(path);
+    }
+    if let Some(path) = &args.bin_dir {
+        command.arg("--bin-dir").arg(path);
+    }
+    if args.busy_poll {
+        command.arg("--busy-poll");
+    }
+    command.arg("--pmd").arg(args.pmd.to_string());
+    if args.clean_leftovers {
+        command.arg("--clean-leftovers");
+    }
+    // Its own process group: the terminal's Ctrl-C is not for it.
+    command
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .process_group(0);
+    let mut child = command.spawn().map_err(|source| LifecycleError::Spawn {
+        role: "background supervisor",
+        source,
+    })?;
+    let deadline = Instant::now() + Duration::from_secs(args.ready_timeout_s + 60);
+    loop {
+        if let Some(status) = child
+            .try_wait()
+            .map_err(LifecycleError::io("waiting for the background supervisor"))?
+        {
+            return Err(LifecycleError::DiedStarting {
+                role: "background supervisor",
+                pid: child.id(),
+                ending: process::Ending::from_status(status),
+                log_tail: session::log_tail(&log_path),
+            });
+        }
+        if let Ok(state) = RunState::load(config.name()) {
+            if state.supervisor.pid == child.id() && state.phase == Phase::Ready {
+                println!(
+                    "testbed `{}`: engine `{}` serving on {} (supervisor pid {}, log {}); `supervisor stop` ends it",
+                    state.testbed,
+                    state.engine_kind,
+                    state.server,
+                    child.id(),
+                    log_path.display()
+                );
+                return Ok(EXIT_OK);
+            }
+        }
+        if Instant::now() >= deadline {
+            let _ = process::terminate(&mut child, Duration::from_secs(10));
+            return Err(LifecycleError::StartTimeout {
+                role: "background supervisor",
+                pid: child.id(),
+                seconds: args.ready_timeout_s + 60,
+                log_tail: session::log_tail(&log_path),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Loads the run state of a live run.
+fn live_run(config: &TestbedConfig) -> Result<RunState, LifecycleError> {
+    let state = RunState::load(config.name())?;
+    if !state.supervisor.is_alive() {
+        return Err(LifecycleError::Leftovers {
+            testbed: state.testbed.clone(),
+            pid: state.supervisor.pid,
+            what: session::describe_leftovers(&state),
+        });
+    }
+    Ok(state)
+}
+
+/// `attach`: one load-generator run per count against the running engine.
+///
+/// # Errors
+/// No live run, or a step failed.
+pub fn attach(args: &AttachArgs) -> Result<i32, LifecycleError> {
+    let config = args.common.load()?;
+    let state = live_run(&config)?;
+    let interrupted = interrupt_flag()?;
+    let bin_dir = args
+        .bin_dir
+        .clone()
+        .unwrap_or_else(session::default_bin_dir);
+    let mut rows = Vec::new();
+    for &packets in &args.packets {
+        if !args.json {
+            say(&format!("attaching the load generator: {packets} messages"));
+        }
+        let row =
+            attach::attach_once(&config, &state, &bin_dir, packets, &args.load, &interrupted)?;
+        if !args.json {
+            print!("{}", attach::format_table(std::slice::from_ref(&row)));
+        }
+        rows.push(row);
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).unwrap_or_default()
+        );
+    }
+    Ok(if rows.iter().all(ResultRow::is_clean) {
+        EXIT_OK
+    } else {
+        EXIT_LOSS
+    })
+}
+
+/// What `stats --json` prints.
+#[derive(Debug, Serialize)]
+pub struct StatsDocument {
+    /// Testbed name.
+    pub testbed: String,
+    /// Run phase.
+    pub phase: Phase,
+    /// Engine kind.
+    pub engine_kind: String,
+    /// The supervisor owning the run.
+    pub supervisor_pid: u32,
+    /// Core of the engine.
+    pub engine_core: usize,
+    /// Core of the load generator.
+    pub loadgen_core: usize,
+    /// Address the engine serves.
+    pub server: String,
+    /// Impairment in force.
+    pub impairment: String,
+    /// Observed loss on the impaired direction, percent.
+    pub observed_loss_percent: Option<f64>,
+    /// Everything in the segment: header and one entry per producer.
+    pub segment: shm_layout::Snapshot,
+}
+
+fn stats_document(config: &TestbedConfig, state: &RunState, segment: &Segment) -> StatsDocument {
+    let status = testbed::net::status(config).ok();
+    StatsDocument {
+        testbed: state.testbed.clone(),
+        phase: state.phase,
+        engine_kind: state.engine_kind.clone(),
+        supervisor_pid: state.supervisor.pid,
+        engine_core: state.engine_core,
+        loadgen_core: state.loadgen_core,
+        server: state.server.to_string(),
+        impairment: status
+            .as_ref()
+            .map_or_else(|| "unknown".to_owned(), netview::describe_impairment),
+        observed_loss_percent: status.as_ref().and_then(netview::observed_loss_percent),
+        segment: segment.snapshot(),
+    }
+}
+
+fn print_stats_human(doc: &StatsDocument) {
+    println!(
+        "testbed {} — engine {} ({:?}), supervisor pid {}, cores engine {} / loadgen {}, {}",
+        doc.testbed,
+        doc.engine_kind,
+        doc.phase,
+        doc.supervisor_pid,
+        doc.engine_core,
+        doc.loadgen_core,
+        doc.server
+    );
+    let loss = doc
+        .observed_loss_percent
+        .map_or_else(|| "n/a".to_owned(), |l| format!("{l:.2} %"));
+    println!("impairment: {} (observed loss {loss})", doc.impairment);
+    for slot in &doc.segment.slots {
+        let c = &slot.counters;
+        println!(
+            "{:?} pid {} [{:?}] {}: sent {} received {} failed {} bytes out/in {}/{} conns {} proto-errors {} rx/tx pkts {}/{}",
+            slot.role, slot.info.pid, slot.info.state, slot.info.kind, c.messages_sent, c.messages_received,
+            c.messages_failed, c.bytes_sent, c.bytes_received, c.connections_active, c.protocol_errors,
+            c.rx_packets, c.tx_packets
+        );
+        if slot.latency.count > 0 {
+            let l = &slot.latency;
+            println!(
+                "    rtt µs: mean {:.1} p50 {:.1} p90 {:.1} p99 {:.1} p99.9 {:.1} max {:.1} ({} samples)",
+                l.mean_us, l.p50_us, l.p90_us, l.p99_us, l.p999_us, l.max_us, l.count
+            );
+        }
+    }
+}
+
+/// `stats`: reads the segment (and nothing else of the children).
+///
+/// # Errors
+/// No live run, or the segment fails validation.
+pub fn stats(args: &StatsArgs) -> Result<i32, LifecycleError> {
+    let config = args.common.load()?;
+    let state = live_run(&config)?;
+    let path = state
+        .segment
+        .clone()
+        .ok_or_else(|| LifecycleError::NotReady {
+            testbed: state.testbed.clone(),
+            phase: "starting (no segment yet)".into(),
+        })?;
+    let segment = Segment::open(&path)?;
+    if !args.follow {
+        let doc = stats_document(&config, &state, &segment);
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        } else {
+            print_stats_human(&doc);
+        }
+        return Ok(EXIT_OK);
+    }
+    let interrupted = interrupt_flag()?;
+    let interval = Duration::from_millis(args.interval_ms.max(10));
+    while !interrupted.load(Ordering::Relaxed) && state.supervisor.is_alive() {
+        let doc = stats_document(&config, &state, &segment);
+        if args.json {
+            println!("{}", serde_json::to_string(&doc).unwrap_or_default());
+        } else {
+            print_stats_human(&doc);
+        }
+        std::thread::sleep(interval);
+    }
+    Ok(EXIT_OK)
+}
+
+/// `stop`: asks the owning supervisor to end the run, or cleans the
+/// leftovers of a dead one. Harmless when nothing runs.
+///
+/// # Errors
+/// The owning supervisor does not finish in time.
+pub fn stop(args: &StopArgs) -> Result<i32, LifecycleError> {
+    let config = args.common.load()?;
+    let state = match RunState::load(config.name()) {
+        Ok(state) => state,
+        Err(StateError::NotRunning { .. }) => {
+            say(&format!(
+                "nothing to stop: no run of testbed `{}`",
+                config.name()
+            ));
+            return Ok(EXIT_OK);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if state.supervisor.is_alive() && state.supervisor != ProcessId::current() {
+        say(&format!(
+            "asking the supervisor (pid {}) to stop the run",
+            state.supervisor.pid
+        ));
+        state.supervisor.signal(nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while state.supervisor.is_alive() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if state.supervisor.is_alive() {
+            return Err(LifecycleError::Unsupported(format!(
+                "the supervisor (pid {}) did not finish stopping within 60 s; see {}",
+                state.supervisor.pid,
+                state::testbed_dir(config.name())
+                    .join("supervisor.log")
+                    .display()
+            )));
+        }
+        if RunState::load(config.name()).is_err() {
+            say("stopped; everything the run created is removed");
+            return Ok(EXIT_OK);
+        }
+    }
+    // The owner is gone (crashed, or killed before finishing): clean up from
+    // the record.
+    say(&format!(
+        "the supervisor (pid {}) is gone; removing its leftovers: {}",
+        state.supervisor.pid,
+        session::describe_leftovers(&state)
+    ));
+    let mut report = TeardownReport::default();
+    session::teardown_recorded(
+        &config,
+        &RunState::load(config.name()).unwrap_or(state),
+        &mut report,
+    );
+    print_teardown(&report);
+    Ok(EXIT_OK)
+}
+
+/// What `run --json` prints.
+#[derive(Debug, Serialize)]
+pub struct RunDocument {
+    /// One row per message count.
+    pub rows: Vec<ResultRow>,
+    /// The engine's death, if it died.
+    pub engine_died: Option<String>,
+    /// What teardown did.
+    pub teardown: TeardownReport,
+}
+
+/// `run`: start, attach once per count, print the table, stop.
+///
+/// # Errors
+/// A step failed (everything created is removed).
+pub fn run(args: &RunArgs) -> Result<i32, LifecycleError> {
+    let config = args.common.load()?;
+    let interrupted = interrupt_flag()?;
+    let options = StartOptions {
+        engine: args.engine,
+        busy_poll: args.busy_poll,
+        bin_dir: args
+            .bin_dir
+            .clone()
+            .unwrap_or_else(session::default_bin_dir),
+        clean_leftovers: args.clean_leftovers,
+        ready_timeout: Duration::from_secs(30),
+        pmd: args.pmd.clone(),
+    };
+    let mut run = Run::start(config.clone(), &options, &mut |l| say(l))?;
+    let mut rows = Vec::new();
+    let mut engine_died = None;
+    let mut code = EXIT_OK;
+    for &packets in &args.packets {
+        say(&format!(
+            "load generator: {packets} messages, {} loop",
+            args.load.mode
+        ));
+        let state = run.state().clone();
+        match attach::attach_once(
+            &config,
+            &state,
+            &options.bin_dir,
+            packets,
+            &args.load,
+            &interrupted,
+        ) {
+            Ok(row) => {
+                if !row.is_clean() {
+                    code = EXIT_LOSS;
+                }
+                rows.push(row);
+            }
+            Err(LifecycleError::Interrupted) => {
+                say("signal received: stopping");
+                code = EXIT_INTERRUPTED;
+                break;
+            }
+            Err(e) => {
+                print_teardown(&run.stop());
+                return Err(e);
+            }
+        }
+        if let Some(ending) = run.engine_ending()? {
+            engine_died = Some(format!("the engine {ending}"));
+            say(&format!(
+                "the engine (pid {}) {ending}; ending the run",
+                state.engine.map_or(0, |p| p.pid)
+            ));
+            code = EXIT_CHILD_DIED;
+            break;
+        }
+        if netview::emulator_ending(&config).is_some() {
+            // attach_once said how it ended; later counts cannot pass.
+            code = EXIT_LOSS;
+            break;
+        }
+        if interrupted.load(Ordering::Relaxed) {
+            code = EXIT_INTERRUPTED;
+            break;
+        }
+    }
+    let teardown = run.stop();
+    if args.json {
+        let doc = RunDocument {
+            rows,
+            engine_died,
+            teardown,
+        };
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    } else {
+        print_teardown(&teardown);
+        print!("{}", attach::format_table(&rows));
+    }
+    Ok(code)
+}

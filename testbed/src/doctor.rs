@@ -1,0 +1,466 @@
+//! `supervisor doctor`: what this host can do for the testbed, and what each
+//! missing piece means for a run. Every check is read-only; the few that
+//! must try something (netem, namespaces) do it in a throwaway namespace.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::config::host_cores;
+use crate::host::command;
+use crate::impairment;
+
+/// One line of the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// Short name: `root`, `netem`, `hugepages`, ...
+    pub name: &'static str,
+    pub ok: bool,
+    /// What was found.
+    pub detail: String,
+    /// What it means for a run.
+    pub consequence: String,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize)]
+pub struct DoctorReport {
+    pub checks: Vec<Check>,
+    /// The impairment backend `auto` resolves to on this host.
+    pub impairment_backend: String,
+    /// Engines this host can run: kernel always; dpdk when DPDK and a
+    /// usable PMD are present; fstack when, on top, the engine binary has
+    /// F-Stack built in.
+    pub engines: Vec<String>,
+}
+
+impl DoctorReport {
+    /// The check called `name`.
+    pub fn check(&self, name: &str) -> Option<&Check> {
+        self.checks.iter().find(|c| c.name == name)
+    }
+}
+
+fn check(
+    name: &'static str,
+    ok: bool,
+    detail: impl Into<String>,
+    consequence: impl Into<String>,
+) -> Check {
+    Check {
+        name,
+        ok,
+        detail: detail.into(),
+        consequence: consequence.into(),
+    }
+}
+
+fn meminfo(key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    text.lines()
+        .find(|l| l.starts_with(key) && l[key.len()..].starts_with(':'))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+fn dir_nonempty(p: &str) -> bool {
+    std::fs::read_dir(p).is_ok_and(|mut d| d.next().is_some())
+}
+
+fn af_xdp_socket() -> Result<(), String> {
+    // SAFETY: plain socket(2) call; the descriptor is closed right away.
+    let fd = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error().to_string());
+    }
+    // SAFETY: `fd` is the descriptor just opened and owned here.
+    unsafe { libc::close(fd) };
+    Ok(())
+}
+
+fn bpf_map() -> Result<(), String> {
+    // union bpf_attr for BPF_MAP_CREATE: map_type, key_size, value_size,
+    // max_entries as the first four u32; the rest zero.
+    let mut attr = [0u32; 32];
+    attr[0] = 2; // BPF_MAP_TYPE_ARRAY
+    attr[1] = 4;
+    attr[2] = 4;
+    attr[3] = 1;
+    let size = std::mem::size_of_val(&attr);
+    // SAFETY: `attr` is a zero-padded bpf_attr of `size` bytes that lives
+    // across the call; BPF_MAP_CREATE (0) only reads it.
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, 0, attr.as_mut_ptr(), size) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error().to_string());
+    }
+    if let Ok(fd) = i32::try_from(fd) {
+        // SAFETY: `fd` is the map descriptor just created and owned here.
+        unsafe { libc::close(fd) };
+    }
+    Ok(())
+}
+
+fn dpdk_pmds() -> Vec<String> {
+    let mut c = command::cmd("pkg-config", ["--variable=libdir", "libdpdk"]);
+    let Ok(libdir) = command::run(&mut c, "") else {
+        return Vec::new();
+    };
+    let dpdk_dir = Path::new(libdir.trim()).join("dpdk");
+    let mut pmds = Vec::new();
+    let Ok(dirs) = std::fs::read_dir(&dpdk_dir) else {
+        return pmds;
+    };
+    for d in dirs.flatten() {
+        if !d.file_name().to_string_lossy().starts_with("pmds-") {
+            continue;
+        }
+        for f in std::fs::read_dir(d.path()).into_iter().flatten().flatten() {
+            let n = f.file_name().to_string_lossy().into_owned();
+            if let Some(rest) = n.strip_prefix("librte_net_") {
+                if let Some(name) = rest.strip_suffix(".so") {
+                    pmds.push(format!("net_{name}"));
+                }
+            }
+        }
+    }
+    pmds.sort();
+    pmds.dedup();
+    pmds
+}
+
+/// Whether the `engine` binary beside this supervisor has F-Stack built
+/// in (`engine --list-kinds`); `None` when there is no binary to ask.
+fn fstack_built_in() -> Option<bool> {
+    let engine = crate::run::session::default_bin_dir().join("engine");
+    let kinds = crate::run::engines::list(&engine).ok()?;
+    Some(
+        kinds
+            .iter()
+            .any(|k| k.kind == "fstack" && k.unavailable.is_none()),
+    )
+}
+
+/// F-Stack is linked into the engine at build time: what runs is decided
+/// by the engine binary, what could be built by `FF_PATH`.
+fn fstack_check(built_in: bool, dpdk_ok: bool) -> Check {
+    if built_in {
+        return check(
+            "fstack",
+            dpdk_ok,
+            "the engine binary beside the supervisor has F-Stack built in",
+            if dpdk_ok {
+                "the fstack engine can run (it needs what the dpdk engine needs)"
+            } else {
+                "the fstack engine is built in but cannot run: DPDK's PMDs are missing (see dpdk)"
+            },
+        );
+    }
+    let ff = std::env::var_os("FF_PATH");
+    let ff_ok = ff
+        .as_ref()
+        .is_some_and(|p| Path::new(p).join("lib").join("libfstack.a").exists());
+    check(
+        "fstack",
+        false,
+        match &ff {
+            Some(p) if ff_ok => format!(
+                "engine built without F-Stack; FF_PATH={} holds lib/libfstack.a",
+                p.to_string_lossy()
+            ),
+            Some(p) => format!(
+                "engine built without F-Stack; FF_PATH={} but lib/libfstack.a is missing",
+                p.to_string_lossy()
+            ),
+            None => "engine built without F-Stack; FF_PATH is not set".to_string(),
+        },
+        if ff_ok {
+            "rebuild with `cargo build --release --features engine/fstack` to get the fstack engine"
+        } else {
+            "no fstack engine: install F-Stack 1.24 yourself, set FF_PATH and build with --features engine/fstack"
+        },
+    )
+}
+
+/// Runs every check.
+pub fn run() -> DoctorReport {
+    let mut checks = Vec::new();
+
+    let root = nix::unistd::geteuid().is_root();
+    checks.push(check(
+        "root",
+        root,
+        if root { "running as root" } else { "not root" },
+        if root {
+            "namespaces, hugepages and the emulator can be set up"
+        } else {
+            "`net up`, hugepages and bypass engines need root: run as root"
+        },
+    ));
+
+    let ns = command::run(&mut command::cmd("unshare", ["-n", "true"]), "");
+    checks.push(check(
+        "namespaces",
+        ns.is_ok(),
+        match &ns {
+            Ok(_) => "a network namespace can be created".to_string(),
+            Err(e) => e.to_string(),
+        },
+        if ns.is_ok() {
+            "the three-namespace testbed can be built"
+        } else {
+            "no testbed: network namespaces are required"
+        },
+    ));
+
+    let tools: Vec<&str> = ["ip", "tc", "ethtool", "nft", "sockperf", "iperf3"]
+        .into_iter()
+        .filter(|t| {
+            command::run(
+                &mut command::cmd("sh", ["-c", &format!("command -v {t}")]),
+                "",
+            )
+            .is_err()
+        })
+        .collect();
+    checks.push(check(
+        "tools",
+        tools.is_empty(),
+        if tools.is_empty() {
+            "ip, tc, ethtool, nft, sockperf, iperf3 found".to_string()
+        } else {
+            format!("missing: {}", tools.join(", "))
+        },
+        if tools.is_empty() {
+            "the testbed and the peer measurements can run".to_string()
+        } else {
+            "run scripts/setup: ip/tc/ethtool build the testbed, sockperf/iperf3 are the peer measurements".to_string()
+        },
+    ));
+
+    let netem = impairment::probe_netem();
+    checks.push(check(
+        "netem",
+        netem.available,
+        if netem.available {
+            "the kernel accepts a netem qdisc".to_string()
+        } else {
+            format!("no netem: {}", netem.detail)
+        },
+        if netem.available {
+            "impairment will use netem (backend auto)"
+        } else {
+            "no netem: impairment will use the userspace emulator (backend auto)"
+        },
+    ));
+
+    let total = meminfo("HugePages_Total").unwrap_or(0);
+    let free = meminfo("HugePages_Free").unwrap_or(0);
+    let size_kb = meminfo("Hugepagesize").unwrap_or(0);
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let mounted: Vec<&str> = mounts
+        .lines()
+        .filter(|l| l.split_whitespace().nth(2) == Some("hugetlbfs"))
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    checks.push(check(
+        "hugepages",
+        free > 0,
+        format!(
+            "total {total}, free {free}, size {size_kb} kB, hugetlbfs mounted at {}",
+            if mounted.is_empty() { "nowhere".to_string() } else { mounted.join(", ") }
+        ),
+        if free > 0 {
+            "the shared-memory segment and DPDK can use hugepages".to_string()
+        } else {
+            "no free hugepages: the supervisor reserves them (vm.nr_hugepages) when it can, else the segment falls back to /dev/shm and DPDK runs with --no-huge".to_string()
+        },
+    ));
+
+    let hugetlbfs = std::fs::read_to_string("/proc/filesystems")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split_whitespace().last() == Some("hugetlbfs"));
+    checks.push(check(
+        "hugetlbfs",
+        hugetlbfs,
+        if hugetlbfs {
+            "hugetlbfs is supported"
+        } else {
+            "hugetlbfs is not in /proc/filesystems"
+        },
+        if hugetlbfs {
+            "hugepage-backed segments are possible"
+        } else {
+            "the segment lives in /dev/shm; DPDK needs --no-huge"
+        },
+    ));
+
+    let xdp = af_xdp_socket();
+    checks.push(check(
+        "af_xdp",
+        xdp.is_ok(),
+        match &xdp {
+            Ok(()) => "AF_XDP sockets can be opened".to_string(),
+            Err(e) => format!("socket(AF_XDP): {e}"),
+        },
+        if xdp.is_ok() {
+            "DPDK's net_af_xdp PMD can own a veth"
+        } else {
+            "no AF_XDP: the dpdk engine must use net_af_packet (slower)"
+        },
+    ));
+
+    let bpf = bpf_map();
+    checks.push(check(
+        "bpf",
+        bpf.is_ok(),
+        match &bpf {
+            Ok(()) => "bpf(BPF_MAP_CREATE) works".to_string(),
+            Err(e) => format!("bpf(BPF_MAP_CREATE): {e}"),
+        },
+        if bpf.is_ok() {
+            "XDP programs (for AF_XDP) can be loaded"
+        } else {
+            "no BPF: AF_XDP cannot redirect frames; use net_af_packet"
+        },
+    ));
+
+    let dpdk = command::run(
+        &mut command::cmd("pkg-config", ["--modversion", "libdpdk"]),
+        "",
+    );
+    let pmds = dpdk_pmds();
+    let usable: Vec<&str> = [
+        "net_af_xdp",
+        "net_af_packet",
+        "net_tap",
+        "net_virtio",
+        "net_memif",
+        "net_ring",
+    ]
+    .into_iter()
+    .filter(|p| pmds.iter().any(|x| x == p))
+    .collect();
+    let dpdk_ok = dpdk.is_ok() && !usable.is_empty();
+    checks.push(check(
+        "dpdk",
+        dpdk_ok,
+        match &dpdk {
+            Ok(v) => format!(
+                "libdpdk {} (pkg-config), {} net PMDs; for veth: {}",
+                v.trim(),
+                pmds.len(),
+                if usable.is_empty() {
+                    "none".to_string()
+                } else {
+                    usable.join(", ")
+                }
+            ),
+            Err(e) => format!("pkg-config libdpdk: {e}"),
+        },
+        if dpdk_ok {
+            "the dpdk engine can be built and run on a veth"
+        } else {
+            "no dpdk engine: install libdpdk-dev (scripts/setup)"
+        },
+    ));
+
+    let vfio = Path::new("/sys/module/vfio_pci").exists() || Path::new("/dev/vfio/vfio").exists();
+    let uio = Path::new("/sys/module/uio").exists();
+    checks.push(check(
+        "vfio_uio",
+        vfio || uio,
+        format!(
+            "vfio-pci {}, uio {}",
+            if vfio { "present" } else { "absent" },
+            if uio { "present" } else { "absent" }
+        ),
+        if vfio || uio {
+            "a PCI NIC can be bound to DPDK"
+        } else {
+            "no NIC can be bound to DPDK: engines use virtual devices (af_xdp/af_packet on veth)"
+        },
+    ));
+
+    let iommu = dir_nonempty("/sys/class/iommu") || dir_nonempty("/sys/kernel/iommu_groups");
+    checks.push(check(
+        "iommu",
+        iommu,
+        if iommu {
+            "IOMMU groups present"
+        } else {
+            "no IOMMU groups"
+        },
+        if iommu {
+            "vfio-pci can be used in its safe mode"
+        } else {
+            "vfio-pci would need no-IOMMU mode; irrelevant for veth-based runs"
+        },
+    ));
+
+    let modules = Path::new("/proc/modules").exists()
+        && std::fs::read_to_string("/proc/sys/kernel/modules_disabled")
+            .is_ok_and(|v| v.trim() == "0");
+    checks.push(check(
+        "modules",
+        modules,
+        if modules {
+            "the kernel loads modules"
+        } else {
+            "this kernel cannot load modules (no /proc/modules or modules_disabled)"
+        },
+        if modules {
+            "missing drivers (netem, vfio, uio) could be loaded with modprobe"
+        } else {
+            "what is not built in (netem, uio, igb_uio, vfio, rte_kni) is unavailable"
+        },
+    ));
+
+    let fstack_built_in = fstack_built_in() == Some(true);
+    checks.push(fstack_check(fstack_built_in, dpdk_ok));
+    let fstack_runs = dpdk_ok && fstack_built_in;
+
+    let cores = host_cores();
+    checks.push(check(
+        "cores",
+        cores >= 2,
+        format!("{cores} online"),
+        if cores >= 3 {
+            "engine, load generator and emulator can each have a core"
+        } else if cores == 2 {
+            "engine and load generator get a core each; the emulator shares the load generator's"
+        } else {
+            "everything shares one core: latency figures will include scheduling"
+        },
+    ));
+
+    let mut engines = vec!["kernel".to_string()];
+    if dpdk_ok {
+        engines.push("dpdk".into());
+        if fstack_runs {
+            engines.push("fstack".into());
+        }
+    }
+    DoctorReport {
+        checks,
+        impairment_backend: if netem.available { "netem" } else { "emulator" }.into(),
+        engines,
+    }
+}
+
+impl std::fmt::Display for DoctorReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for c in &self.checks {
+            writeln!(
+                f,
+                "{:<8} {:<11} {} — {}",
+                if c.ok { "ok" } else { "missing" },
+                c.name,
+                c.detail,
+                c.consequence
+            )?;
+        }
+        writeln!(f, "impairment backend (auto): {}", self.impairment_backend)?;
+        writeln!(f, "engines: {}", self.engines.join(", "))
+    }
+}

@@ -1,0 +1,9 @@
+//! What the testbed does to its host below the level of namespaces and
+//! runs: [`command`] runs iproute2/tc/ethtool and keeps what explains a
+//! failure; [`process`] names a process by pid and start time, stops it
+//! and reports how a child ended; [`hugepages`] takes and gives back 2 MB
+//! pages.
+
+pub mod command;
+pub mod hugepages;
+pub mod process;

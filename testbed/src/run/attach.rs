@@ -1,0 +1,409 @@
+//! `attach`: runs the load generator in NS1 against the running engine, once
+//! per message count, and turns what both wrote into the segment into a
+//! result row.
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+use shm_layout::{Counters, LatencySummary, Role, Segment, Snapshot};
+
+use super::error::LifecycleError;
+use super::netview;
+use super::state::{self, Phase, RunState};
+use crate::config::TestbedConfig;
+use crate::host::process::{self, Ending, ProcessId};
+use crate::net;
+
+/// Load generator options passed through by `attach` and `run`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LoadOptions {
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 1)]
+    pub connections: u32,
+    /// Spin on non-blocking sockets instead of sleeping in poll.
+    #[arg(long)]
+    pub loadgen_busy_poll: bool,
+    /// `closed`: one message in flight per connection (as in the original);
+    /// `open`: a fixed rate, latency measured from the intended send time.
+    #[arg(long, default_value = "closed", value_parser = ["closed", "open"])]
+    pub mode: String,
+    /// Messages per second for `--mode open`.
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// Seed of the message-size sequence.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Smallest message, bytes (header included).
+    #[arg(long, default_value_t = 512)]
+    pub min_size: u32,
+    /// Largest message, bytes (header included).
+    #[arg(long, default_value_t = 1024)]
+    pub max_size: u32,
+    /// Messages exchanged before measuring.
+    #[arg(long, default_value_t = 1000)]
+    pub warmup: u64,
+    /// A reply later than this counts as lost, milliseconds. Generous: over
+    /// a lossy link TCP's exponential backoff (200 ms, 400 ms, 800 ms, ...
+    /// after consecutive losses of one segment) delays a reply by seconds
+    /// without losing it; such delays show up in the maximum RTT instead.
+    #[arg(long, default_value_t = 30_000)]
+    pub timeout_ms: u64,
+}
+
+/// One result row: one load-generator run at one message count.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResultRow {
+    /// Messages requested.
+    pub packets: u64,
+    /// Engine kind.
+    pub engine: String,
+    /// Load mode (`closed` / `open`).
+    pub mode: String,
+    /// Requests sent (after warm-up).
+    pub sent: u64,
+    /// Replies received and verified.
+    pub answered: u64,
+    /// Requests without a correct reply.
+    pub failed: u64,
+    /// Messages exchanged during warm-up (excluded from every other figure
+    /// of the row except `engine_received`).
+    pub warmup: u64,
+    /// Requests the engine decoded during this run, warm-up included
+    /// (engine's own counter): equals `sent + warmup` on a clean run.
+    pub engine_received: u64,
+    /// Wall time of the measured phase, seconds.
+    pub elapsed_s: f64,
+    /// Answered messages per second.
+    pub messages_per_s: f64,
+    /// Request bytes answered per second, in kB/s (1 kB = 1000 bytes), as
+    /// the original experiment reported bandwidth.
+    pub bandwidth_kb_s: f64,
+    /// Round-trip times, microseconds.
+    pub rtt: LatencySummary,
+    /// How the load generator ended.
+    pub loadgen_exit: Ending,
+    /// Impairment backend in force and the loss it was configured with.
+    pub impairment: String,
+    /// Loss observed on the impaired direction so far, percent (None when
+    /// the backend cannot count it).
+    pub observed_loss_percent: Option<f64>,
+}
+
+impl ResultRow {
+    /// Whether every message was answered correctly.
+    #[must_use]
+    pub fn is_clean(&self) -> bool {
+        self.failed == 0 && self.answered == self.packets && self.loadgen_exit.is_success()
+    }
+}
+
+fn loadgen_pid_path(testbed: &str) -> PathBuf {
+    state::testbed_dir(testbed).join("loadgen.pid.json")
+}
+
+/// Load generators recorded as running on a testbed (for teardown).
+#[must_use]
+pub fn recorded_loadgens(testbed: &str) -> Vec<ProcessId> {
+    fs::read_to_string(loadgen_pid_path(testbed))
+        .ok()
+        .and_then(|t| serde_json::from_str::<ProcessId>(&t).ok())
+        .into_iter()
+        .collect()
+}
+
+fn slot(snapshot: &Snapshot, role: Role) -> Option<&shm_layout::SlotSnapshot> {
+    snapshot.slots.iter().find(|s| s.role == role)
+}
+
+/// Runs the load generator once with `packets` messages and builds its row.
+///
+/// # Errors
+/// The run is not ready, the segment cannot be opened, the loadgen cannot
+/// start, or `interrupted` was raised (the loadgen is then stopped).
+pub fn attach_once(
+    config: &TestbedConfig,
+    run: &RunState,
+    bin_dir: &std::path::Path,
+    packets: u64,
+    load: &LoadOptions,
+    interrupted: &AtomicBool,
+) -> Result<ResultRow, LifecycleError> {
+    attach_once_with_output(config, run, bin_dir, packets, load, interrupted, None)
+        .map(|(row, _)| row)
+}
+
+/// How often a running load generator's progress is read from the segment.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(500);
+
+/// [`attach_once`], also returning what the load generator printed on
+/// stdout (its own final JSON result), so a caller can check the row
+/// against the loadgen's own counters.
+///
+/// Without `progress` the load generator draws its own progress bar (when
+/// stderr is a terminal). With it, the load generator draws none and
+/// `progress` gets the messages answered so far (of the measured phase,
+/// from the segment) every [`PROGRESS_INTERVAL`], for a caller with a bar
+/// of its own: a run of a million messages over the impaired link takes
+/// most of an hour.
+///
+/// # Errors
+/// As [`attach_once`].
+pub fn attach_once_with_output(
+    config: &TestbedConfig,
+    run: &RunState,
+    bin_dir: &std::path::Path,
+    packets: u64,
+    load: &LoadOptions,
+    interrupted: &AtomicBool,
+    mut progress: Option<&mut dyn FnMut(u64)>,
+) -> Result<(ResultRow, String), LifecycleError> {
+    if run.phase != Phase::Ready {
+        return Err(LifecycleError::NotReady {
+            testbed: run.testbed.clone(),
+            phase: format!("{:?}", run.phase).to_lowercase(),
+        });
+    }
+    let loadgen = super::session::binary(bin_dir, "loadgen")?;
+    let segment_path = run.segment.clone().unwrap_or_default();
+    let segment = Segment::open(&segment_path)?;
+    let engine_before = slot(&segment.snapshot(), Role::Engine).map(|s| s.counters);
+
+    let mut command = net::in_namespace(&config.client_ns(), &loadgen);
+    command
+        .arg("--connect")
+        .arg(run.server.to_string())
+        .arg("--packets")
+        .arg(packets.to_string())
+        .arg("--connections")
+        .arg(load.connections.to_string())
+        .arg("--mode")
+        .arg(&load.mode)
+        .arg("--seed")
+        .arg(load.seed.to_string())
+        .arg("--min-size")
+        .arg(load.min_size.to_string())
+        .arg("--max-size")
+        .arg(load.max_size.to_string())
+        .arg("--warmup")
+        .arg(load.warmup.to_string())
+        .arg("--timeout-ms")
+        .arg(load.timeout_ms.to_string())
+        .arg("--core")
+        .arg(run.loadgen_core.to_string())
+        .arg("--shm")
+        .arg(&segment_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped());
+    if let Some(rate) = load.rate {
+        command.arg("--rate").arg(rate.to_string());
+    }
+    if load.loadgen_busy_poll {
+        command.arg("--busy-poll");
+    }
+    if progress.is_some() {
+        command.args(["--progress", "never"]);
+    }
+    let mut child = command.spawn().map_err(|source| LifecycleError::Spawn {
+        role: "load generator",
+        source,
+    })?;
+    if let Some(id) = ProcessId::of(child.id()) {
+        let _ = fs::write(
+            loadgen_pid_path(&run.testbed),
+            serde_json::to_vec(&id).unwrap_or_default(),
+        );
+    }
+    // Drain stdout on a thread so a chatty loadgen never blocks on a full pipe.
+    let stdout = child.stdout.take();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(mut out) = stdout {
+            use std::io::Read;
+            let _ = out.read_to_string(&mut text);
+        }
+        text
+    });
+    let mut next_progress = std::time::Instant::now() + PROGRESS_INTERVAL;
+    let ending = loop {
+        if let Some(observe) = progress.as_mut() {
+            if std::time::Instant::now() >= next_progress {
+                next_progress += PROGRESS_INTERVAL;
+                if let Some(lg) = slot(&segment.snapshot(), Role::Loadgen) {
+                    observe(lg.counters.messages_received);
+                }
+            }
+        }
+        if interrupted.load(Ordering::Relaxed) {
+            let _ = process::terminate(&mut child, Duration::from_secs(3));
+            let _ = fs::remove_file(loadgen_pid_path(&run.testbed));
+            return Err(LifecycleError::Interrupted);
+        }
+        match child
+            .try_wait()
+            .map_err(LifecycleError::io("waiting for the load generator"))?
+        {
+            Some(status) => break Ending::from_status(status),
+            None => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    let _ = fs::remove_file(loadgen_pid_path(&run.testbed));
+    let stdout = reader.join().unwrap_or_default();
+    // Say what died and how: a row's counts alone do not tell a killed load
+    // generator or a dead link emulator from a lossy link.
+    if !ending.is_success() {
+        eprintln!(
+            "supervisor: the load generator (pid {}) {ending}",
+            child.id()
+        );
+    }
+    if let Some((pid, how)) = netview::emulator_ending(config) {
+        eprintln!(
+            "supervisor: the link emulator (pid {pid}) {how}: NS1 and NS3 are cut off; restart the network with `supervisor stop` then `start`"
+        );
+    }
+
+    let snapshot = settled_snapshot(&segment);
+    let engine_after = slot(&snapshot, Role::Engine).map(|s| s.counters);
+    let loadgen = slot(&snapshot, Role::Loadgen);
+    let counters = loadgen.map(|s| s.counters).unwrap_or_default();
+    let rtt = loadgen.map(|s| s.latency).unwrap_or_default();
+    let engine_received = match (engine_before, engine_after) {
+        (Some(b), Some(a)) => a.messages_received.saturating_sub(b.messages_received),
+        _ => 0,
+    };
+    let (impairment, observed_loss_percent) = impairment_summary(config);
+    let row = build_row(
+        packets,
+        run,
+        load,
+        &counters,
+        rtt,
+        engine_received,
+        ending,
+        impairment,
+        observed_loss_percent,
+    );
+    Ok((row, stdout))
+}
+
+/// A snapshot taken once the engine has published twice more: the engine
+/// publishes on a timer, so right after the load generator exits its last
+/// replies may not be counted yet. Two publications guarantee one that began
+/// after the exit. Bounded: a stalled engine yields what it has after 2 s.
+fn settled_snapshot(segment: &Segment) -> Snapshot {
+    let engine_elapsed =
+        |s: &Snapshot| slot(s, Role::Engine).map(|e| (e.counters.elapsed_ns, e.info.state));
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    let mut last = engine_elapsed(&segment.snapshot());
+    let mut changes = 0;
+    loop {
+        let snapshot = segment.snapshot();
+        let now = engine_elapsed(&snapshot);
+        if now != last {
+            changes += 1;
+            last = now;
+        }
+        let engine_gone = now.is_none_or(|(_, state)| state != shm_layout::ProducerState::Running);
+        if changes >= 2 || engine_gone || std::time::Instant::now() >= deadline {
+            return snapshot;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_row(
+    packets: u64,
+    run: &RunState,
+    load: &LoadOptions,
+    counters: &Counters,
+    rtt: LatencySummary,
+    engine_received: u64,
+    ending: Ending,
+    impairment: String,
+    observed_loss_percent: Option<f64>,
+) -> ResultRow {
+    let elapsed_s = counters.elapsed_ns as f64 / 1e9;
+    let per_s = |x: f64| if elapsed_s > 0.0 { x / elapsed_s } else { 0.0 };
+    // Bytes of the requests that were answered: bytes_sent counts requests
+    // written, including those that failed; scale to answered ones.
+    let answered_bytes = if counters.messages_sent > 0 {
+        counters.bytes_sent as f64 * counters.messages_received as f64
+            / counters.messages_sent as f64
+    } else {
+        0.0
+    };
+    ResultRow {
+        packets,
+        engine: run.engine_kind.clone(),
+        mode: load.mode.clone(),
+        sent: counters.messages_sent,
+        answered: counters.messages_received,
+        failed: counters.messages_failed,
+        warmup: counters.warmup_messages,
+        engine_received,
+        elapsed_s,
+        messages_per_s: per_s(counters.messages_received as f64),
+        bandwidth_kb_s: per_s(answered_bytes) / 1000.0,
+        rtt,
+        loadgen_exit: ending,
+        impairment,
+        observed_loss_percent,
+    }
+}
+
+fn impairment_summary(config: &TestbedConfig) -> (String, Option<f64>) {
+    match net::status(config) {
+        Ok(status) => (
+            netview::describe_impairment(&status),
+            netview::observed_loss_percent(&status),
+        ),
+        Err(e) => (format!("unknown ({e})"), None),
+    }
+}
+
+/// The human table of result rows, shaped like the original experiment's.
+#[must_use]
+pub fn format_table(rows: &[ResultRow]) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "{:>9} {:>7} {:>6} {:>9} {:>7} {:>10} {:>10} {:>10} {:>10} {:>11} {:>11}  {}\n",
+        "packets",
+        "engine",
+        "mode",
+        "answered",
+        "failed",
+        "rtt mean",
+        "rtt p50",
+        "rtt p99",
+        "rtt max",
+        "msgs/s",
+        "kB/s",
+        "impairment (observed loss)"
+    ));
+    for r in rows {
+        let loss = r
+            .observed_loss_percent
+            .map_or_else(|| "n/a".to_owned(), |l| format!("{l:.2} %"));
+        out.push_str(&format!(
+            "{:>9} {:>7} {:>6} {:>9} {:>7} {:>8.1}µs {:>8.1}µs {:>8.1}µs {:>8.1}µs {:>11.0} {:>11.1}  {} ({loss})\n",
+            r.packets,
+            r.engine,
+            r.mode,
+            r.answered,
+            r.failed,
+            r.rtt.mean_us,
+            r.rtt.p50_us,
+            r.rtt.p99_us,
+            r.rtt.max_us,
+            r.messages_per_s,
+            r.bandwidth_kb_s,
+            r.impairment,
+        ));
+    }
+    out
+}

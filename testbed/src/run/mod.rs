@@ -1,0 +1,17 @@
+//! The run lifecycle: `start`, `attach`, `stats`, `stop`, `run`.
+//!
+//! Bottom-up: [`state`] records what a run owns; [`engines`] asks the
+//! engine binary which kinds it has; [`bypass`] prepares NS3 for a bypass
+//! engine; [`session`] performs start's ordered steps and the teardown
+//! that undoes them; [`attach`] runs the load generator and builds result
+//! rows.
+
+pub mod attach;
+pub mod bypass;
+pub mod engines;
+pub mod error;
+pub mod netview;
+pub mod session;
+pub mod state;
+
+pub use error::LifecycleError;
