@@ -140,17 +140,6 @@ pub fn configured(configuration: &serde_json::Value, key: &str) -> Vec<serde_jso
         .unwrap_or_default()
 }
 
-/// The tests each subject runs.
-#[must_use]
-pub fn tests_of(subject: &str) -> &'static [&'static str] {
-    match subject {
-        "sockperf" => &["ping-pong", "under-load"],
-        "iperf3" => &["bulk"],
-        "netperf" => &["tcp_rr"],
-        _ => &["closed", "open"],
-    }
-}
-
 /// The loop family of a test name.
 #[must_use]
 pub fn family(test: &str) -> &'static str {
@@ -360,7 +349,7 @@ impl Results {
         for impairment in strings("impairment") {
             for &count in &packets {
                 for subject in &subjects {
-                    for test in tests_of(subject) {
+                    for test in &self.tests_of(subject) {
                         let measured = cell(self, subject, test, &impairment, count)
                             .is_some_and(|c| !c.runs.is_empty());
                         if !measured {
@@ -371,6 +360,35 @@ impl Results {
             }
         }
         missing
+    }
+
+    /// The tests `subject` runs, as the configuration records them (the
+    /// bench writes them there); for a report from before it did, the
+    /// tests its cells hold.
+    #[must_use]
+    pub fn tests_of(&self, subject: &str) -> Vec<String> {
+        let recorded: Vec<String> = self
+            .configuration
+            .get("tests")
+            .and_then(|t| t.get(subject))
+            .and_then(serde_json::Value::as_array)
+            .map(|tests| {
+                tests
+                    .iter()
+                    .filter_map(|t| t.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !recorded.is_empty() {
+            return recorded;
+        }
+        let mut seen: Vec<String> = Vec::new();
+        for cell in self.cells.iter().filter(|c| c.subject == subject) {
+            if !seen.contains(&cell.test) {
+                seen.push(cell.test.clone());
+            }
+        }
+        seen
     }
 
     /// Recomputes every cell's median, spread and ratios.
@@ -824,7 +842,9 @@ mod tests {
             git_revision: "abc".into(),
             configuration: serde_json::json!({
                 "repetitions": 3, "open_fraction": 0.8, "engines": ["kernel", "dpdk"],
-                "peers": ["sockperf"], "packets": [1000], "impairment": ["off", "on"]
+                "peers": ["sockperf"], "packets": [1000], "impairment": ["off", "on"],
+                "tests": {"kernel": ["closed", "open"], "dpdk": ["closed", "open"],
+                          "sockperf": ["ping-pong", "under-load"]}
             }),
             host: HostFacts::default(),
             engines: Vec::new(),
@@ -857,6 +877,16 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn tests_come_from_the_configuration_else_from_the_cells() {
+        let mut r = results(vec![Cell::new("iperf3", "peer", "bulk", "on", 10)], 1);
+        assert_eq!(r.tests_of("dpdk"), ["closed", "open"]);
+        assert_eq!(r.tests_of("iperf3"), ["bulk"], "from its cells");
+        assert!(r.tests_of("netperf").is_empty(), "nothing is assumed");
+        r.configuration = serde_json::json!({});
+        assert!(r.tests_of("dpdk").is_empty());
     }
 
     #[test]

@@ -215,7 +215,23 @@ pub fn widen(saved: &Results, mut ours: serde_json::Value) -> serde_json::Value 
         .iter()
         .filter_map(|c| c.get("repetitions").and_then(Value::as_u64))
         .max();
+    // Each subject's tests: what this session knows, else what the saved
+    // report recorded or its cells hold.
+    let mut tests = ours
+        .get("tests")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    for subject in engines.iter().chain(&peers).filter_map(Value::as_str) {
+        if !tests.contains_key(subject) {
+            let known = saved.tests_of(subject);
+            if !known.is_empty() {
+                tests.insert(subject.to_owned(), Value::from(known));
+            }
+        }
+    }
     if let Some(map) = ours.as_object_mut() {
+        map.insert("tests".into(), Value::Object(tests));
         map.insert("engines".into(), Value::Array(engines));
         map.insert("peers".into(), Value::Array(peers));
         map.insert("packets".into(), Value::Array(packets));

@@ -9,16 +9,17 @@
 
 use std::path::Path;
 
-use crate::peers::Peer;
 use bench_report::report::Availability;
-use testbed::run::engines::{self, ListedKind};
-use testbed::run::session::EngineKind;
+use contract::{EngineKind, KindList};
+use testbed::bins::{self, Binary};
+
+use crate::peers::Peer;
 
 /// Kinds compiled into the engine binary in `bin_dir`. A binary that cannot
 /// be asked is taken to have kernel and dpdk only, with the reason.
-fn compiled_kinds(bin_dir: &Path) -> Vec<ListedKind> {
-    engines::list(&bin_dir.join("engine"))
-        .unwrap_or_else(|why| engines::assumed_without_listing(&why))
+fn compiled_kinds(bin_dir: &Path) -> KindList {
+    let engine = bin_dir.join(Binary::Engine.name());
+    bins::kinds(&engine).unwrap_or_else(|why| bins::assumed_without_listing(&why))
 }
 
 /// The doctor's engine that stands for `kind`'s host needs: F-Stack is a
@@ -78,12 +79,14 @@ pub fn engines(
         }
         let name = kind.as_str();
         let needs = host_needs(kind);
-        let reason = match compiled.iter().find(|k| k.kind == name) {
+        let reason = match compiled.get(kind) {
             None => Some(format!("the engine binary does not list the kind `{name}`")),
-            Some(ListedKind {
-                unavailable: Some(why),
-                ..
-            }) => Some(why.clone()),
+            Some(listing) if !listing.available => Some(
+                listing
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| bins::FSTACK_HOW_TO.to_owned()),
+            ),
             Some(_) if !host_engines.contains(&needs) => Some(doctor_reason(doctor, needs)),
             Some(_) => None,
         };
@@ -101,17 +104,17 @@ pub fn engines(
 
 /// Each requested peer once, with whether its tools are installed.
 #[must_use]
-pub fn peers(requested: &[Peer]) -> Vec<(Peer, Availability)> {
-    let mut out: Vec<(Peer, Availability)> = Vec::new();
+pub fn peers(requested: &[&'static dyn Peer]) -> Vec<(&'static dyn Peer, Availability)> {
+    let mut out: Vec<(&'static dyn Peer, Availability)> = Vec::new();
     for &peer in requested {
-        if out.iter().any(|(p, _)| *p == peer) {
+        if out.iter().any(|(p, _)| p.name() == peer.name()) {
             continue;
         }
         let detected = peer.detect();
         out.push((
             peer,
             Availability {
-                name: peer.as_str().to_owned(),
+                name: peer.name().to_owned(),
                 available: detected.is_ok(),
                 reason: detected.err(),
             },

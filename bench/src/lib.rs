@@ -33,15 +33,41 @@ use std::sync::Arc;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use self::matrix::{Bench, Plan};
-use self::peers::{Peer, PEER_MESSAGE_SIZE};
 use bench_report::report::{self, Availability, Results, Session, TestbedRecord};
 use bench_report::resume::ResumeError;
 use bench_report::{plot, resume, stats};
+use contract::{EngineKind, Pmd};
+use testbed::bins;
 use testbed::config::{BackendChoice, ConfigError, Impairment, TestbedConfig};
-use testbed::net;
-use testbed::run::bypass::Pmd;
-use testbed::run::session::{self, EngineKind};
+use testbed::impairment::Backend;
+use testbed::net::{self, NetError};
+use testbed::run::attach::REPLY_TIMEOUT_MS;
+
+use self::matrix::{Bench, Plan};
+use self::peers::{Peer, PEER_MESSAGE_SIZE};
+
+/// A peer named on the command line.
+#[derive(Clone, Copy)]
+pub struct PeerName(pub &'static dyn Peer);
+
+impl std::fmt::Display for PeerName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.name())
+    }
+}
+
+impl std::fmt::Debug for PeerName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.name())
+    }
+}
+
+impl std::str::FromStr for PeerName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        peers::by_name(s).map(PeerName)
+    }
+}
 
 /// Exit code: a run lost messages, failed, or a plot could not be drawn
 /// (the report is written all the same).
@@ -74,12 +100,7 @@ impl Setting {
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
     /// Engines to measure; one this build or host cannot run is listed with the reason.
-    #[arg(
-        long,
-        value_enum,
-        value_delimiter = ',',
-        default_value = "kernel,dpdk,fstack"
-    )]
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = EngineKind::ALL)]
     pub engines: Vec<EngineKind>,
     /// Message counts: one row of the table each.
     #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
@@ -88,13 +109,8 @@ pub struct BenchArgs {
     #[arg(long, value_enum, value_delimiter = ',', default_value = "off,on")]
     pub impairment: Vec<Setting>,
     /// Peer tools measured on the same path; a missing one is listed as skipped.
-    #[arg(
-        long,
-        value_enum,
-        value_delimiter = ',',
-        default_value = "sockperf,iperf3,netperf"
-    )]
-    pub peers: Vec<Peer>,
+    #[arg(long, value_delimiter = ',', default_values_t = peers::ALL.iter().map(|p| PeerName(*p)))]
+    pub peers: Vec<PeerName>,
     /// Output directory (created): results.json, results.md, plots/, logs/.
     #[arg(long, default_value = "bench-out")]
     pub out: PathBuf,
@@ -157,12 +173,12 @@ pub enum BenchError {
         source: std::io::Error,
     },
     /// A testbed network could not be built.
-    #[error("testbed `{testbed}`: {message}")]
+    #[error("testbed `{testbed}`: {source}")]
     Network {
         /// Testbed name.
         testbed: String,
         /// What failed.
-        message: String,
+        source: Box<NetError>,
     },
     /// Signal handlers could not be installed.
     #[error("installing signal handlers: {0}")]
@@ -260,16 +276,9 @@ fn testbed_for(base: &TestbedConfig, setting: Setting) -> Result<TestbedConfig, 
 
 /// One line: the impairment backend in force and its configuration.
 fn describe_impairment(status: &net::NetStatus) -> String {
-    let i = &status.impairment;
-    match i.backend.as_deref() {
-        None => "testbed not up".to_owned(),
-        Some("none") => "none (plain bridge)".to_owned(),
-        Some(backend) => format!(
-            "{backend}: {} µs delay, {} % loss, {}",
-            i.configured.delay_us,
-            i.configured.loss_percent,
-            i.configured.direction.as_str()
-        ),
+    match status.impairment.backend {
+        Some(Backend::None) => "none (plain bridge)".to_owned(),
+        _ => testbed::run::netview::describe_impairment(status),
     }
 }
 
@@ -293,21 +302,37 @@ impl Drop for NetGuard {
 /// the keys a resumed report must share.
 fn configuration(args: &BenchArgs, impaired: &TestbedConfig) -> serde_json::Value {
     serde_json::json!({
-        "engines": args.engines.iter().map(|e| e.as_str()).collect::<Vec<_>>(),
+        "engines": args.engines,
         "packets": args.packets,
         "impairment": args.impairment,
-        "peers": args.peers,
+        "peers": args.peers.iter().map(|p| p.0.name()).collect::<Vec<_>>(),
+        "tests": tests(args),
         "repetitions": args.repetitions,
         "open_fraction": args.open_fraction,
         "busy_poll": args.busy_poll,
         "pmd": args.pmd.to_string(),
         "warmup": args.warmup,
         "loadgen": {"connections": 1, "min_size": 512, "max_size": 1024, "seed": 1,
-                    "timeout_ms": matrix::REPLY_TIMEOUT_MS},
+                    "timeout_ms": REPLY_TIMEOUT_MS},
         "peer_message_size": PEER_MESSAGE_SIZE,
         "impaired_link": serde_json::to_value(impaired.impairment()).unwrap_or_default(),
         "spread_flag_percent": stats::SPREAD_FLAG_PERCENT,
     })
+}
+
+/// The tests of each subject asked for, as the report records them (so
+/// it can list the cells still without runs, knowing nothing of peers).
+fn tests(args: &BenchArgs) -> serde_json::Value {
+    let subjects = args
+        .engines
+        .iter()
+        .map(|e| (e.as_str(), matrix::ENGINE_TESTS))
+        .chain(args.peers.iter().map(|p| (p.0.name(), p.0.tests())));
+    serde_json::Value::Object(
+        subjects
+            .map(|(subject, tests)| (subject.to_owned(), serde_json::json!(tests)))
+            .collect(),
+    )
 }
 
 /// The report this invocation adds to: the saved one (`--resume`), or a
@@ -372,17 +397,15 @@ pub fn run(args: &BenchArgs) -> Result<i32, BenchError> {
         signal_hook::flag::register(signal, Arc::clone(&interrupted))
             .map_err(BenchError::Signals)?;
     }
-    let bin_dir = args
-        .bin_dir
-        .clone()
-        .unwrap_or_else(session::default_bin_dir);
+    let bin_dir = args.bin_dir.clone().unwrap_or_else(bins::default_dir);
     let host = host::facts();
     let engines = availability::engines(&args.engines, &bin_dir, &host.doctor);
-    let peers = availability::peers(&args.peers);
+    let requested_peers: Vec<&'static dyn Peer> = args.peers.iter().map(|p| p.0).collect();
+    let peers = availability::peers(&requested_peers);
     for (_, a) in engines
         .iter()
         .map(|(k, a)| (k.as_str(), a))
-        .chain(peers.iter().map(|(p, a)| (p.as_str(), a)))
+        .chain(peers.iter().map(|(p, a)| (p.name(), a)))
     {
         if let Some(reason) = &a.reason {
             eprintln!("supervisor: {} skipped: {reason}", a.name);
@@ -393,7 +416,7 @@ pub fn run(args: &BenchArgs) -> Result<i32, BenchError> {
         .filter(|(_, a)| a.available)
         .map(|(k, _)| *k)
         .collect();
-    let usable_peers: Vec<Peer> = peers
+    let usable_peers: Vec<&'static dyn Peer> = peers
         .iter()
         .filter(|(_, a)| a.available)
         .map(|(p, _)| *p)
@@ -496,7 +519,7 @@ pub fn run(args: &BenchArgs) -> Result<i32, BenchError> {
     let subjects: Vec<&str> = runnable
         .iter()
         .map(|e| e.as_str())
-        .chain(usable_peers.iter().map(|p| p.as_str()))
+        .chain(usable_peers.iter().map(|p| p.name()))
         .collect();
     let remaining = |bench: &Bench, setting: Setting| -> u64 {
         subjects.iter().map(|s| bench.remaining(s, setting)).sum()
@@ -522,9 +545,9 @@ pub fn run(args: &BenchArgs) -> Result<i32, BenchError> {
             setting.as_str()
         ));
         let _ = net::down(&config);
-        net::up(&config).map_err(|e| BenchError::Network {
+        net::up(&config).map_err(|source| BenchError::Network {
             testbed: config.name().to_owned(),
-            message: e.to_string(),
+            source: Box::new(source),
         })?;
         let guard = NetGuard {
             config: config.clone(),

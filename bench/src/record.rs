@@ -3,55 +3,18 @@
 //! the engine's request counter, the latency CDF from the histogram, and
 //! the exact command lines that produced them.
 
-use std::path::Path;
-
-use crate::host;
 use bench_report::report::RunRecord;
 use bench_report::stats::Figures;
-use testbed::config::TestbedConfig;
-use testbed::run::attach::{LoadOptions, ResultRow};
-use testbed::run::state::RunState;
+use testbed::run::attach::ResultRow;
 
-/// The load generator's command line as `attach` runs it, and the
-/// engine's it ran against.
-pub fn loadgen_command(
-    config: &TestbedConfig,
-    state: &RunState,
-    bin_dir: &Path,
-    packets: u64,
-    load: &LoadOptions,
-) -> String {
-    let segment = state
-        .segment
-        .as_deref()
-        .map_or_else(String::new, |p| p.display().to_string());
-    format!(
-        "ip netns exec {} {} --connect {} --packets {packets} --connections {} --mode {} --seed {} --min-size {} --max-size {} --warmup {} --timeout-ms {} --core {} --shm {segment}{}{} --progress never ; engine: ip netns exec {} {} --kind {} --listen 0.0.0.0:{} --core {} --shm {segment}{}",
-        config.client_ns(),
-        bin_dir.join("loadgen").display(),
-        state.server,
-        load.connections,
-        load.mode,
-        load.seed,
-        load.min_size,
-        load.max_size,
-        load.warmup,
-        load.timeout_ms,
-        state.loadgen_core,
-        load.rate.map_or_else(String::new, |r| format!(" --rate {r}")),
-        if load.loadgen_busy_poll { " --busy-poll" } else { "" },
-        config.server_ns(),
-        bin_dir.join("engine").display(),
-        state.engine_kind,
-        config.port(),
-        state.engine_core,
-        match (state.engine_kind.as_str(), load.loadgen_busy_poll) {
-            // The bench gives the kernel engine --busy-poll with the loadgen's.
-            ("kernel", true) => " --busy-poll",
-            ("kernel", false) => "",
-            _ => " --dpdk-config <engine-config.ini>",
-        },
-    )
+use crate::host;
+
+/// The exact command lines of one engine run, as the report records them:
+/// the load generator's as it ran, and the engine's it ran against (both
+/// rendered from the commands that were started, never retyped).
+#[must_use]
+pub fn command_line(loadgen: &[String], engine: &[String]) -> String {
+    format!("{} ; engine: {}", loadgen.join(" "), engine.join(" "))
 }
 
 /// The quantiles plotted and stored for an engine run's CDF.

@@ -180,7 +180,9 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
         },
         Command::Doctor { json } => emit(json, &doctor::run()),
         Command::Emulator(args) => emulator::run(&args).map_err(fail)?,
-        Command::Hugepages { action } => return lifecycle_exit(cli::hugepages::run(&action)),
+        Command::Hugepages { action } => {
+            return lifecycle_exit(cli::hugepages::run(&action).map_err(Into::into))
+        }
         Command::Start(args) => return lifecycle_exit(cli::lifecycle::start(&args)),
         Command::Attach(args) => return lifecycle_exit(cli::lifecycle::attach(&args)),
         Command::Stats(args) => return lifecycle_exit(cli::lifecycle::stats(&args)),

@@ -97,7 +97,7 @@ fn net_up_connects_is_idempotent_and_down_leaves_nothing() {
             });
         assert!(gone, "emulator {pid} still running after down");
     }
-    assert!(!tb.cfg.state_dir().join("net.json").exists());
+    assert!(!tb.cfg.state_dir().path().join("net.json").exists());
     // Nothing else on the host changed either (namespaces, qdiscs, tables).
     let after_all = snapshot("");
     assert_eq!(before_all.nft_tables, after_all.nft_tables);
@@ -192,7 +192,7 @@ fn net_down_after_crashed_emulator_and_partial_state() {
     assert_eq!(st["impairment"]["emulator"]["running"], true);
     // A run that crashed after recording, before creating: a recorded
     // namespace and link that do not exist are skipped by down.
-    let state_path = tb.cfg.state_dir().join("net.json");
+    let state_path = tb.cfg.state_dir().path().join("net.json");
     let mut state: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&state_path).expect("state")).expect("json");
     state["namespaces"]

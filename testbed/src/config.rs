@@ -653,8 +653,22 @@ impl TestbedConfig {
         &self.impairment
     }
     /// Directory of this testbed's runtime state.
-    pub fn state_dir(&self) -> PathBuf {
-        PathBuf::from(crate::net::STATE_ROOT).join(&self.name)
+    #[must_use]
+    pub fn state_dir(&self) -> crate::state::StateDir {
+        crate::state::StateDir::of(&self.name)
+    }
+
+    /// The node of a role: its namespace, and the core its processes are
+    /// pinned to.
+    #[must_use]
+    pub fn node(&self, role: crate::topology::NsRole) -> crate::placement::Node {
+        use crate::topology::NsRole;
+        let (ns, core) = match role {
+            NsRole::Client => (self.client_ns(), self.cores.loadgen),
+            NsRole::Bridge => (self.bridge_ns(), self.cores.emulator),
+            NsRole::Server => (self.server_ns(), self.cores.engine),
+        };
+        crate::placement::Node::in_namespace(ns, Some(core))
     }
 }
 

@@ -131,12 +131,12 @@ fn dpdk_pmds() -> Vec<String> {
 /// Whether the `engine` binary beside this supervisor has F-Stack built
 /// in (`engine --list-kinds`); `None` when there is no binary to ask.
 fn fstack_built_in() -> Option<bool> {
-    let engine = crate::run::session::default_bin_dir().join("engine");
-    let kinds = crate::run::engines::list(&engine).ok()?;
+    let engine = crate::bins::default_dir().join(crate::bins::Binary::Engine.name());
+    let kinds = crate::bins::kinds(&engine).ok()?;
     Some(
         kinds
-            .iter()
-            .any(|k| k.kind == "fstack" && k.unavailable.is_none()),
+            .get(contract::EngineKind::Fstack)
+            .is_some_and(|k| k.available),
     )
 }
 

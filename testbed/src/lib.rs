@@ -13,9 +13,13 @@
 //!   generator's attach, teardown;
 //! - [`doctor`] reports what the host can do.
 
+pub mod bins;
 pub mod config;
 pub mod doctor;
 pub mod host;
 pub mod impairment;
 pub mod net;
+pub mod placement;
 pub mod run;
+pub mod state;
+pub mod topology;

@@ -1,65 +1,79 @@
-//! The peers measured beside the engines on the same testbed: sockperf
-//! (ping-pong and under-load over TCP), iperf3 (bulk) and netperf TCP_RR.
+//! The peers measured beside the engines on the same testbed: tools users
+//! already trust, each in a file of its own behind the [`Peer`] trait.
 //! Servers run in NS3 on the engine's core, clients in NS1 on the load
-//! generator's core, both pinned with `taskset`.
+//! generator's core, both pinned with `taskset` ([`Node::pinned_command`]).
 //!
-//! Parsing is kept apart from running: the `parse_*` functions turn a tool's
-//! output into [`Figures`] and never panic on odd text.
+//! Adding a peer is one new file implementing [`Peer`] (its tests, its
+//! programs, how it measures a testbed, how its output parses) and one line
+//! in [`ALL`].
+//!
+//! Parsing is kept apart from running: each peer's `parse` turns a tool's
+//! output into [`Figures`] and never panics on odd text.
 
+pub mod iperf3;
+pub mod netperf;
+pub mod sockperf;
+
+use std::fmt;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
-
-use serde::Serialize;
+use std::time::Duration;
 
 use bench_report::stats::Figures;
 use testbed::config::TestbedConfig;
-use testbed::host::process;
-use testbed::net;
+use testbed::host::command::words;
+use testbed::host::process::{self, Ending};
+use testbed::host::wait::{self, Check, Waited};
+use testbed::placement::Node;
+use testbed::topology::NsRole;
+
+use crate::matrix::Bench;
+use crate::Setting;
 
 /// The message size given to the peers: the mean of the loadgen's uniform
 /// 512..=1024 sizes.
 pub const PEER_MESSAGE_SIZE: u64 = 768;
 
+/// Every peer, in the order the bench measures them.
+pub const ALL: &[&dyn Peer] = &[&sockperf::Sockperf, &iperf3::Iperf3, &netperf::Netperf];
+
 /// A peer tool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Peer {
-    /// sockperf ping-pong and under-load, TCP, 768-byte messages.
-    Sockperf,
-    /// iperf3 bulk TCP bandwidth.
-    Iperf3,
-    /// netperf TCP_RR with 768-byte requests and 4-byte responses.
-    Netperf,
-}
+pub trait Peer: Sync {
+    /// Its name on the command line and in the report.
+    fn name(&self) -> &'static str;
 
-impl Peer {
-    /// Its name.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Sockperf => "sockperf",
-            Self::Iperf3 => "iperf3",
-            Self::Netperf => "netperf",
-        }
+    /// The tests it runs: one cell per test and count.
+    fn tests(&self) -> &'static [&'static str];
+
+    /// The programs it needs.
+    fn programs(&self) -> &'static [&'static str];
+
+    /// Why it is skipped when `missing` of its programs are not installed.
+    fn missing(&self, missing: &[&str]) -> String {
+        format!(
+            "{} not installed (Debian package `{}`; scripts/setup and scripts/bench install it)",
+            missing.join(", "),
+            self.name()
+        )
     }
 
-    /// Programs it needs.
-    fn programs(self) -> &'static [&'static str] {
-        match self {
-            Self::Sockperf => &["sockperf"],
-            Self::Iperf3 => &["iperf3"],
-            Self::Netperf => &["netperf", "netserver"],
-        }
-    }
+    /// Measures every cell of it on one testbed that still lacks runs.
+    fn measure(&self, bench: &mut Bench<'_>, place: &Placement, setting: Setting);
+
+    /// Its figures (and CDF points, where it prints percentiles) from what
+    /// a client run printed.
+    ///
+    /// # Errors
+    /// The output lacks what the figures need.
+    fn parse(&self, output: &str) -> Result<Parsed, ParseError>;
 
     /// Whether every program is installed; otherwise why it is skipped.
     ///
     /// # Errors
     /// The reason, for the report.
-    pub fn detect(self) -> Result<(), String> {
+    fn detect(&self) -> Result<(), String> {
         let missing: Vec<&str> = self
             .programs()
             .iter()
@@ -67,20 +81,134 @@ impl Peer {
             .filter(|p| find_program(p).is_none())
             .collect();
         if missing.is_empty() {
-            return Ok(());
+            Ok(())
+        } else {
+            Err(self.missing(&missing))
         }
-        Err(match self {
-            Self::Netperf => format!(
-                "{} not installed: netperf is not in Debian's main archive (non-free, or build it from source), so it is measured only where the user installed it",
-                missing.join(" and ")
-            ),
-            _ => format!(
-                "{} not installed (Debian package `{}`; scripts/setup and scripts/bench install it)",
-                missing.join(", "),
-                self.as_str()
-            ),
-        })
     }
+}
+
+impl fmt::Debug for dyn Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl PartialEq for dyn Peer {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+
+/// The peer named `name`.
+///
+/// # Errors
+/// No peer has that name (the message lists them).
+pub fn by_name(name: &str) -> Result<&'static dyn Peer, String> {
+    ALL.iter()
+        .copied()
+        .find(|p| p.name() == name)
+        .ok_or_else(|| {
+            let names: Vec<&str> = ALL.iter().map(|p| p.name()).collect();
+            format!("no peer `{name}`: choose from {}", names.join(", "))
+        })
+}
+
+/// A peer's figures, with CDF points as (quantile, µs) when it has them.
+pub type Parsed = (Figures, Vec<(f64, f64)>);
+
+/// A peer's output that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{tool}: {reason}")]
+pub struct ParseError {
+    /// The tool.
+    pub tool: &'static str,
+    /// What was missing or wrong.
+    pub reason: String,
+}
+
+impl ParseError {
+    /// An error of `tool`.
+    #[must_use]
+    pub fn new(tool: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            tool,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A peer's process that did not do its job.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    /// Its log cannot be created.
+    #[error("creating {path}: {source}")]
+    Log {
+        /// The log.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// It cannot be started.
+    #[error("starting `{command}`: {source}")]
+    Start {
+        /// Its command line.
+        command: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A server ended before it served.
+    #[error("`{command}` exited at start ({ending}): {log_tail}")]
+    ExitedAtStart {
+        /// Its command line.
+        command: String,
+        /// How it ended.
+        ending: Ending,
+        /// The end of its log.
+        log_tail: String,
+    },
+    /// A server did not listen in time.
+    #[error("`{command}` did not listen on port {port} within {} s: {log_tail}", SERVER_READY.as_secs())]
+    NotListening {
+        /// Its command line.
+        command: String,
+        /// The port.
+        port: u16,
+        /// The end of its log.
+        log_tail: String,
+    },
+    /// A client failed.
+    #[error("`{command}` failed ({ending}): {log_tail}")]
+    Failed {
+        /// Its command line.
+        command: String,
+        /// How it ended.
+        ending: Ending,
+        /// The end of its log.
+        log_tail: String,
+    },
+    /// A client did not finish in time (it was stopped).
+    #[error("`{command}` did not finish within {seconds} s")]
+    Overran {
+        /// Its command line.
+        command: String,
+        /// The bound.
+        seconds: u64,
+    },
+    /// Waiting on it failed.
+    #[error("waiting for `{command}`: {source}")]
+    Wait {
+        /// Its command line.
+        command: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// SIGINT/SIGTERM arrived.
+    #[error("interrupted")]
+    Interrupted,
+    /// Its output does not parse.
+    #[error(transparent)]
+    Parse(#[from] ParseError),
 }
 
 /// The full path of `program` in PATH.
@@ -92,7 +220,8 @@ pub fn find_program(program: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Where a peer runs: namespaces, cores, address and the logs directory.
+/// Where a peer runs: the testbed's nodes, the server's address and the
+/// logs directory.
 #[derive(Debug, Clone)]
 pub struct Placement {
     /// The testbed.
@@ -106,37 +235,53 @@ pub struct Placement {
 }
 
 impl Placement {
-    fn pinned(&self, ns: &str, core: usize, program: &str) -> Command {
-        let mut c = net::in_namespace(ns, "taskset");
-        c.arg("-c").arg(core.to_string()).arg(program);
-        c
+    /// `program` in NS3, pinned to the engine's core.
+    #[must_use]
+    pub fn server_cmd(&self, program: &str) -> Command {
+        self.config.node(NsRole::Server).pinned_command(program)
     }
 
-    fn server_cmd(&self, program: &str) -> Command {
-        self.pinned(
-            &self.config.server_ns(),
-            self.config.cores().engine,
-            program,
-        )
+    /// `program` in NS1, pinned to the load generator's core.
+    #[must_use]
+    pub fn client_cmd(&self, program: &str) -> Command {
+        self.config.node(NsRole::Client).pinned_command(program)
     }
 
-    fn client_cmd(&self, program: &str) -> Command {
-        self.pinned(
-            &self.config.client_ns(),
-            self.config.cores().loadgen,
-            program,
-        )
+    /// The log file `name` of this testbed's peers.
+    #[must_use]
+    pub fn log(&self, name: &str) -> PathBuf {
+        self.log_dir.join(name)
     }
 }
 
 /// The command line of `c`, for the report.
 #[must_use]
 pub fn describe(c: &Command) -> String {
-    std::iter::once(c.get_program())
-        .chain(c.get_args())
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join(" ")
+    words(c).join(" ")
+}
+
+/// How long a peer's server may take to listen.
+const SERVER_READY: Duration = Duration::from_secs(10);
+
+/// Starts `command` with both streams into `log`.
+fn spawn_logged(mut command: Command, log: &Path) -> Result<(Child, String), PeerError> {
+    let text = describe(&command);
+    let log_err = |source| PeerError::Log {
+        path: log.to_owned(),
+        source,
+    };
+    let out = File::create(log).map_err(log_err)?;
+    let err = out.try_clone().map_err(log_err)?;
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .map_err(|source| PeerError::Start {
+            command: text.clone(),
+            source,
+        })?;
+    Ok((child, text))
 }
 
 /// A server process in NS3, stopped (by its pid) when dropped.
@@ -144,61 +289,52 @@ pub struct Server {
     child: Option<Child>,
     /// Its command line.
     pub command: String,
-    log: PathBuf,
 }
 
 impl Server {
-    /// Starts `command` with output to `log`, and waits (at most 10 s) until
+    /// Starts `command` with output to `log`, and waits (bounded) until
     /// something listens on TCP `port` in NS3.
     ///
     /// # Errors
     /// It cannot start, dies, or does not listen in time.
     pub fn start(
-        mut command: Command,
-        log: PathBuf,
+        command: Command,
+        log: &Path,
         config: &TestbedConfig,
         port: u16,
-    ) -> Result<Self, String> {
-        let text = describe(&command);
-        let out = File::create(&log).map_err(|e| format!("creating {}: {e}", log.display()))?;
-        let err = out
-            .try_clone()
-            .map_err(|e| format!("duplicating {}: {e}", log.display()))?;
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .map_err(|e| format!("starting `{text}`: {e}"))?;
+    ) -> Result<Self, PeerError> {
+        let (child, text) = spawn_logged(command, log)?;
         let mut server = Self {
             child: Some(child),
             command: text,
-            log,
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(child) = server.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    server.child = None;
-                    return Err(format!(
-                        "`{}` exited at start ({}): {}",
-                        server.command,
-                        process::Ending::from_status(status),
-                        tail(&server.log)
-                    ));
-                }
+        let node = config.node(NsRole::Server);
+        let waited = wait::until(SERVER_READY, Duration::from_millis(50), || {
+            if let Some(Ok(Some(status))) = server.child.as_mut().map(Child::try_wait) {
+                return Check::Failed(Ending::from_status(status));
             }
-            if listening(config, port) {
-                return Ok(server);
+            if listening(&node, port) {
+                Check::Ready(())
+            } else {
+                Check::Pending
             }
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "`{}` did not listen on port {port} within 10 s: {}",
-                    server.command,
-                    tail(&server.log)
-                ));
+        });
+        let log_tail = || testbed::run::session::log_tail(log);
+        match waited {
+            Ok(()) => Ok(server),
+            Err(Waited::Failed(ending)) => {
+                server.child = None;
+                Err(PeerError::ExitedAtStart {
+                    command: server.command.clone(),
+                    ending,
+                    log_tail: log_tail(),
+                })
             }
-            std::thread::sleep(Duration::from_millis(50));
+            Err(Waited::TimedOut) => Err(PeerError::NotListening {
+                command: server.command.clone(),
+                port,
+                log_tail: log_tail(),
+            }),
         }
     }
 
@@ -218,16 +354,10 @@ impl Drop for Server {
     }
 }
 
-fn listening(config: &TestbedConfig, port: u16) -> bool {
-    let out = net::in_namespace(&config.server_ns(), "ss")
-        .args(["-Hltn", &format!("sport = :{port}")])
-        .stderr(Stdio::null())
-        .output();
-    out.is_ok_and(|o| o.status.success() && !o.stdout.trim_ascii().is_empty())
-}
-
-fn tail(path: &Path) -> String {
-    testbed::run::session::log_tail(path)
+fn listening(node: &Node, port: u16) -> bool {
+    let mut ss = node.command("ss");
+    ss.args(["-Hltn", &format!("sport = :{port}")]);
+    testbed::host::command::run(&mut ss, "").is_ok_and(|out| !out.trim().is_empty())
 }
 
 /// What a client run printed, with its command line.
@@ -245,49 +375,46 @@ pub struct ClientOutput {
 /// # Errors
 /// It cannot start, fails, times out or is interrupted.
 pub fn run_client(
-    mut command: Command,
+    command: Command,
     log: &Path,
     limit: Duration,
     interrupted: &AtomicBool,
-) -> Result<ClientOutput, String> {
-    let text = describe(&command);
-    let out = File::create(log).map_err(|e| format!("creating {}: {e}", log.display()))?;
-    let err = out
-        .try_clone()
-        .map_err(|e| format!("duplicating {}: {e}", log.display()))?;
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .map_err(|e| format!("starting `{text}`: {e}"))?;
-    let deadline = Instant::now() + limit;
-    let status = loop {
+) -> Result<ClientOutput, PeerError> {
+    let (mut child, text) = spawn_logged(command, log)?;
+    let waited = wait::until(limit, Duration::from_millis(20), || {
         if interrupted.load(Ordering::Relaxed) {
-            let _ = process::terminate(&mut child, Duration::from_secs(3));
-            return Err("interrupted".into());
+            return Check::Failed(None);
         }
         match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) => {}
-            Err(e) => return Err(format!("waiting for `{text}`: {e}")),
+            Ok(Some(status)) => Check::Ready(status),
+            Ok(None) => Check::Pending,
+            Err(e) => Check::Failed(Some(e)),
         }
-        if Instant::now() >= deadline {
+    });
+    let status = match waited {
+        Ok(status) => status,
+        Err(stopped) => {
             let _ = process::terminate(&mut child, Duration::from_secs(3));
-            return Err(format!(
-                "`{text}` did not finish within {} s",
-                limit.as_secs()
-            ));
+            return Err(match stopped {
+                Waited::Failed(None) => PeerError::Interrupted,
+                Waited::Failed(Some(source)) => PeerError::Wait {
+                    command: text,
+                    source,
+                },
+                Waited::TimedOut => PeerError::Overran {
+                    command: text,
+                    seconds: limit.as_secs(),
+                },
+            });
         }
-        std::thread::sleep(Duration::from_millis(20));
     };
     let output = std::fs::read_to_string(log).unwrap_or_default();
     if !status.success() {
-        return Err(format!(
-            "`{text}` failed ({}): {}",
-            process::Ending::from_status(status),
-            tail(log)
-        ));
+        return Err(PeerError::Failed {
+            command: text,
+            ending: Ending::from_status(status),
+            log_tail: testbed::run::session::log_tail(log),
+        });
     }
     Ok(ClientOutput {
         command: text,
@@ -295,354 +422,44 @@ pub fn run_client(
     })
 }
 
-// ---- sockperf ----
-
-/// The sockperf server command (`sr`) on `port`.
+/// Whole seconds for a time-bounded tool to exchange about `packets`
+/// messages at `rate`, plus sockperf's warm-up and cool-down (≈ 0.45 s).
 #[must_use]
-pub fn sockperf_server(p: &Placement, port: u16) -> Command {
-    let mut c = p.server_cmd("sockperf");
-    c.args(["sr", "--tcp", "-i", &p.server, "-p", &port.to_string()]);
-    if p.busy_poll {
-        c.arg("--nonblocked");
-    }
-    c
-}
-
-/// A sockperf client: `pp` (ping-pong) when `mps` is `None`, else `ul`
-/// (under-load) at `mps` messages per second; every message is answered.
-#[must_use]
-pub fn sockperf_client(p: &Placement, port: u16, seconds: u64, mps: Option<u64>) -> Command {
-    let mut c = p.client_cmd("sockperf");
-    c.arg(if mps.is_some() { "ul" } else { "pp" });
-    c.args([
-        "--tcp",
-        "-i",
-        &p.server,
-        "-p",
-        &port.to_string(),
-        "-m",
-        &PEER_MESSAGE_SIZE.to_string(),
-        "-t",
-        &seconds.to_string(),
-        "--full-rtt",
-    ]);
-    if let Some(mps) = mps {
-        c.args(["--mps", &mps.to_string(), "--reply-every", "1"]);
-    }
-    if p.busy_poll {
-        c.arg("--nonblocked");
-    }
-    c
-}
-
-/// sockperf's percentile lines, as (quantile 0..=1, µs) pairs, MIN and MAX
-/// included: a coarse CDF.
-#[must_use]
-pub fn sockperf_percentiles(text: &str) -> Vec<(f64, f64)> {
-    let text = strip_ansi(text);
-    let mut points = Vec::new();
-    for line in text.lines() {
-        let Some((_, rest)) = line.split_once("--->") else {
-            continue;
-        };
-        let Some((key, value)) = rest.split_once('=') else {
-            continue;
-        };
-        let Ok(value) = value.trim().parse::<f64>() else {
-            continue;
-        };
-        let key = key.trim();
-        let q = if key.contains("<MAX>") {
-            Some(1.0)
-        } else if key.contains("<MIN>") {
-            Some(0.0)
-        } else {
-            key.strip_prefix("percentile")
-                .and_then(|p| p.trim().parse::<f64>().ok())
-                .map(|p| p / 100.0)
-        };
-        if let Some(q) = q {
-            points.push((q, value));
-        }
-    }
-    points.sort_by(|a, b| a.0.total_cmp(&b.0));
-    points
-}
-
-/// Figures of a sockperf `pp` or `ul` run with `--full-rtt`: messages and
-/// rate from the "Valid Duration" line (warm-up excluded), RTT from
-/// `avg-rtt` and the percentile lines. Bandwidth counts request bytes, as
-/// the engines' rows do.
-///
-/// # Errors
-/// A line the figures need is missing.
-pub fn parse_sockperf(text: &str) -> Result<Figures, String> {
-    let text = strip_ansi(text);
-    let valid = text
-        .lines()
-        .find(|l| l.contains("[Valid Duration]"))
-        .ok_or("no `[Valid Duration]` line in sockperf's output")?;
-    let field = |line: &str, key: &str| -> Option<f64> {
-        let rest = &line[line.find(key)? + key.len()..];
-        let end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        rest[..end].parse().ok()
-    };
-    let run_s = field(valid, "RunTime=").ok_or("no RunTime in the Valid Duration line")?;
-    let received = field(valid, "ReceivedMessages=")
-        .ok_or("no ReceivedMessages in the Valid Duration line")?;
-    let mean = text
-        .lines()
-        .find_map(|l| field(l, "avg-rtt="))
-        .ok_or("no avg-rtt in sockperf's output (was --full-rtt given?)")?;
-    let points = sockperf_percentiles(&text);
-    let at = |q: f64| {
-        points
-            .iter()
-            .find(|(pq, _)| (pq - q).abs() < 1e-9)
-            .map(|p| p.1)
-    };
-    if run_s <= 0.0 || received <= 0.0 {
-        return Err(format!(
-            "sockperf exchanged no message ({received} in {run_s} s)"
-        ));
-    }
+pub fn seconds_for(packets: u64, rate: f64) -> u64 {
     #[allow(clippy::cast_precision_loss)]
-    let size = PEER_MESSAGE_SIZE as f64;
-    Ok(Figures {
-        messages: Some(received),
-        elapsed_s: Some(run_s),
-        messages_per_s: Some(received / run_s),
-        bandwidth_kb_s: Some(received * size / run_s / 1000.0),
-        rtt_mean_us: Some(mean),
-        rtt_p50_us: at(0.5),
-        rtt_p99_us: at(0.99),
-        rtt_p999_us: at(0.999),
-        rtt_max_us: at(1.0),
-    })
-}
-
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' && chars.peek() == Some(&'[') {
-            chars.next();
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-// ---- iperf3 ----
-
-/// The one-off iperf3 server on `port`.
-#[must_use]
-pub fn iperf3_server(p: &Placement, port: u16) -> Command {
-    let mut c = p.server_cmd("iperf3");
-    c.args(["-s", "-1", "-p", &port.to_string()]);
-    c
-}
-
-/// An iperf3 client moving `bytes` from NS1 to NS3, JSON output.
-#[must_use]
-pub fn iperf3_client(p: &Placement, port: u16, bytes: u64) -> Command {
-    let mut c = p.client_cmd("iperf3");
-    c.args([
-        "-c",
-        &p.server,
-        "-p",
-        &port.to_string(),
-        "-n",
-        &bytes.to_string(),
-        "-J",
-    ]);
-    c
-}
-
-/// Figures of `iperf3 -J`: bandwidth from what the receiver got
-/// (`end.sum_received`), and the sender's mean smoothed RTT from TCP_INFO
-/// as the only latency figure iperf3 has.
-///
-/// # Errors
-/// Not iperf3's JSON, or an error reported in it.
-pub fn parse_iperf3(text: &str) -> Result<Figures, String> {
-    let doc: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| format!("iperf3 printed no JSON: {e}"))?;
-    if let Some(err) = doc.get("error").and_then(|e| e.as_str()) {
-        return Err(format!("iperf3: {err}"));
-    }
-    let received = doc
-        .pointer("/end/sum_received")
-        .ok_or("iperf3 JSON has no end.sum_received")?;
-    let bytes = received
-        .get("bytes")
-        .and_then(serde_json::Value::as_f64)
-        .ok_or("iperf3 JSON: no received bytes")?;
-    let seconds = received
-        .get("seconds")
-        .and_then(serde_json::Value::as_f64)
-        .ok_or("iperf3 JSON: no receive time")?;
-    if bytes <= 0.0 || seconds <= 0.0 {
-        return Err(format!("iperf3 moved nothing ({bytes} B in {seconds} s)"));
-    }
-    let mean_rtt = doc
-        .pointer("/end/streams/0/sender/mean_rtt")
-        .and_then(serde_json::Value::as_f64);
-    #[allow(clippy::cast_precision_loss)]
-    let size = PEER_MESSAGE_SIZE as f64;
-    Ok(Figures {
-        // In 768-byte units, so the row compares with the same count.
-        messages: Some(bytes / size),
-        elapsed_s: Some(seconds),
-        messages_per_s: None,
-        bandwidth_kb_s: Some(bytes / seconds / 1000.0),
-        rtt_mean_us: mean_rtt,
-        ..Figures::default()
-    })
-}
-
-// ---- netperf ----
-
-/// netserver in the foreground on `port`.
-#[must_use]
-pub fn netperf_server(p: &Placement, port: u16) -> Command {
-    let mut c = p.server_cmd("netserver");
-    c.args(["-D", "-p", &port.to_string()]);
-    c
-}
-
-/// netperf TCP_RR with `transactions` 768-byte requests and 4-byte
-/// responses (the engines' protocol), key=value output.
-#[must_use]
-pub fn netperf_client(p: &Placement, port: u16, transactions: u64) -> Command {
-    let mut c = p.client_cmd("netperf");
-    c.args([
-        "-H",
-        &p.server,
-        "-p",
-        &port.to_string(),
-        "-t",
-        "TCP_RR",
-        "-l",
-        &format!("-{transactions}"),
-        "-P",
-        "0",
-        "--",
-        "-r",
-        &format!("{PEER_MESSAGE_SIZE},4"),
-        "-k",
-        "THROUGHPUT,ELAPSED_TIME,MEAN_LATENCY,P50_LATENCY,P99_LATENCY,MAX_LATENCY,TRANSACTION_RATE",
-    ]);
-    c
-}
-
-/// Figures of netperf's key=value output. Latency percentiles exist only
-/// when netperf was built with histograms; a missing or negative one is
-/// `None`.
-///
-/// # Errors
-/// No transaction rate in the output.
-pub fn parse_netperf(text: &str) -> Result<Figures, String> {
-    let value = |key: &str| -> Option<f64> {
-        text.lines()
-            .filter_map(|l| l.trim().split_once('='))
-            .find(|(k, _)| k.trim() == key)
-            .and_then(|(_, v)| v.trim().parse::<f64>().ok())
-            .filter(|v| v.is_finite() && *v >= 0.0)
-    };
-    let rate = value("TRANSACTION_RATE")
-        .or_else(|| value("THROUGHPUT"))
-        .filter(|r| *r > 0.0)
-        .ok_or("netperf printed no transaction rate")?;
-    let elapsed = value("ELAPSED_TIME");
-    #[allow(clippy::cast_precision_loss)]
-    let size = PEER_MESSAGE_SIZE as f64;
-    Ok(Figures {
-        messages: elapsed.map(|e| (rate * e).round()),
-        elapsed_s: elapsed,
-        messages_per_s: Some(rate),
-        bandwidth_kb_s: Some(rate * size / 1000.0),
-        rtt_mean_us: value("MEAN_LATENCY"),
-        rtt_p50_us: value("P50_LATENCY"),
-        rtt_p99_us: value("P99_LATENCY"),
-        rtt_p999_us: None,
-        rtt_max_us: value("MAX_LATENCY"),
-    })
+    let s = packets as f64 / rate + 0.5;
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let s = s.ceil().max(1.0) as u64;
+    s
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const PP: &str = "sockperf: \x1b[2;35m== version #3.7-no.git == \x1b[0m
-sockperf: [Total Run] RunTime=1.002 sec; Warm up time=400 msec; SentMessages=29093; ReceivedMessages=29092
-sockperf: ========= Printing statistics for Server No: 0
-sockperf: [Valid Duration] RunTime=0.550 sec; SentMessages=19527; ReceivedMessages=19527
-sockperf: \x1b[2;35m====> avg-rtt=28.150 (std-dev=372.279)\x1b[0m
-sockperf: ---> <MAX> observation = 23973.174
-sockperf: ---> percentile 99.999 = 23973.174
-sockperf: ---> percentile 99.990 = 14924.033
-sockperf: ---> percentile 99.900 = 5196.847
-sockperf: ---> percentile 99.000 =   20.260
-sockperf: ---> percentile 90.000 =   13.820
-sockperf: ---> percentile 50.000 =   12.408
-sockperf: ---> <MIN> observation =   11.216
-";
-
     #[test]
-    fn sockperf_output_parses() {
-        let f = parse_sockperf(PP).unwrap();
-        assert_eq!(f.messages, Some(19527.0));
-        assert_eq!(f.elapsed_s, Some(0.55));
-        assert!((f.messages_per_s.unwrap() - 19527.0 / 0.55).abs() < 1e-6);
-        assert_eq!(f.rtt_mean_us, Some(28.15));
-        assert_eq!(f.rtt_p50_us, Some(12.408));
-        assert_eq!(f.rtt_p99_us, Some(20.26));
-        assert_eq!(f.rtt_p999_us, Some(5196.847));
-        assert_eq!(f.rtt_max_us, Some(23973.174));
-        let cdf = sockperf_percentiles(PP);
-        assert_eq!(cdf.first(), Some(&(0.0, 11.216)));
-        assert_eq!(cdf.last().map(|p| p.0), Some(1.0));
+    fn durations_cover_the_count() {
+        assert_eq!(seconds_for(10_000, 20_000.0), 1);
+        assert_eq!(seconds_for(10_000, 430.0), 24);
     }
 
     #[test]
-    fn sockperf_garbage_is_an_error() {
-        assert!(parse_sockperf("").is_err());
-        assert!(parse_sockperf("sockperf: [Valid Duration] RunTime=x").is_err());
-        let no_traffic =
-            "[Valid Duration] RunTime=0.5 sec; SentMessages=0; ReceivedMessages=0\navg-rtt=0";
-        assert!(parse_sockperf(no_traffic).is_err());
-    }
-
-    #[test]
-    fn iperf3_json_parses() {
-        let doc = r#"{"start":{},"end":{"streams":[{"sender":{"mean_rtt":42}}],
-            "sum_sent":{"bytes":7864320,"seconds":0.0013},
-            "sum_received":{"bytes":7680000,"seconds":0.0075}}}"#;
-        let f = parse_iperf3(doc).unwrap();
-        assert_eq!(f.messages, Some(10000.0));
-        assert!((f.bandwidth_kb_s.unwrap() - 7680000.0 / 0.0075 / 1000.0).abs() < 1e-6);
-        assert_eq!(f.rtt_mean_us, Some(42.0));
-        assert!(parse_iperf3(r#"{"error":"unable to connect"}"#).is_err());
-        assert!(parse_iperf3("not json").is_err());
-    }
-
-    #[test]
-    fn netperf_keyval_parses() {
-        let text = "THROUGHPUT=12000.50\nELAPSED_TIME=2.00\nMEAN_LATENCY=83.2\nP50_LATENCY=80\nP99_LATENCY=-1\nMAX_LATENCY=400\nTRANSACTION_RATE=12000.50\n";
-        let f = parse_netperf(text).unwrap();
-        assert_eq!(f.messages_per_s, Some(12000.5));
-        assert_eq!(f.messages, Some(24001.0));
-        assert_eq!(f.rtt_p99_us, None);
-        assert_eq!(f.rtt_p50_us, Some(80.0));
-        assert!(parse_netperf("nothing").is_err());
+    fn every_peer_has_a_unique_name_and_its_own_tests() {
+        let mut names: Vec<&str> = ALL.iter().map(|p| p.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ALL.len());
+        for peer in ALL {
+            assert!(!peer.tests().is_empty(), "{} has no tests", peer.name());
+            for engine_test in crate::matrix::ENGINE_TESTS {
+                assert!(
+                    !peer.tests().contains(engine_test),
+                    "{} claims the engines' test {engine_test}",
+                    peer.name()
+                );
+            }
+            assert_eq!(by_name(peer.name()).map(|p| p.name()), Ok(peer.name()));
+        }
+        assert!(by_name("bogus").unwrap_err().contains("sockperf"));
     }
 }

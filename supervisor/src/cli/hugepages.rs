@@ -2,14 +2,10 @@
 //! engine by hand. What `reserve` takes is recorded so that `release` gives
 //! back exactly that, like a run's teardown does.
 
-use std::fs;
 use std::path::PathBuf;
 
 use serde::Serialize;
-
-use testbed::host::hugepages::{self, HugepageGrant, PoolState};
-use testbed::run::state::RUN_ROOT;
-use testbed::run::LifecycleError;
+use testbed::host::hugepages::{self, HugepageError, HugepageGrant, PoolState};
 
 /// `supervisor hugepages`.
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -40,25 +36,17 @@ struct Status {
     reserved_by_bypasslab: Option<HugepageGrant>,
 }
 
-fn record_path() -> PathBuf {
-    PathBuf::from(RUN_ROOT).join("hugepages.json")
-}
-
-fn recorded() -> Option<HugepageGrant> {
-    serde_json::from_str(&fs::read_to_string(record_path()).ok()?).ok()
-}
-
-/// Runs the subcommand.
+/// Runs the subcommand; returns the exit code.
 ///
 /// # Errors
 /// Reservation or mount failures; a second `reserve` without `release`.
-pub fn run(action: &HugepagesAction) -> Result<i32, LifecycleError> {
+pub fn run(action: &HugepagesAction) -> Result<i32, HugepageError> {
     match action {
         HugepagesAction::Status { json } => {
             let status = Status {
                 pool: hugepages::pool(),
                 mount: hugepages::find_mount(),
-                reserved_by_bypasslab: recorded(),
+                reserved_by_bypasslab: hugepages::reservation(),
             };
             if *json {
                 println!(
@@ -88,24 +76,7 @@ pub fn run(action: &HugepagesAction) -> Result<i32, LifecycleError> {
             Ok(0)
         }
         HugepagesAction::Reserve { pages, mount } => {
-            if let Some(previous) = recorded() {
-                return Err(LifecycleError::Unsupported(format!(
-                    "a reservation is already recorded in {} ({} pages added): `supervisor hugepages release` first",
-                    record_path().display(),
-                    previous.added_pages
-                )));
-            }
-            let grant = hugepages::acquire(*pages, mount)?;
-            fs::create_dir_all(RUN_ROOT)
-                .map_err(LifecycleError::io(format!("creating {RUN_ROOT}")))?;
-            fs::write(
-                record_path(),
-                serde_json::to_vec_pretty(&grant).unwrap_or_default(),
-            )
-            .map_err(LifecycleError::io(format!(
-                "writing {}",
-                record_path().display()
-            )))?;
+            let grant = hugepages::reserve(*pages, mount)?;
             match &grant.unavailable {
                 Some(why) => eprintln!("supervisor: hugepages not available: {why}"),
                 None => eprintln!(
@@ -120,12 +91,10 @@ pub fn run(action: &HugepagesAction) -> Result<i32, LifecycleError> {
             Ok(0)
         }
         HugepagesAction::Release => {
-            let Some(grant) = recorded() else {
+            let Some((grant, problems)) = hugepages::release_reservation() else {
                 eprintln!("supervisor: nothing to release: no reservation recorded");
                 return Ok(0);
             };
-            let problems = hugepages::release(&grant);
-            let _ = fs::remove_file(record_path());
             for p in &problems {
                 eprintln!("supervisor: {p}");
             }

@@ -6,19 +6,23 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde::Serialize;
+use contract::argv::to_argv;
+use contract::{EngineKind, Pmd};
+use serde::{Deserialize, Serialize};
 use shm_layout::Segment;
-
+use testbed::bins::{self, Binary};
 use testbed::config::TestbedConfig;
 use testbed::host::process::{self, ProcessId};
+use testbed::host::wait::{self, Check, Waited};
 use testbed::run::attach::{self, LoadOptions, ResultRow};
-use testbed::run::bypass::Pmd;
 use testbed::run::netview;
-use testbed::run::session::{self, EngineKind, Run, StartOptions, TeardownReport};
-use testbed::run::state::{self, Phase, RunState, StateError};
+use testbed::run::session::{self, Run, StartOptions, DEFAULT_READY_TIMEOUT};
+use testbed::run::state::{Phase, RunState, StateError};
+use testbed::run::teardown::{describe_leftovers, teardown_recorded, TeardownReport};
 use testbed::run::LifecycleError;
+use testbed::state::StateFile;
 
 /// Exit code: every message answered, every step done.
 pub const EXIT_OK: i32 = 0;
@@ -30,7 +34,7 @@ pub const EXIT_CHILD_DIED: i32 = 3;
 pub const EXIT_INTERRUPTED: i32 = 130;
 
 /// Options shared by every lifecycle command.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
 pub struct CommonArgs {
     /// Testbed configuration (default: config/testbed.toml if present, else built-in defaults).
     #[arg(long)]
@@ -44,12 +48,14 @@ impl CommonArgs {
 }
 
 /// `supervisor start`.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, clap::Parser, Serialize, Deserialize)]
+#[command(name = "start")]
 pub struct StartArgs {
     /// Engine to serve with.
     #[arg(long, value_enum, default_value = "kernel")]
     pub engine: EngineKind,
     #[command(flatten)]
+    #[serde(flatten)]
     pub common: CommonArgs,
     /// Return once the engine serves, leaving a background supervisor that
     /// owns the run (stop it with `supervisor stop`).
@@ -65,7 +71,7 @@ pub struct StartArgs {
     #[arg(long)]
     pub clean_leftovers: bool,
     /// Seconds to wait for the engine to serve.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = DEFAULT_READY_TIMEOUT.as_secs())]
     pub ready_timeout_s: u64,
     /// Poll-mode driver of a bypass engine: af_xdp, af_packet (on NS3's
     /// veth) or pci:DDDD:BB:DD.F (a NIC bound to vfio-pci).
@@ -81,10 +87,7 @@ impl StartArgs {
         StartOptions {
             engine: self.engine,
             busy_poll: self.busy_poll,
-            bin_dir: self
-                .bin_dir
-                .clone()
-                .unwrap_or_else(session::default_bin_dir),
+            bin_dir: self.bin_dir.clone().unwrap_or_else(bins::default_dir),
             clean_leftovers: self.clean_leftovers,
             ready_timeout: Duration::from_secs(self.ready_timeout_s),
             pmd: self.pmd.clone(),
@@ -163,6 +166,9 @@ pub struct RunArgs {
     pub json: bool,
 }
 
+/// How long `stop` waits for the owning supervisor to finish its teardown.
+const STOP_WITHIN: Duration = Duration::from_secs(60);
+
 /// SIGINT/SIGTERM raise this flag; long waits check it.
 fn interrupt_flag() -> Result<Arc<AtomicBool>, LifecycleError> {
     let flag = Arc::new(AtomicBool::new(false));
@@ -193,8 +199,8 @@ fn print_teardown(report: &TeardownReport) {
 /// The failed step (everything created before it is removed).
 pub fn start(args: &StartArgs) -> Result<i32, LifecycleError> {
     let config = args.common.load()?;
-    testbed::run::engines::require(
-        &session::binary(&args.options().bin_dir, "engine")?,
+    bins::require(
+        &bins::path(&args.options().bin_dir, Binary::Engine)?,
         args.engine,
     )?;
     if args.detach && !args.background {
@@ -242,10 +248,12 @@ fn watch(run: &mut Run, interrupted: &AtomicBool) -> Result<i32, LifecycleError>
 fn start_detached(args: &StartArgs, config: &TestbedConfig) -> Result<i32, LifecycleError> {
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe().map_err(LifecycleError::io("locating this binary"))?;
-    let dir = state::testbed_dir(config.name());
-    std::fs::create_dir_all(&dir)
-        .map_err(LifecycleError::io(format!("creating {}", dir.display())))?;
-    let log_path = dir.join("supervisor.log");
+    let dir = config.state_dir();
+    dir.create().map_err(LifecycleError::io(format!(
+        "creating {}",
+        dir.path().display()
+    )))?;
+    let log_path = dir.file(StateFile::SupervisorLog);
     let log = std::fs::File::create(&log_path).map_err(LifecycleError::io(format!(
         "creating {}",
         log_path.display()
@@ -253,30 +261,17 @@ fn start_detached(args: &StartArgs, config: &TestbedConfig) -> Result<i32, Lifec
     let log_err = log
         .try_clone()
         .map_err(LifecycleError::io("duplicating the log"))?;
+    // The same start, in the background: its arguments are these, rendered.
+    let background = StartArgs {
+        detach: false,
+        background: true,
+        ..args.clone()
+    };
     let mut command = std::process::Command::new(exe);
     command
         .arg("start")
-        .arg("--background")
-        .arg("--engine")
-        .arg(args.engine.as_str());
-    command
-        .arg("--ready-timeout-s")
-        .arg(args.ready_timeout_s.to_string());
-    if let Some(path) = &args.common.config {
-        command.arg("--config").arg(path);
-    }
-    if let Some(path) = &args.bin_dir {
-        command.arg("--bin-dir").arg(path);
-    }
-    if args.busy_poll {
-        command.arg("--busy-poll");
-    }
-    command.arg("--pmd").arg(args.pmd.to_string());
-    if args.clean_leftovers {
-        command.arg("--clean-leftovers");
-    }
-    // Its own process group: the terminal's Ctrl-C is not for it.
-    command
+        .args(to_argv(&background)?)
+        // Its own process group: the terminal's Ctrl-C is not for it.
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err)
@@ -285,42 +280,50 @@ fn start_detached(args: &StartArgs, config: &TestbedConfig) -> Result<i32, Lifec
         role: "background supervisor",
         source,
     })?;
-    let deadline = Instant::now() + Duration::from_secs(args.ready_timeout_s + 60);
-    loop {
-        if let Some(status) = child
-            .try_wait()
-            .map_err(LifecycleError::io("waiting for the background supervisor"))?
-        {
-            return Err(LifecycleError::DiedStarting {
-                role: "background supervisor",
-                pid: child.id(),
-                ending: process::Ending::from_status(status),
-                log_tail: session::log_tail(&log_path),
-            });
+    let limit = Duration::from_secs(args.ready_timeout_s + 60);
+    let waited = wait::until(limit, Duration::from_millis(50), || {
+        match child.try_wait() {
+            Ok(Some(status)) => return Check::Failed(Ok(process::Ending::from_status(status))),
+            Ok(None) => {}
+            Err(e) => return Check::Failed(Err(e)),
         }
-        if let Ok(state) = RunState::load(config.name()) {
-            if state.supervisor.pid == child.id() && state.phase == Phase::Ready {
-                println!(
-                    "testbed `{}`: engine `{}` serving on {} (supervisor pid {}, log {}); `supervisor stop` ends it",
-                    state.testbed,
-                    state.engine_kind,
-                    state.server,
-                    child.id(),
-                    log_path.display()
-                );
-                return Ok(EXIT_OK);
+        match RunState::load(config.name()) {
+            Ok(state) if state.supervisor.pid == child.id() && state.phase == Phase::Ready => {
+                Check::Ready(state)
             }
+            _ => Check::Pending,
         }
-        if Instant::now() >= deadline {
+    });
+    match waited {
+        Ok(state) => {
+            println!(
+                "testbed `{}`: engine `{}` serving on {} (supervisor pid {}, log {}); `supervisor stop` ends it",
+                state.testbed,
+                state.engine_kind,
+                state.server,
+                child.id(),
+                log_path.display()
+            );
+            Ok(EXIT_OK)
+        }
+        Err(Waited::Failed(Ok(ending))) => Err(LifecycleError::DiedStarting {
+            role: "background supervisor",
+            pid: child.id(),
+            ending,
+            log_tail: session::log_tail(&log_path),
+        }),
+        Err(Waited::Failed(Err(e))) => Err(LifecycleError::io(
+            "waiting for the background supervisor",
+        )(e)),
+        Err(Waited::TimedOut) => {
             let _ = process::terminate(&mut child, Duration::from_secs(10));
-            return Err(LifecycleError::StartTimeout {
+            Err(LifecycleError::StartTimeout {
                 role: "background supervisor",
                 pid: child.id(),
-                seconds: args.ready_timeout_s + 60,
+                seconds: limit.as_secs(),
                 log_tail: session::log_tail(&log_path),
-            });
+            })
         }
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -331,7 +334,7 @@ fn live_run(config: &TestbedConfig) -> Result<RunState, LifecycleError> {
         return Err(LifecycleError::Leftovers {
             testbed: state.testbed.clone(),
             pid: state.supervisor.pid,
-            what: session::describe_leftovers(&state),
+            what: describe_leftovers(&state),
         });
     }
     Ok(state)
@@ -345,10 +348,7 @@ pub fn attach(args: &AttachArgs) -> Result<i32, LifecycleError> {
     let config = args.common.load()?;
     let state = live_run(&config)?;
     let interrupted = interrupt_flag()?;
-    let bin_dir = args
-        .bin_dir
-        .clone()
-        .unwrap_or_else(session::default_bin_dir);
+    let bin_dir = args.bin_dir.clone().unwrap_or_else(bins::default_dir);
     let mut rows = Vec::new();
     for &packets in &args.packets {
         if !args.json {
@@ -382,7 +382,7 @@ pub struct StatsDocument {
     /// Run phase.
     pub phase: Phase,
     /// Engine kind.
-    pub engine_kind: String,
+    pub engine_kind: EngineKind,
     /// The supervisor owning the run.
     pub supervisor_pid: u32,
     /// Core of the engine.
@@ -404,7 +404,7 @@ fn stats_document(config: &TestbedConfig, state: &RunState, segment: &Segment) -
     StatsDocument {
         testbed: state.testbed.clone(),
         phase: state.phase,
-        engine_kind: state.engine_kind.clone(),
+        engine_kind: state.engine_kind,
         supervisor_pid: state.supervisor.pid,
         engine_core: state.engine_core,
         loadgen_core: state.loadgen_core,
@@ -460,9 +460,8 @@ pub fn stats(args: &StatsArgs) -> Result<i32, LifecycleError> {
     let path = state
         .segment
         .clone()
-        .ok_or_else(|| LifecycleError::NotReady {
+        .ok_or_else(|| LifecycleError::NoSegment {
             testbed: state.testbed.clone(),
-            phase: "starting (no segment yet)".into(),
         })?;
     let segment = Segment::open(&path)?;
     if !args.follow {
@@ -512,18 +511,20 @@ pub fn stop(args: &StopArgs) -> Result<i32, LifecycleError> {
             state.supervisor.pid
         ));
         state.supervisor.signal(nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while state.supervisor.is_alive() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        if state.supervisor.is_alive() {
-            return Err(LifecycleError::Unsupported(format!(
-                "the supervisor (pid {}) did not finish stopping within 60 s; see {}",
-                state.supervisor.pid,
-                state::testbed_dir(config.name())
-                    .join("supervisor.log")
-                    .display()
-            )));
+        let owner = state.supervisor;
+        let gone = wait::until(STOP_WITHIN, Duration::from_millis(50), || {
+            if owner.is_alive() {
+                Check::<(), ()>::Pending
+            } else {
+                Check::Ready(())
+            }
+        });
+        if gone.is_err() {
+            return Err(LifecycleError::StopTimeout {
+                pid: state.supervisor.pid,
+                seconds: STOP_WITHIN.as_secs(),
+                log: config.state_dir().file(StateFile::SupervisorLog),
+            });
         }
         if RunState::load(config.name()).is_err() {
             say("stopped; everything the run created is removed");
@@ -535,10 +536,10 @@ pub fn stop(args: &StopArgs) -> Result<i32, LifecycleError> {
     say(&format!(
         "the supervisor (pid {}) is gone; removing its leftovers: {}",
         state.supervisor.pid,
-        session::describe_leftovers(&state)
+        describe_leftovers(&state)
     ));
     let mut report = TeardownReport::default();
-    session::teardown_recorded(
+    teardown_recorded(
         &config,
         &RunState::load(config.name()).unwrap_or(state),
         &mut report,
@@ -568,12 +569,9 @@ pub fn run(args: &RunArgs) -> Result<i32, LifecycleError> {
     let options = StartOptions {
         engine: args.engine,
         busy_poll: args.busy_poll,
-        bin_dir: args
-            .bin_dir
-            .clone()
-            .unwrap_or_else(session::default_bin_dir),
+        bin_dir: args.bin_dir.clone().unwrap_or_else(bins::default_dir),
         clean_leftovers: args.clean_leftovers,
-        ready_timeout: Duration::from_secs(30),
+        ready_timeout: DEFAULT_READY_TIMEOUT,
         pmd: args.pmd.clone(),
     };
     let mut run = Run::start(config.clone(), &options, &mut |l| say(l))?;
@@ -583,7 +581,7 @@ pub fn run(args: &RunArgs) -> Result<i32, LifecycleError> {
     for &packets in &args.packets {
         say(&format!(
             "load generator: {packets} messages, {} loop",
-            args.load.mode
+            args.load.mode.name()
         ));
         let state = run.state().clone();
         match attach::attach_once(

@@ -53,6 +53,106 @@ pub enum HugepageError {
         /// The error.
         source: io::Error,
     },
+    /// `supervisor hugepages reserve` twice without a release.
+    #[error("a reservation is already recorded in {path} ({pages} pages added): `supervisor hugepages release` first")]
+    AlreadyReserved {
+        /// The record.
+        path: PathBuf,
+        /// What it added.
+        pages: u64,
+    },
+    /// The reservation's record cannot be written.
+    #[error("recording the reservation in {path}: {source}")]
+    Record {
+        /// The record.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// The pool's lock cannot be taken.
+    #[error("locking the hugepage pool ({path}): {source}")]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+}
+
+/// Serialises changes of the 2 MB pool between processes (two testbeds
+/// starting at once would otherwise read the same pool and each grow it
+/// by the other's pages too): held for the read-modify-write of
+/// `nr_hugepages` only, never across a run.
+struct PoolLock {
+    _file: nix::fcntl::Flock<fs::File>,
+}
+
+fn pool_lock_path() -> PathBuf {
+    Path::new(crate::state::STATE_ROOT).join("hugepage-pool.lock")
+}
+
+impl PoolLock {
+    fn take() -> Result<Self, HugepageError> {
+        let path = pool_lock_path();
+        let err = |source| HugepageError::Lock {
+            path: path.clone(),
+            source,
+        };
+        fs::create_dir_all(crate::state::STATE_ROOT).map_err(err)?;
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(err)?;
+        let file = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| err(io::Error::from(e)))?;
+        Ok(Self { _file: file })
+    }
+}
+
+/// Where `supervisor hugepages reserve` records what it took.
+#[must_use]
+pub fn reservation_path() -> PathBuf {
+    Path::new(crate::state::STATE_ROOT).join("hugepages.json")
+}
+
+/// The recorded reservation of `supervisor hugepages reserve`, if any.
+#[must_use]
+pub fn reservation() -> Option<HugepageGrant> {
+    crate::state::read_json(&reservation_path()).ok().flatten()
+}
+
+/// `supervisor hugepages reserve`: [`acquire`], recorded so that
+/// [`release_reservation`] gives back exactly that.
+///
+/// # Errors
+/// A reservation is already recorded, or [`acquire`] fails, or the record
+/// cannot be written (what was taken is given back then).
+pub fn reserve(pages: u64, mount_point: &Path) -> Result<HugepageGrant, HugepageError> {
+    let path = reservation_path();
+    if let Some(previous) = reservation() {
+        return Err(HugepageError::AlreadyReserved {
+            path,
+            pages: previous.added_pages,
+        });
+    }
+    let grant = acquire(pages, mount_point)?;
+    if let Err(source) = crate::state::write_json(&path, &grant) {
+        release(&grant);
+        return Err(HugepageError::Record { path, source });
+    }
+    Ok(grant)
+}
+
+/// `supervisor hugepages release`: gives back the recorded reservation;
+/// `None` when there is none, else it and the problems met.
+#[must_use]
+pub fn release_reservation() -> Option<(HugepageGrant, Vec<String>)> {
+    let grant = reservation()?;
+    let problems = release(&grant);
+    let _ = fs::remove_file(reservation_path());
+    Some((grant, problems))
 }
 
 /// The 2 MB pool's sizes.
@@ -142,6 +242,7 @@ pub fn find_mount() -> Option<PathBuf> {
 /// When a step that should work fails half-way (mount after reservation),
 /// after giving back what this call took.
 pub fn acquire(pages: u64, mount_point: &Path) -> Result<HugepageGrant, HugepageError> {
+    let _pool = PoolLock::take()?;
     let mut grant = HugepageGrant::default();
     let Some(before) = pool() else {
         grant.unavailable = Some("this kernel has no 2 MB hugepage pool".into());
@@ -164,7 +265,7 @@ pub fn acquire(pages: u64, mount_point: &Path) -> Result<HugepageGrant, Hugepage
         }
     }
     if let Err(source) = mount_hugetlbfs(mount_point) {
-        release(&grant);
+        release_locked(&grant);
         return Err(HugepageError::Mount {
             path: mount_point.to_owned(),
             source,
@@ -192,6 +293,19 @@ fn mount_hugetlbfs(at: &Path) -> io::Result<()> {
 /// pages we added (leaving no free page counted as surplus). Best effort;
 /// returns the problems met, if any.
 pub fn release(grant: &HugepageGrant) -> Vec<String> {
+    match PoolLock::take() {
+        Ok(_pool) => release_locked(grant),
+        // Giving back without the lock beats keeping the pages.
+        Err(e) => {
+            let mut problems = release_locked(grant);
+            problems.insert(0, e.to_string());
+            problems
+        }
+    }
+}
+
+/// [`release`], with the pool's lock held by the caller.
+fn release_locked(grant: &HugepageGrant) -> Vec<String> {
     let mut problems = Vec::new();
     if let Some(at) = &grant.mounted_at {
         if let Err(e) = nix::mount::umount2(at, nix::mount::MntFlags::MNT_DETACH) {

@@ -4,12 +4,14 @@
 
 use std::fmt;
 use std::process::{Child, ExitStatus};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
+
+use super::wait::{until, Check, Waited};
 
 /// A process named by pid and kernel start time, so a recorded pid is never
 /// mistaken for an unrelated process that reused it.
@@ -149,17 +151,15 @@ impl ProcessId {
     }
 
     fn wait_gone(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        // Bounded by the deadline; 10 ms steps.
-        while Instant::now() < deadline {
+        let gone = until(timeout, Duration::from_millis(10), || {
             reap(self.pid);
-            if !self.is_alive() {
-                return true;
+            if self.is_alive() {
+                Check::<(), ()>::Pending
+            } else {
+                Check::Ready(())
             }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        reap(self.pid);
-        !self.is_alive()
+        });
+        gone.is_ok()
     }
 }
 
@@ -247,15 +247,17 @@ pub fn terminate(child: &mut Child, grace: Duration) -> std::io::Result<Ending> 
 /// # Errors
 /// When waiting on the child fails.
 pub fn wait_timeout(child: &mut Child, limit: Duration) -> std::io::Result<Option<ExitStatus>> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(Some(status));
+    let waited = until(limit, Duration::from_millis(10), || {
+        match child.try_wait() {
+            Ok(Some(status)) => Check::Ready(status),
+            Ok(None) => Check::Pending,
+            Err(e) => Check::Failed(e),
         }
-        if Instant::now() >= deadline {
-            return Ok(None);
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    });
+    match waited {
+        Ok(status) => Ok(Some(status)),
+        Err(Waited::TimedOut) => Ok(None),
+        Err(Waited::Failed(e)) => Err(e),
     }
 }
 

@@ -8,16 +8,17 @@
 //! [`emulator`]).
 
 pub mod emulator;
+pub mod launch;
 
 use std::process::Command;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{BackendChoice, Impairment};
 use crate::host::command::{self, CommandError};
 
 /// The backend actually in force.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Backend {
     /// The kernel's netem qdisc.
@@ -28,8 +29,15 @@ pub enum Backend {
     None,
 }
 
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl Backend {
     /// The config spelling.
+    #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             Backend::Netem => "netem",
@@ -65,7 +73,7 @@ pub fn probe_netem() -> NetemProbe {
             available: false,
             detail: match &e {
                 CommandError::Failed { stderr, .. } => stderr.clone(),
-                CommandError::Spawn { .. } => e.to_string(),
+                CommandError::Spawn { .. } | CommandError::TimedOut { .. } => e.to_string(),
             },
         },
     }

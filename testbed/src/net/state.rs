@@ -2,12 +2,12 @@
 //! even after a crash. Each object is recorded before it is created; `down`
 //! removes the recorded objects that exist and ignores the others.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::host::process::ProcessId;
+use crate::impairment::Backend;
 
 /// A process started by `net up`, identified by pid and start time so a
 /// reused pid is never signalled.
@@ -18,74 +18,83 @@ pub struct ProcessRecord {
     pub process: ProcessId,
     /// The arguments it was started with (a changed config restarts it).
     pub args: Vec<String>,
+    /// Where it publishes its counters.
     pub stats_file: PathBuf,
 }
 
 /// A link created inside one of the testbed's namespaces.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LinkRecord {
+    /// Its namespace.
     pub ns: String,
+    /// Its name.
     pub name: String,
+}
+
+/// The kinds of root qdisc `net up` installs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum QdiscKind {
+    /// The kernel's netem.
+    Netem,
 }
 
 /// A root qdisc installed by `net up`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QdiscRecord {
+    /// The namespace of its device.
     pub ns: String,
+    /// The device.
     pub dev: String,
-    pub kind: String,
+    /// What it is.
+    pub kind: QdiscKind,
 }
 
-/// Contents of `/run/bypasslab/<testbed>/net.json`.
+/// Contents of the testbed's `net.json`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetState {
+    /// The testbed's name.
     pub testbed: String,
+    /// Namespaces created, in order.
     pub namespaces: Vec<String>,
+    /// Links created, in order.
     pub links: Vec<LinkRecord>,
+    /// Qdiscs installed.
     pub qdiscs: Vec<QdiscRecord>,
+    /// The link emulator, while it runs.
     pub emulator: Option<ProcessRecord>,
     /// The backend in force and why it was chosen.
-    pub backend: Option<String>,
+    pub backend: Option<Backend>,
+    /// Why that backend.
     pub backend_reason: Option<String>,
 }
 
 impl NetState {
     /// Reads the state file; `Ok(None)` if there is none.
+    ///
+    /// # Errors
+    /// It cannot be read or does not parse.
     pub fn load(path: &Path) -> std::io::Result<Option<NetState>> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => serde_json::from_str(&text)
-                .map(Some)
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        crate::state::read_json(path)
     }
 
-    /// Writes the state file atomically (temporary file, fsync, rename).
+    /// Writes the state file atomically.
+    ///
+    /// # Errors
+    /// It cannot be written.
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let tmp = path.with_extension("json.tmp");
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)
+        crate::state::write_json(path, self)
     }
 
     /// Whether `ns` is recorded as created by this testbed.
+    #[must_use]
     pub fn owns_namespace(&self, ns: &str) -> bool {
         self.namespaces.iter().any(|n| n == ns)
     }
 
     /// Whether link `name` in `ns` is recorded.
+    #[must_use]
     pub fn owns_link(&self, ns: &str, name: &str) -> bool {
         self.links.iter().any(|l| l.ns == ns && l.name == name)
     }
-}
-
-/// The state file of a testbed directory.
-pub fn state_file(dir: &Path) -> PathBuf {
-    dir.join("net.json")
 }

@@ -2,21 +2,28 @@
 //! per message count, and turns what both wrote into the segment into a
 //! result row.
 
-use std::fs;
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use contract::argv::to_argv;
+use contract::loadgen::{LoadgenArgs, Mode, Progress};
+use contract::EngineKind;
 use serde::Serialize;
 use shm_layout::{Counters, LatencySummary, Role, Segment, Snapshot};
 
 use super::error::LifecycleError;
 use super::netview;
-use super::state::{self, Phase, RunState};
+use super::state::{Phase, RunState};
+use crate::bins::{self, Binary};
 use crate::config::TestbedConfig;
+use crate::host::command;
 use crate::host::process::{self, Ending, ProcessId};
+use crate::host::wait::{self, Check, Waited};
 use crate::net;
+use crate::state::{read_json, write_json, StateFile};
+use crate::topology::NsRole;
 
 /// Load generator options passed through by `attach` and `run`.
 #[derive(Debug, Clone, clap::Args)]
@@ -29,8 +36,8 @@ pub struct LoadOptions {
     pub loadgen_busy_poll: bool,
     /// `closed`: one message in flight per connection (as in the original);
     /// `open`: a fixed rate, latency measured from the intended send time.
-    #[arg(long, default_value = "closed", value_parser = ["closed", "open"])]
-    pub mode: String,
+    #[arg(long, value_enum, default_value = "closed")]
+    pub mode: Mode,
     /// Messages per second for `--mode open`.
     #[arg(long)]
     pub rate: Option<u64>,
@@ -50,8 +57,48 @@ pub struct LoadOptions {
     /// a lossy link TCP's exponential backoff (200 ms, 400 ms, 800 ms, ...
     /// after consecutive losses of one segment) delays a reply by seconds
     /// without losing it; such delays show up in the maximum RTT instead.
-    #[arg(long, default_value_t = 30_000)]
+    #[arg(long, default_value_t = REPLY_TIMEOUT_MS)]
     pub timeout_ms: u64,
+}
+
+/// The load generator's reply timeout under the supervisor: generous,
+/// because over the impaired link consecutive losses of one segment back
+/// off for seconds without losing the message, and a 1 000 000-message run
+/// must not fail on one such stall.
+pub const REPLY_TIMEOUT_MS: u64 = 30_000;
+
+impl LoadOptions {
+    /// The load generator's arguments for one run of `packets` messages
+    /// against `run`.
+    #[must_use]
+    pub fn loadgen_args(&self, run: &RunState, packets: u64, bar: bool) -> LoadgenArgs {
+        LoadgenArgs {
+            packets: Some(packets),
+            connections: usize::try_from(self.connections).unwrap_or(usize::MAX),
+            busy_poll: self.loadgen_busy_poll,
+            mode: self.mode,
+            rate: self.rate.map(|r| r as f64),
+            seed: self.seed,
+            min_size: self.min_size,
+            max_size: self.max_size,
+            core: Some(run.loadgen_core),
+            warmup: self.warmup,
+            timeout_ms: self.timeout_ms,
+            shm: run.segment.clone(),
+            progress: if bar { Progress::Auto } else { Progress::Never },
+            ..LoadgenArgs::new(std::net::SocketAddr::V4(run.server))
+        }
+    }
+
+    /// How long one run of `packets` messages may take at most: every
+    /// message (warm-up included) waiting out its reply timeout, plus a
+    /// minute to connect and finish.
+    #[must_use]
+    pub fn bound(&self, packets: u64) -> Duration {
+        let messages = packets.saturating_add(self.warmup).max(1);
+        let worst = Duration::from_millis(messages.saturating_mul(self.timeout_ms.max(1)));
+        worst.min(Duration::from_secs(7 * 86_400)) + Duration::from_secs(60)
+    }
 }
 
 /// One result row: one load-generator run at one message count.
@@ -60,9 +107,9 @@ pub struct ResultRow {
     /// Messages requested.
     pub packets: u64,
     /// Engine kind.
-    pub engine: String,
+    pub engine: EngineKind,
     /// Load mode (`closed` / `open`).
-    pub mode: String,
+    pub mode: Mode,
     /// Requests sent (after warm-up).
     pub sent: u64,
     /// Replies received and verified.
@@ -101,16 +148,12 @@ impl ResultRow {
     }
 }
 
-fn loadgen_pid_path(testbed: &str) -> PathBuf {
-    state::testbed_dir(testbed).join("loadgen.pid.json")
-}
-
 /// Load generators recorded as running on a testbed (for teardown).
 #[must_use]
-pub fn recorded_loadgens(testbed: &str) -> Vec<ProcessId> {
-    fs::read_to_string(loadgen_pid_path(testbed))
+pub fn recorded_loadgens(config: &TestbedConfig) -> Vec<ProcessId> {
+    read_json::<ProcessId>(&config.state_dir().file(StateFile::LoadgenPid))
         .ok()
-        .and_then(|t| serde_json::from_str::<ProcessId>(&t).ok())
+        .flatten()
         .into_iter()
         .collect()
 }
@@ -127,13 +170,25 @@ fn slot(snapshot: &Snapshot, role: Role) -> Option<&shm_layout::SlotSnapshot> {
 pub fn attach_once(
     config: &TestbedConfig,
     run: &RunState,
-    bin_dir: &std::path::Path,
+    bin_dir: &Path,
     packets: u64,
     load: &LoadOptions,
     interrupted: &AtomicBool,
 ) -> Result<ResultRow, LifecycleError> {
     attach_once_with_output(config, run, bin_dir, packets, load, interrupted, None)
-        .map(|(row, _)| row)
+        .map(|attached| attached.row)
+}
+
+/// One load-generator run: its row, what it printed, and the exact
+/// command lines of it and of the engine it ran against.
+#[derive(Debug, Clone)]
+pub struct Attached {
+    /// The result row.
+    pub row: ResultRow,
+    /// The load generator's stdout (its own final JSON result).
+    pub stdout: String,
+    /// The load generator's command line, as it ran.
+    pub command: Vec<String>,
 }
 
 /// How often a running load generator's progress is read from the segment.
@@ -155,68 +210,42 @@ const PROGRESS_INTERVAL: Duration = Duration::from_millis(500);
 pub fn attach_once_with_output(
     config: &TestbedConfig,
     run: &RunState,
-    bin_dir: &std::path::Path,
+    bin_dir: &Path,
     packets: u64,
     load: &LoadOptions,
     interrupted: &AtomicBool,
     mut progress: Option<&mut dyn FnMut(u64)>,
-) -> Result<(ResultRow, String), LifecycleError> {
+) -> Result<Attached, LifecycleError> {
     if run.phase != Phase::Ready {
         return Err(LifecycleError::NotReady {
             testbed: run.testbed.clone(),
-            phase: format!("{:?}", run.phase).to_lowercase(),
+            phase: run.phase,
         });
     }
-    let loadgen = super::session::binary(bin_dir, "loadgen")?;
-    let segment_path = run.segment.clone().unwrap_or_default();
+    let loadgen = bins::path(bin_dir, Binary::Loadgen)?;
+    let segment_path = run
+        .segment
+        .clone()
+        .ok_or_else(|| LifecycleError::NoSegment {
+            testbed: run.testbed.clone(),
+        })?;
     let segment = Segment::open(&segment_path)?;
     let engine_before = slot(&segment.snapshot(), Role::Engine).map(|s| s.counters);
 
-    let mut command = net::in_namespace(&config.client_ns(), &loadgen);
+    let argv = to_argv(&load.loadgen_args(run, packets, progress.is_none()))?;
+    let mut command = config.node(NsRole::Client).command(&loadgen);
     command
-        .arg("--connect")
-        .arg(run.server.to_string())
-        .arg("--packets")
-        .arg(packets.to_string())
-        .arg("--connections")
-        .arg(load.connections.to_string())
-        .arg("--mode")
-        .arg(&load.mode)
-        .arg("--seed")
-        .arg(load.seed.to_string())
-        .arg("--min-size")
-        .arg(load.min_size.to_string())
-        .arg("--max-size")
-        .arg(load.max_size.to_string())
-        .arg("--warmup")
-        .arg(load.warmup.to_string())
-        .arg("--timeout-ms")
-        .arg(load.timeout_ms.to_string())
-        .arg("--core")
-        .arg(run.loadgen_core.to_string())
-        .arg("--shm")
-        .arg(&segment_path)
+        .args(&argv)
         .stdin(Stdio::null())
         .stdout(Stdio::piped());
-    if let Some(rate) = load.rate {
-        command.arg("--rate").arg(rate.to_string());
-    }
-    if load.loadgen_busy_poll {
-        command.arg("--busy-poll");
-    }
-    if progress.is_some() {
-        command.args(["--progress", "never"]);
-    }
+    let words = command::words(&command);
     let mut child = command.spawn().map_err(|source| LifecycleError::Spawn {
         role: "load generator",
         source,
     })?;
-    if let Some(id) = ProcessId::of(child.id()) {
-        let _ = fs::write(
-            loadgen_pid_path(&run.testbed),
-            serde_json::to_vec(&id).unwrap_or_default(),
-        );
-    }
+    let pid_file = config.state_dir().file(StateFile::LoadgenPid);
+    // Recorded for teardown: a `stop` from elsewhere stops it first.
+    let _ = write_json(&pid_file, &ProcessId::of_child(&child));
     // Drain stdout on a thread so a chatty loadgen never blocks on a full pipe.
     let stdout = child.stdout.take();
     let reader = std::thread::spawn(move || {
@@ -227,8 +256,9 @@ pub fn attach_once_with_output(
         }
         text
     });
+    let limit = load.bound(packets);
     let mut next_progress = std::time::Instant::now() + PROGRESS_INTERVAL;
-    let ending = loop {
+    let waited = wait::until(limit, Duration::from_millis(20), || {
         if let Some(observe) = progress.as_mut() {
             if std::time::Instant::now() >= next_progress {
                 next_progress += PROGRESS_INTERVAL;
@@ -238,19 +268,31 @@ pub fn attach_once_with_output(
             }
         }
         if interrupted.load(Ordering::Relaxed) {
-            let _ = process::terminate(&mut child, Duration::from_secs(3));
-            let _ = fs::remove_file(loadgen_pid_path(&run.testbed));
-            return Err(LifecycleError::Interrupted);
+            return Check::Failed(None);
         }
-        match child
-            .try_wait()
-            .map_err(LifecycleError::io("waiting for the load generator"))?
-        {
-            Some(status) => break Ending::from_status(status),
-            None => std::thread::sleep(Duration::from_millis(20)),
+        match child.try_wait() {
+            Ok(Some(status)) => Check::Ready(Ending::from_status(status)),
+            Ok(None) => Check::Pending,
+            Err(e) => Check::Failed(Some(e)),
+        }
+    });
+    let ending = match waited {
+        Ok(ending) => ending,
+        Err(stopped) => {
+            let _ = process::terminate(&mut child, Duration::from_secs(3));
+            let _ = std::fs::remove_file(&pid_file);
+            return Err(match stopped {
+                Waited::Failed(None) => LifecycleError::Interrupted,
+                Waited::Failed(Some(e)) => LifecycleError::io("waiting for the load generator")(e),
+                Waited::TimedOut => LifecycleError::Overran {
+                    role: "load generator",
+                    pid: child.id(),
+                    seconds: limit.as_secs(),
+                },
+            });
         }
     };
-    let _ = fs::remove_file(loadgen_pid_path(&run.testbed));
+    let _ = std::fs::remove_file(&pid_file);
     let stdout = reader.join().unwrap_or_default();
     // Say what died and how: a row's counts alone do not tell a killed load
     // generator or a dead link emulator from a lossy link.
@@ -268,9 +310,12 @@ pub fn attach_once_with_output(
 
     let snapshot = settled_snapshot(&segment);
     let engine_after = slot(&snapshot, Role::Engine).map(|s| s.counters);
-    let loadgen = slot(&snapshot, Role::Loadgen);
-    let counters = loadgen.map(|s| s.counters).unwrap_or_default();
-    let rtt = loadgen.map(|s| s.latency).unwrap_or_default();
+    let loadgen = slot(&snapshot, Role::Loadgen).ok_or(LifecycleError::MissingSlot {
+        segment: segment_path.clone(),
+        role: "loadgen",
+    })?;
+    let counters = loadgen.counters;
+    let rtt = loadgen.latency;
     let engine_received = match (engine_before, engine_after) {
         (Some(b), Some(a)) => a.messages_received.saturating_sub(b.messages_received),
         _ => 0,
@@ -287,7 +332,11 @@ pub fn attach_once_with_output(
         impairment,
         observed_loss_percent,
     );
-    Ok((row, stdout))
+    Ok(Attached {
+        row,
+        stdout,
+        command: words,
+    })
 }
 
 /// A snapshot taken once the engine has published twice more: the engine
@@ -339,8 +388,8 @@ fn build_row(
     };
     ResultRow {
         packets,
-        engine: run.engine_kind.clone(),
-        mode: load.mode.clone(),
+        engine: run.engine_kind,
+        mode: load.mode,
         sent: counters.messages_sent,
         answered: counters.messages_received,
         failed: counters.messages_failed,
@@ -392,8 +441,8 @@ pub fn format_table(rows: &[ResultRow]) -> String {
         out.push_str(&format!(
             "{:>9} {:>7} {:>6} {:>9} {:>7} {:>8.1}µs {:>8.1}µs {:>8.1}µs {:>8.1}µs {:>11.0} {:>11.1}  {} ({loss})\n",
             r.packets,
-            r.engine,
-            r.mode,
+            r.engine.as_str(),
+            r.mode.name(),
             r.answered,
             r.failed,
             r.rtt.mean_us,

@@ -6,58 +6,64 @@
 use std::fs;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use super::error::LifecycleError;
-use super::session::TeardownReport;
-use super::state::{self, RunState};
+use contract::{PciAddress, Pmd};
+
+use super::state::{BoundDevice, RunState, StateError};
+use super::teardown::TeardownReport;
 use crate::config::TestbedConfig;
+use crate::host::command::{self, CommandError};
+use crate::state::StateFile;
 
-/// Which poll-mode driver owns the port.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Pmd {
-    /// `net_af_xdp` on NS3's veth (XDP copy mode on veth).
-    AfXdp,
-    /// `net_af_packet` on NS3's veth.
-    AfPacket,
-    /// A PCI device bound to vfio-pci (a real NIC).
-    Pci(String),
-}
-
-impl std::str::FromStr for Pmd {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "af_xdp" | "af-xdp" => Ok(Self::AfXdp),
-            "af_packet" | "af-packet" => Ok(Self::AfPacket),
-            other => match other.strip_prefix("pci:") {
-                Some(addr) if is_pci_address(addr) => Ok(Self::Pci(addr.to_owned())),
-                _ => Err(format!(
-                    "`{other}` is not a poll-mode driver: use af_xdp, af_packet or pci:DDDD:BB:DD.F"
-                )),
-            },
-        }
-    }
-}
-
-impl std::fmt::Display for Pmd {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::AfXdp => f.write_str("af_xdp"),
-            Self::AfPacket => f.write_str("af_packet"),
-            Self::Pci(addr) => write!(f, "pci:{addr}"),
-        }
-    }
-}
-
-fn is_pci_address(s: &str) -> bool {
-    let parts: Vec<&str> = s.split([':', '.']).collect();
-    parts.len() == 4
-        && [4, 2, 2, 1]
-            .iter()
-            .zip(&parts)
-            .all(|(len, p)| p.len() == *len && p.chars().all(|c| c.is_ascii_hexdigit()))
+/// A step of preparing NS3 (or a NIC) for a bypass engine that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BypassError {
+    /// The kernel address could not be taken off NS3's interface.
+    #[error("removing the kernel address from NS3's {iface}: {source}")]
+    RemoveAddress {
+        /// The interface.
+        iface: String,
+        /// The command's failure.
+        #[source]
+        source: CommandError,
+    },
+    /// No such PCI device.
+    #[error("PCI device {0} does not exist on this host (see `lspci -D`)")]
+    NoDevice(PciAddress),
+    /// vfio-pci needs an IOMMU.
+    #[error("cannot bind {0} for DPDK: this host has no IOMMU (no /sys/kernel/iommu_groups), which vfio-pci needs; use --pmd af_xdp or af_packet on the testbed's veth")]
+    NoIommu(PciAddress),
+    /// vfio-pci is not loaded and cannot be.
+    #[error("cannot bind {address} for DPDK: the vfio-pci driver is not loaded and `modprobe vfio-pci` failed ({source}); use --pmd af_xdp or af_packet")]
+    NoVfio {
+        /// The device.
+        address: PciAddress,
+        /// modprobe's failure.
+        #[source]
+        source: CommandError,
+    },
+    /// Binding (or giving back) the device failed.
+    #[error("binding {address} to {driver}: {source}")]
+    Bind {
+        /// The device.
+        address: String,
+        /// The driver.
+        driver: String,
+        /// dpdk-devbind.py's failure.
+        #[source]
+        source: Box<CommandError>,
+    },
+    /// Recording a step failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The per-run config.ini could not be written.
+    #[error("writing {path}: {source}")]
+    WriteIni {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// EAL's `--file-prefix` for a testbed's engine: unique per testbed, so
@@ -71,29 +77,23 @@ pub fn file_prefix(testbed: &str) -> String {
 /// vfio-pci driver must be loaded or loadable and an IOMMU present.
 ///
 /// # Errors
-/// [`LifecycleError::Unsupported`] saying which piece is missing.
-pub fn check_pci_possible(addr: &str) -> Result<(), LifecycleError> {
-    let device = Path::new("/sys/bus/pci/devices").join(addr);
+/// [`BypassError`] saying which piece is missing.
+pub fn check_pci_possible(addr: &PciAddress) -> Result<(), BypassError> {
+    let device = Path::new("/sys/bus/pci/devices").join(addr.as_str());
     if !device.exists() {
-        return Err(LifecycleError::Unsupported(format!(
-            "PCI device {addr} does not exist on this host (see `lspci -D`)"
-        )));
+        return Err(BypassError::NoDevice(addr.clone()));
     }
     let iommu_groups = fs::read_dir("/sys/kernel/iommu_groups").map_or(0, Iterator::count);
     if iommu_groups == 0 {
-        return Err(LifecycleError::Unsupported(format!(
-            "cannot bind {addr} for DPDK: this host has no IOMMU (no /sys/kernel/iommu_groups), \
-             which vfio-pci needs; use --pmd af_xdp or af_packet on the testbed's veth"
-        )));
+        return Err(BypassError::NoIommu(addr.clone()));
     }
     if !Path::new("/sys/bus/pci/drivers/vfio-pci").exists() {
-        let loaded = Command::new("modprobe").arg("vfio-pci").status();
-        if !loaded.is_ok_and(|s| s.success()) {
-            return Err(LifecycleError::Unsupported(format!(
-                "cannot bind {addr} for DPDK: the vfio-pci driver is not loaded and `modprobe \
-                 vfio-pci` failed (this kernel cannot load modules?); use --pmd af_xdp or af_packet"
-            )));
-        }
+        command::run(&mut command::cmd("modprobe", ["vfio-pci"]), "").map_err(|source| {
+            BypassError::NoVfio {
+                address: addr.clone(),
+                source,
+            }
+        })?;
     }
     Ok(())
 }
@@ -104,39 +104,25 @@ fn current_driver(addr: &str) -> Option<String> {
     link.file_name().map(|n| n.to_string_lossy().into_owned())
 }
 
-fn devbind(addr: &str, driver: &str) -> Result<(), LifecycleError> {
-    let output = Command::new("dpdk-devbind.py")
-        .args(["-b", driver, addr])
-        .output()
-        .map_err(LifecycleError::io(
-            "running dpdk-devbind.py (Debian package `dpdk`)",
-        ))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(LifecycleError::Unsupported(format!(
-            "dpdk-devbind.py -b {driver} {addr} failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        )))
-    }
+/// `dpdk-devbind.py -b <driver>` (or `-u` without one).
+fn devbind(addr: &str, driver: Option<&str>) -> Result<(), BypassError> {
+    let mut c = match driver {
+        Some(d) => command::cmd("dpdk-devbind.py", ["-b", d, addr]),
+        None => command::cmd("dpdk-devbind.py", ["-u", addr]),
+    };
+    command::run(&mut c, "dpdk-devbind.py is in Debian's package `dpdk`")
+        .map(|_| ())
+        .map_err(|source| BypassError::Bind {
+            address: addr.to_owned(),
+            driver: driver.unwrap_or("no driver").to_owned(),
+            source: Box::new(source),
+        })
 }
 
-fn ip_in(ns: &str, args: &[&str]) -> Result<(), String> {
-    let output = Command::new("ip")
-        .arg("-n")
-        .arg(ns)
-        .args(args)
-        .output()
-        .map_err(|e| format!("ip -n {ns} {}: {e}", args.join(" ")))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip -n {ns} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        ))
-    }
+/// `ip -n <ns> <args>`.
+fn ip_in(ns: &str, args: &[&str]) -> Result<String, CommandError> {
+    let mut c = command::cmd("ip", ["-n", ns].into_iter().chain(args.iter().copied()));
+    command::run(&mut c, "")
 }
 
 fn mask(prefix_len: u8) -> Ipv4Addr {
@@ -205,15 +191,12 @@ pub fn engine_ini(
         .unwrap_or_default();
     let netmask = mask(config.prefix_len());
     let broadcast = Ipv4Addr::from(u32::from(config.subnet()) | !u32::from(netmask));
-    let (pmd_key, iface, whitelist) = match pmd {
-        Pmd::AfXdp => ("af_xdp", config.server_iface(), String::new()),
-        Pmd::AfPacket => ("af_packet", config.server_iface(), String::new()),
-        Pmd::Pci(addr) => (
-            "pci",
-            config.server_iface(),
-            format!("pci_whitelist={addr}\n"),
-        ),
-    };
+    let pmd_key = pmd.kind().ini_name();
+    let iface = config.server_iface();
+    let whitelist = pmd
+        .pci()
+        .map(|addr| format!("pci_whitelist={addr}\n"))
+        .unwrap_or_default();
     format!(
         "; Written by the supervisor for one run of testbed `{name}`; removed on stop.\n\
          [dpdk]\n\
@@ -251,19 +234,21 @@ pub fn engine_ini(
 /// recorded in `state` (and saved) before it is made.
 ///
 /// # Errors
-/// A step that failed, with what to do.
+/// [`BypassError`]: the step that failed, with what to do.
 pub fn prepare(
     config: &TestbedConfig,
     state: &mut RunState,
     pmd: &Pmd,
     say: &mut dyn FnMut(&str),
-) -> Result<PathBuf, LifecycleError> {
+) -> Result<PathBuf, BypassError> {
     if let Pmd::Pci(addr) = pmd {
         check_pci_possible(addr)?;
-        let original = current_driver(addr);
-        state.pci_device = Some((addr.clone(), original));
+        state.pci_device = Some(BoundDevice {
+            address: addr.to_string(),
+            original_driver: current_driver(addr.as_str()),
+        });
         state.save()?;
-        devbind(addr, "vfio-pci")?;
+        devbind(addr.as_str(), Some("vfio-pci"))?;
     } else {
         // The userspace stack owns the address: the kernel must not answer
         // ARP or SYNs for it (an af_packet port still lets the kernel see
@@ -272,15 +257,16 @@ pub fn prepare(
         state.removed_server_address = Some(address.clone());
         state.save()?;
         let ns = config.server_ns();
-        if let Err(e) = ip_in(
+        if let Err(source) = ip_in(
             &ns,
             &["addr", "del", &address, "dev", &config.server_iface()],
         ) {
-            if !e.contains("Cannot assign requested address") {
-                return Err(LifecycleError::Network(format!(
-                    "removing the kernel address from NS3's {}: {e}",
-                    config.server_iface()
-                )));
+            // Already absent is what we want.
+            if !source.stderr().contains("Cannot assign requested address") {
+                return Err(BypassError::RemoveAddress {
+                    iface: config.server_iface(),
+                    source,
+                });
             }
         }
         say(&format!(
@@ -299,7 +285,7 @@ pub fn prepare(
                 .unwrap_or("no hugetlbfs mount")
         ));
     }
-    let ini = state::testbed_dir(config.name()).join("engine-config.ini");
+    let ini = config.state_dir().file(StateFile::EngineIni);
     state.files.push(ini.clone());
     state.save()?;
     let huge_dir = if no_huge {
@@ -307,8 +293,12 @@ pub fn prepare(
     } else {
         state.hugepages.dir.as_deref()
     };
-    fs::write(&ini, engine_ini(config, pmd, state.engine_core, huge_dir))
-        .map_err(LifecycleError::io(format!("writing {}", ini.display())))?;
+    fs::write(&ini, engine_ini(config, pmd, state.engine_core, huge_dir)).map_err(|source| {
+        BypassError::WriteIni {
+            path: ini.clone(),
+            source,
+        }
+    })?;
     Ok(ini)
 }
 
@@ -355,27 +345,28 @@ pub fn teardown(config: &TestbedConfig, state: &RunState, report: &mut TeardownR
         // A killed af_xdp engine leaves its XDP program attached.
         let _ = ip_in(&ns, &["link", "set", "dev", &iface, "xdp", "off"]);
         match ip_in(&ns, &["addr", "add", address, "dev", &iface]) {
-            Ok(()) => report
+            Ok(_) => report
                 .done
                 .push(format!("restored {address} on {iface} in {ns}")),
-            Err(e) if e.contains("File exists") || e.contains("Cannot find device") => {}
-            Err(e) if e.contains("Cannot open network namespace") => {}
-            Err(e) => report.problems.push(e),
+            // Already there, or the namespace or link went with the network.
+            Err(e)
+                if [
+                    "File exists",
+                    "Cannot find device",
+                    "Cannot open network namespace",
+                ]
+                .iter()
+                .any(|gone| e.stderr().contains(gone)) => {}
+            Err(e) => report.problems.push(e.to_string()),
         }
     }
-    if let Some((addr, original)) = &state.pci_device {
-        let restored = match original {
-            Some(driver) => devbind(addr, driver),
-            None => Command::new("dpdk-devbind.py")
-                .args(["-u", addr])
-                .status()
-                .map(|_| ())
-                .map_err(LifecycleError::io("dpdk-devbind.py -u")),
-        };
-        match restored {
+    if let Some(device) = &state.pci_device {
+        let original = device.original_driver.as_deref();
+        match devbind(&device.address, original) {
             Ok(()) => report.done.push(format!(
-                "gave {addr} back to {}",
-                original.as_deref().unwrap_or("no driver")
+                "gave {} back to {}",
+                device.address,
+                original.unwrap_or("no driver")
             )),
             Err(e) => report.problems.push(e.to_string()),
         }
@@ -385,20 +376,6 @@ pub fn teardown(config: &TestbedConfig, state: &RunState, report: &mut TeardownR
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pmd_parses_and_rejects() {
-        assert_eq!("af_xdp".parse::<Pmd>(), Ok(Pmd::AfXdp));
-        assert_eq!("af_packet".parse::<Pmd>(), Ok(Pmd::AfPacket));
-        assert_eq!(
-            "pci:0000:00:04.0".parse::<Pmd>(),
-            Ok(Pmd::Pci("0000:00:04.0".into()))
-        );
-        for bad in ["tap", "pci:", "pci:00:04.0", "pci:0000:00:04.x"] {
-            let err = bad.parse::<Pmd>().unwrap_err();
-            assert!(err.contains("not a poll-mode driver"), "{bad}: {err}");
-        }
-    }
 
     #[test]
     fn ini_has_the_testbed_addresses() {
@@ -427,23 +404,21 @@ mod tests {
     #[test]
     fn pci_mode_fails_clearly_without_the_device_or_iommu() {
         // No such device on any host: the message names it.
-        let err = check_pci_possible("0000:ff:1f.7").unwrap_err();
-        assert!(matches!(err, LifecycleError::Unsupported(ref m) if m.contains("0000:ff:1f.7")));
+        let missing: PciAddress = "0000:ff:1f.7".parse().unwrap();
+        let err = check_pci_possible(&missing).unwrap_err();
+        assert!(matches!(err, BypassError::NoDevice(ref a) if *a == missing));
+        assert!(err.to_string().contains("0000:ff:1f.7"));
         // A device that exists, on a host without an IOMMU or module
         // loading (these build machines): the message says which.
         let existing = fs::read_dir("/sys/bus/pci/devices")
             .into_iter()
             .flatten()
             .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .next();
+            .find_map(|e| e.file_name().to_string_lossy().parse::<PciAddress>().ok());
         if let Some(addr) = existing {
             if fs::read_dir("/sys/kernel/iommu_groups").map_or(0, Iterator::count) == 0 {
                 let err = check_pci_possible(&addr).unwrap_err();
-                assert!(
-                    matches!(err, LifecycleError::Unsupported(ref m) if m.contains("no IOMMU")),
-                    "{err}"
-                );
+                assert!(matches!(err, BypassError::NoIommu(_)), "{err}");
             }
         }
     }

@@ -2,7 +2,16 @@
 
 use std::path::PathBuf;
 
+use contract::argv::RenderError;
+use contract::EngineKind;
+
+use super::bypass::BypassError;
+use super::state::{Phase, StateError};
+use crate::bins::BinError;
+use crate::config::ConfigError;
+use crate::host::hugepages::HugepageError;
 use crate::host::process::Ending;
+use crate::net::NetError;
 
 /// A failed lifecycle step.
 #[derive(Debug, thiserror::Error)]
@@ -15,7 +24,7 @@ pub enum LifecycleError {
         /// The owning supervisor.
         pid: u32,
         /// Its engine kind.
-        engine: String,
+        engine: EngineKind,
     },
     /// A crashed run left resources behind.
     #[error("testbed `{testbed}` has leftovers of a crashed run (supervisor pid {pid} is gone): {what}. Remove them with `supervisor stop`, or pass --clean-leftovers to `start`")]
@@ -35,28 +44,35 @@ pub enum LifecycleError {
         /// Testbed name.
         testbed: String,
         /// Its phase.
-        phase: String,
+        phase: Phase,
+    },
+    /// The run has no segment yet.
+    #[error("testbed `{testbed}` has no statistics segment yet (still starting); wait for `supervisor start` to finish")]
+    NoSegment {
+        /// Testbed name.
+        testbed: String,
     },
     /// Run state file problem.
     #[error(transparent)]
-    State(#[from] super::state::StateError),
+    State(#[from] StateError),
     /// The network could not be brought up or down.
     #[error("testbed network: {0}")]
-    Network(String),
+    Network(#[source] Box<NetError>),
+    /// NS3 could not be prepared for a bypass engine.
+    #[error(transparent)]
+    Bypass(Box<BypassError>),
     /// Hugepage reservation failed.
     #[error(transparent)]
-    Hugepages(#[from] crate::host::hugepages::HugepageError),
+    Hugepages(#[from] HugepageError),
     /// The shared-memory segment failed.
     #[error("shared-memory segment: {0}")]
     Segment(#[from] shm_layout::ShmError),
-    /// A sibling binary is missing.
-    #[error("cannot find the `{name}` binary at {path}: build the workspace first (`cargo build --release`) or pass --bin-dir")]
-    MissingBinary {
-        /// Binary name.
-        name: &'static str,
-        /// Where it was expected.
-        path: PathBuf,
-    },
+    /// A sibling binary is missing or lacks the engine kind.
+    #[error(transparent)]
+    Binary(#[from] BinError),
+    /// A child's command line cannot be rendered (a contract bug).
+    #[error("rendering a command line: {0}")]
+    Render(#[from] RenderError),
     /// Starting a child failed.
     #[error("starting the {role}: {source}")]
     Spawn {
@@ -89,15 +105,40 @@ pub enum LifecycleError {
         /// The end of its log.
         log_tail: String,
     },
+    /// A child did not finish within its bound.
+    #[error("the {role} (pid {pid}) did not finish within {seconds} s and was stopped")]
+    Overran {
+        /// Which child.
+        role: &'static str,
+        /// Its pid.
+        pid: u32,
+        /// The bound.
+        seconds: u64,
+    },
+    /// The owning supervisor did not finish stopping.
+    #[error("the supervisor (pid {pid}) did not finish stopping within {seconds} s; see {log}")]
+    StopTimeout {
+        /// The owning supervisor.
+        pid: u32,
+        /// The bound.
+        seconds: u64,
+        /// Its log.
+        log: PathBuf,
+    },
+    /// The load generator's slot is missing from the segment after a run.
+    #[error("the segment {segment} has no {role} slot after the load generator ran: it never claimed it (its output above says why)")]
+    MissingSlot {
+        /// The segment.
+        segment: PathBuf,
+        /// The slot's role.
+        role: &'static str,
+    },
     /// The user interrupted.
     #[error("interrupted by a signal")]
     Interrupted,
     /// The testbed configuration is unusable (exit code 2, like `net`).
     #[error("configuration: {0}")]
-    Config(#[from] crate::config::ConfigError),
-    /// An engine kind this build or host cannot run.
-    #[error("{0}")]
-    Unsupported(String),
+    Config(#[from] ConfigError),
     /// Other I/O, with context.
     #[error("{step}: {source}")]
     Io {
@@ -106,6 +147,20 @@ pub enum LifecycleError {
         /// The error.
         source: std::io::Error,
     },
+}
+
+// Boxed: both carry a failed command's whole account, and every
+// lifecycle result would otherwise be as large.
+impl From<NetError> for LifecycleError {
+    fn from(e: NetError) -> Self {
+        Self::Network(Box::new(e))
+    }
+}
+
+impl From<BypassError> for LifecycleError {
+    fn from(e: BypassError) -> Self {
+        Self::Bypass(Box::new(e))
+    }
 }
 
 impl LifecycleError {

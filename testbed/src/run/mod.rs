@@ -8,10 +8,10 @@
 
 pub mod attach;
 pub mod bypass;
-pub mod engines;
 pub mod error;
 pub mod netview;
 pub mod session;
 pub mod state;
+pub mod teardown;
 
 pub use error::LifecycleError;

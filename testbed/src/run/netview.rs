@@ -1,6 +1,7 @@
 //! What the lifecycle needs to know of the testbed network, in its terms.
 
 use crate::config::TestbedConfig;
+use crate::impairment::Backend;
 use crate::net::{self, NetStatus};
 
 /// Whether the testbed network exists completely.
@@ -11,9 +12,9 @@ pub fn is_up(config: &TestbedConfig) -> bool {
 /// One line: backend in force and what it was configured with.
 pub fn describe_impairment(status: &NetStatus) -> String {
     let i = &status.impairment;
-    match i.backend.as_deref() {
+    match i.backend {
         None => "testbed not up".to_owned(),
-        Some("none") => "none".to_owned(),
+        Some(Backend::None) => "none".to_owned(),
         Some(backend) => format!(
             "{backend}: {} µs delay, {} % loss, {}",
             i.configured.delay_us,
@@ -37,7 +38,7 @@ pub fn observed_loss_percent(status: &NetStatus) -> Option<f64> {
 /// supervisor brought the network up; otherwise "is gone").
 pub fn emulator_ending(config: &TestbedConfig) -> Option<(u32, String)> {
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-    let path = net::state::state_file(&config.state_dir());
+    let path = config.state_dir().file(crate::state::StateFile::Net);
     let record = net::state::NetState::load(&path).ok()??.emulator?;
     if record.process.is_alive() {
         return None;

@@ -1,47 +1,33 @@
-//! One run of the experiment: the ordered side effects of `start` and the
-//! teardown that undoes them, whether called by `stop`, by a signal, by a
-//! child's death or after a crash of an earlier supervisor.
-//!
-//! Every resource is recorded in the run state file *before* the next step,
-//! so teardown from the file alone removes exactly what exists.
+//! One run of the experiment: the ordered side effects of `start`, each
+//! recorded in the run state file *before* the next step, so teardown from
+//! the file alone (by `stop`, a signal, a child's death, or after a crash
+//! of an earlier supervisor) removes exactly what exists.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use contract::argv::to_argv;
+use contract::engine::EngineArgs;
+use contract::{EngineKind, Pmd};
 use shm_layout::{CreateOptions, ProducerState, Role, Segment};
 
 use super::error::LifecycleError;
-use super::netview;
-use super::state::{self, Phase, RunState, StateError};
+use super::state::{Phase, RunState, StateError};
+use super::teardown::{describe_leftovers, teardown_recorded, TeardownReport};
+use super::{bypass, netview};
+use crate::bins::{self, Binary};
 use crate::config::TestbedConfig;
 use crate::host::hugepages;
 use crate::host::process::{self, Ending, ProcessId};
+use crate::host::wait::{self, Check, Waited};
 use crate::net;
+use crate::state::StateFile;
+use crate::topology::NsRole;
 
-/// Engine kinds the supervisor can start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum EngineKind {
-    /// Kernel TCP sockets (Case 1).
-    Kernel,
-    /// DPDK + smoltcp (Case 2).
-    Dpdk,
-    /// DPDK + F-Stack (Case 2, as in the original experiment).
-    Fstack,
-}
-
-impl EngineKind {
-    /// The engine's `--kind` value.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Kernel => "kernel",
-            Self::Dpdk => "dpdk",
-            Self::Fstack => "fstack",
-        }
-    }
-}
+/// How long `start` waits for the engine to serve, unless told otherwise.
+pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How to start a run.
 #[derive(Debug, Clone)]
@@ -57,37 +43,15 @@ pub struct StartOptions {
     /// Bound on the engine reaching its serving state.
     pub ready_timeout: Duration,
     /// Poll-mode driver of a bypass engine.
-    pub pmd: super::bypass::Pmd,
+    pub pmd: Pmd,
 }
 
-/// Hugepages a run needs: one for the segment, more for DPDK's memory.
+/// Hugepages a run needs: a few for the segment, more for DPDK's memory.
 fn pages_needed(engine: EngineKind) -> u64 {
-    match engine {
-        EngineKind::Kernel => 4,
-        EngineKind::Dpdk | EngineKind::Fstack => 4 + 256,
-    }
-}
-
-/// The directory of the running supervisor binary, where cargo puts its
-/// siblings.
-#[must_use]
-pub fn default_bin_dir() -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(Path::to_path_buf))
-        .unwrap_or_else(|| PathBuf::from("."))
-}
-
-/// Path of a sibling binary, checked to exist.
-///
-/// # Errors
-/// [`LifecycleError::MissingBinary`].
-pub fn binary(bin_dir: &Path, name: &'static str) -> Result<PathBuf, LifecycleError> {
-    let path = bin_dir.join(name);
-    if path.is_file() {
-        Ok(path)
+    if engine.is_bypass() {
+        4 + 256
     } else {
-        Err(LifecycleError::MissingBinary { name, path })
+        4
     }
 }
 
@@ -98,15 +62,6 @@ pub struct Run {
     segment: Option<Segment>,
     engine: Option<Child>,
     torn_down: bool,
-}
-
-/// What teardown did, for the user.
-#[derive(Debug, Default, Clone, serde::Serialize)]
-pub struct TeardownReport {
-    /// One line per resource removed or process stopped.
-    pub done: Vec<String>,
-    /// Problems met (teardown goes on past them).
-    pub problems: Vec<String>,
 }
 
 impl Run {
@@ -120,9 +75,9 @@ impl Run {
         options: &StartOptions,
         say: &mut dyn FnMut(&str),
     ) -> Result<Self, LifecycleError> {
-        let engine_bin = binary(&options.bin_dir, "engine")?;
-        super::engines::require(&engine_bin, options.engine)?;
-        binary(&options.bin_dir, "loadgen")?;
+        let engine_bin = bins::path(&options.bin_dir, Binary::Engine)?;
+        bins::require(&engine_bin, options.engine)?;
+        bins::path(&options.bin_dir, Binary::Loadgen)?;
         check_previous_run(&config, options.clean_leftovers, say)?;
 
         let cores = config.cores();
@@ -130,7 +85,7 @@ impl Run {
             testbed: config.name().to_owned(),
             phase: Phase::Starting,
             supervisor: ProcessId::current(),
-            engine_kind: options.engine.as_str().to_owned(),
+            engine_kind: options.engine,
             engine: None,
             engine_core: cores.engine,
             loadgen_core: cores.loadgen,
@@ -140,6 +95,7 @@ impl Run {
             created_network: false,
             removed_server_address: None,
             pci_device: None,
+            engine_command: Vec::new(),
             files: Vec::new(),
             started_unix: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -164,7 +120,7 @@ impl Run {
             ));
             run.state.created_network = true;
             run.state.save()?;
-            net::up(&run.config).map_err(|e| LifecycleError::Network(e.to_string()))?;
+            net::up(&run.config)?;
         }
         if let Ok(status) = net::status(&run.config) {
             say(&format!(
@@ -174,15 +130,14 @@ impl Run {
         }
 
         // Step 2: hugepages (for the segment, and DPDK's memory).
-        let mount_point = state::testbed_dir(run.config.name()).join("hugepages");
+        let mount_point = run.config.state_dir().file(StateFile::Hugepages);
         run.state.hugepages = hugepages::acquire(pages_needed(options.engine), &mount_point)?;
         run.state.save()?;
 
         // Step 3: the shared-memory segment.
         let mut create = CreateOptions::new(run.config.name());
         create.hugetlbfs_dir.clone_from(&run.state.hugepages.dir);
-        let stale = stale_segment_paths(&create);
-        for path in &stale {
+        for path in stale_segment_paths(&create) {
             let _ = fs::remove_file(path);
         }
         let segment = Segment::create(&create)?;
@@ -215,17 +170,32 @@ impl Run {
         Ok(run)
     }
 
+    /// The engine's arguments for this run.
+    fn engine_args(&self, options: &StartOptions, dpdk_config: Option<PathBuf>) -> EngineArgs {
+        let defaults = EngineArgs::default();
+        EngineArgs {
+            kind: options.engine,
+            listen: std::net::SocketAddr::from(([0, 0, 0, 0], self.config.port())),
+            core: Some(self.state.engine_core),
+            busy_poll: options.busy_poll,
+            shm: self.state.segment.clone(),
+            dpdk_config: dpdk_config.unwrap_or(defaults.dpdk_config.clone()),
+            ..defaults
+        }
+    }
+
     fn spawn_engine(&mut self, bin: &Path, options: &StartOptions) -> Result<(), LifecycleError> {
-        let bypass_config = match options.engine {
-            EngineKind::Kernel => None,
-            EngineKind::Dpdk | EngineKind::Fstack => Some(super::bypass::prepare(
+        let dpdk_config = if options.engine.is_bypass() {
+            Some(bypass::prepare(
                 &self.config,
                 &mut self.state,
                 &options.pmd,
                 &mut |l| eprintln!("supervisor: {l}"),
-            )?),
+            )?)
+        } else {
+            None
         };
-        let log_path = self.log_path("engine");
+        let log_path = self.config.state_dir().file(StateFile::EngineLog);
         let log = fs::File::create(&log_path).map_err(LifecycleError::io(format!(
             "creating {}",
             log_path.display()
@@ -233,67 +203,59 @@ impl Run {
         let log_err = log
             .try_clone()
             .map_err(LifecycleError::io("duplicating the engine log"))?;
-        let segment = self.state.segment.clone().unwrap_or_default();
-        let mut command = net::in_namespace(&self.config.server_ns(), bin);
+        let argv = to_argv(&self.engine_args(options, dpdk_config))?;
+        let mut command = self.config.node(NsRole::Server).command(bin);
         command
-            .arg("--kind")
-            .arg(options.engine.as_str())
-            .arg("--listen")
-            .arg(format!("0.0.0.0:{}", self.config.port()))
-            .arg("--core")
-            .arg(self.state.engine_core.to_string())
-            .arg("--shm")
-            .arg(&segment)
+            .args(&argv)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err);
-        if options.busy_poll {
-            command.arg("--busy-poll");
-        }
-        if let Some(ini) = &bypass_config {
-            command.arg("--dpdk-config").arg(ini);
-        }
+        self.state.engine_command = crate::host::command::words(&command);
         let child = command.spawn().map_err(|source| LifecycleError::Spawn {
             role: "engine",
             source,
         })?;
-        self.state.engine = Some(ProcessId::of(child.id()).unwrap_or(ProcessId {
-            pid: child.id(),
-            start_time: 0,
-        }));
+        self.state.engine = Some(ProcessId::of_child(&child));
         self.engine = Some(child);
         self.state.save()?;
         Ok(())
     }
 
     fn wait_engine_ready(&mut self, limit: Duration) -> Result<(), LifecycleError> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(ending) = self.engine_ending()? {
-                return Err(LifecycleError::DiedStarting {
-                    role: "engine",
-                    pid: self.state.engine.map_or(0, |p| p.pid),
-                    ending,
-                    log_tail: log_tail(&self.log_path("engine")),
-                });
+        let pid = self.state.engine.map_or(0, |p| p.pid);
+        let waited = wait::until(limit, Duration::from_millis(20), || {
+            match self.engine_ending() {
+                Ok(Some(ending)) => return Check::Failed(Ok(ending)),
+                Ok(None) => {}
+                Err(e) => return Check::Failed(Err(e)),
             }
-            if let Some(segment) = &self.segment {
-                let ready = segment.snapshot().slots.iter().any(|slot| {
+            let serving = self.segment.as_ref().is_some_and(|segment| {
+                segment.snapshot().slots.iter().any(|slot| {
                     slot.role == Role::Engine && slot.info.state == ProducerState::Running
-                });
-                if ready {
-                    return Ok(());
-                }
+                })
+            });
+            if serving {
+                Check::Ready(())
+            } else {
+                Check::Pending
             }
-            if Instant::now() >= deadline {
-                return Err(LifecycleError::StartTimeout {
-                    role: "engine",
-                    pid: self.state.engine.map_or(0, |p| p.pid),
-                    seconds: limit.as_secs(),
-                    log_tail: log_tail(&self.log_path("engine")),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        });
+        let log_tail = || log_tail(&self.config.state_dir().file(StateFile::EngineLog));
+        match waited {
+            Ok(()) => Ok(()),
+            Err(Waited::Failed(Ok(ending))) => Err(LifecycleError::DiedStarting {
+                role: "engine",
+                pid,
+                ending,
+                log_tail: log_tail(),
+            }),
+            Err(Waited::Failed(Err(e))) => Err(e),
+            Err(Waited::TimedOut) => Err(LifecycleError::StartTimeout {
+                role: "engine",
+                pid,
+                seconds: limit.as_secs(),
+                log_tail: log_tail(),
+            }),
         }
     }
 
@@ -321,10 +283,6 @@ impl Run {
     #[must_use]
     pub fn config(&self) -> &TestbedConfig {
         &self.config
-    }
-
-    fn log_path(&self, role: &str) -> PathBuf {
-        state::testbed_dir(self.config.name()).join(format!("{role}.log"))
     }
 
     /// Stops the engine and removes everything the run created.
@@ -409,93 +367,6 @@ fn check_previous_run(
         say(line);
     }
     Ok(())
-}
-
-/// A one-line list of what a dead run recorded.
-#[must_use]
-pub fn describe_leftovers(state: &RunState) -> String {
-    let mut parts = Vec::new();
-    if let Some(engine) = state.engine.filter(ProcessId::is_alive) {
-        parts.push(format!("engine pid {} still running", engine.pid));
-    }
-    if let Some(seg) = state.segment.as_ref().filter(|p| p.exists()) {
-        parts.push(format!("segment {}", seg.display()));
-    }
-    if state.created_network {
-        parts.push("testbed network".to_owned());
-    }
-    if state.hugepages.added_pages > 0 || state.hugepages.mounted_at.is_some() {
-        parts.push("hugepage reservation".to_owned());
-    }
-    if parts.is_empty() {
-        parts.push("only the run state file".to_owned());
-    }
-    parts.join(", ")
-}
-
-/// Stops a recorded process; whether it was still running.
-fn stopped(process: &ProcessId) -> bool {
-    !matches!(
-        process.stop(Duration::from_secs(5)),
-        Ok(crate::host::process::Stopped::NotRunning)
-    )
-}
-
-/// Removes everything `state` records, in reverse order of creation. Used
-/// by a live run's teardown and for a crashed run's leftovers alike.
-pub fn teardown_recorded(config: &TestbedConfig, state: &RunState, report: &mut TeardownReport) {
-    // The load generator first (it was started last): stopping the engine
-    // first would make it exit on its own, and its end go unreported.
-    for loadgen in super::attach::recorded_loadgens(config.name()) {
-        if stopped(&loadgen) {
-            report
-                .done
-                .push(format!("load generator (pid {}) stopped", loadgen.pid));
-        }
-    }
-    // Its record too, or the state directory outlives the run.
-    let _ = fs::remove_file(state::testbed_dir(config.name()).join("loadgen.pid.json"));
-    if let Some(engine) = state.engine {
-        if stopped(&engine) {
-            report
-                .done
-                .push(format!("engine (pid {}) stopped", engine.pid));
-        }
-    }
-    super::bypass::teardown(config, state, report);
-    if let Some(path) = &state.segment {
-        match fs::remove_file(path) {
-            Ok(()) => report
-                .done
-                .push(format!("removed segment {}", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => report
-                .problems
-                .push(format!("removing segment {}: {e}", path.display())),
-        }
-    }
-    for file in &state.files {
-        let _ = fs::remove_file(file);
-    }
-    let problems = hugepages::release(&state.hugepages);
-    if state.hugepages.added_pages > 0 || state.hugepages.mounted_at.is_some() {
-        report.done.push("released hugepages".to_owned());
-    }
-    report.problems.extend(problems);
-    if state.created_network {
-        match net::down(config) {
-            Ok(_) => report
-                .done
-                .push(format!("testbed network `{}` removed", config.name())),
-            Err(e) => report.problems.push(format!("network down: {e}")),
-        }
-    }
-    for role in ["engine", "loadgen", "supervisor"] {
-        let _ = fs::remove_file(state::testbed_dir(config.name()).join(format!("{role}.log")));
-    }
-    state.remove();
-    // The directory goes only when nothing else (network state) is in it.
-    let _ = fs::remove_dir(state::testbed_dir(config.name()));
 }
 
 /// The last lines of a log file, for error messages.

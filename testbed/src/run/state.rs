@@ -2,20 +2,21 @@
 //! `attach`, `stats` and `stop` from other invocations find it, and so that
 //! leftovers of a crash can be removed exactly.
 //!
-//! It lives beside the network's own state, under `/run/bypasslab/<testbed>/`,
-//! and is created with `create_new`: two runs of one testbed cannot both own it.
+//! It lives beside the network's own state, in the testbed's state
+//! directory, and is created with `create_new`: two runs of one testbed
+//! cannot both own it.
 
+use std::fmt;
 use std::fs;
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
+use contract::{EngineKind, PciAddress};
 use serde::{Deserialize, Serialize};
 
 use crate::host::hugepages::HugepageGrant;
 use crate::host::process::ProcessId;
-
-/// Root of every testbed's runtime state.
-pub use crate::net::STATE_ROOT as RUN_ROOT;
+use crate::state::{json_bytes, read_json, write_json, StateDir, StateFile};
 
 /// Where a run is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,6 +30,35 @@ pub enum Phase {
     Stopping,
 }
 
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Starting => "starting",
+            Self::Ready => "ready",
+            Self::Stopping => "stopping",
+        })
+    }
+}
+
+/// A PCI device handed to DPDK, and the kernel driver it had before
+/// (restored on stop).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BoundDevice {
+    /// The device.
+    pub address: String,
+    /// Its driver before the run, if any.
+    pub original_driver: Option<String>,
+}
+
+impl BoundDevice {
+    /// The device's address, parsed (a state file edited by hand may hold
+    /// anything).
+    #[must_use]
+    pub fn pci_address(&self) -> Option<PciAddress> {
+        self.address.parse().ok()
+    }
+}
+
 /// Everything one run owns.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunState {
@@ -38,8 +68,8 @@ pub struct RunState {
     pub phase: Phase,
     /// The supervisor that owns the run.
     pub supervisor: ProcessId,
-    /// Engine kind (`kernel`, `dpdk`, `fstack`).
-    pub engine_kind: String,
+    /// Engine kind.
+    pub engine_kind: EngineKind,
     /// The engine process, once started.
     pub engine: Option<ProcessId>,
     /// Core the engine is pinned to.
@@ -57,10 +87,12 @@ pub struct RunState {
     /// Kernel address removed from NS3's interface for a bypass engine, to be
     /// restored on stop (`addr/prefix`).
     pub removed_server_address: Option<String>,
-    /// PCI device bound to vfio-pci for the engine, with the kernel driver
-    /// it had before (restored on stop).
+    /// PCI device bound to vfio-pci for the engine (restored on stop).
     #[serde(default)]
-    pub pci_device: Option<(String, Option<String>)>,
+    pub pci_device: Option<BoundDevice>,
+    /// The engine's command line, as it was started.
+    #[serde(default)]
+    pub engine_command: Vec<String>,
     /// Files the run wrote (per-run engine config) to remove on stop.
     pub files: Vec<PathBuf>,
     /// Unix time the run started, seconds.
@@ -102,16 +134,10 @@ pub enum StateError {
     },
 }
 
-/// The state directory of a testbed.
-#[must_use]
-pub fn testbed_dir(testbed: &str) -> PathBuf {
-    Path::new(RUN_ROOT).join(testbed)
-}
-
 /// The run state file of a testbed.
 #[must_use]
 pub fn state_path(testbed: &str) -> PathBuf {
-    testbed_dir(testbed).join("run.json")
+    StateDir::of(testbed).file(StateFile::Run)
 }
 
 impl RunState {
@@ -125,7 +151,7 @@ impl RunState {
             path: path.clone(),
             source,
         };
-        fs::create_dir_all(testbed_dir(&self.testbed)).map_err(io_err)?;
+        StateDir::of(&self.testbed).create().map_err(io_err)?;
         let file = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -137,7 +163,8 @@ impl RunState {
             }
             Err(e) => return Err(io_err(e)),
         };
-        file.write_all(&self.to_json()).map_err(io_err)?;
+        file.write_all(&json_bytes(self).map_err(io_err)?)
+            .map_err(io_err)?;
         file.sync_all().map_err(io_err)
     }
 
@@ -147,13 +174,7 @@ impl RunState {
     /// I/O.
     pub fn save(&self) -> Result<(), StateError> {
         let path = state_path(&self.testbed);
-        let tmp = path.with_extension("json.tmp");
-        let io_err = |source| StateError::Io {
-            path: path.clone(),
-            source,
-        };
-        fs::write(&tmp, self.to_json()).map_err(io_err)?;
-        fs::rename(&tmp, &path).map_err(io_err)
+        write_json(&path, self).map_err(|source| StateError::Io { path, source })
     }
 
     /// Loads a testbed's run state.
@@ -162,30 +183,22 @@ impl RunState {
     /// [`StateError::NotRunning`] when there is none, [`StateError::Corrupt`].
     pub fn load(testbed: &str) -> Result<Self, StateError> {
         let path = state_path(testbed);
-        let text = match fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(StateError::NotRunning {
-                    testbed: testbed.to_owned(),
-                    path,
-                })
-            }
-            Err(source) => return Err(StateError::Io { path, source }),
-        };
-        serde_json::from_str(&text).map_err(|e| StateError::Corrupt {
-            path,
-            reason: e.to_string(),
-        })
+        match read_json(&path) {
+            Ok(Some(state)) => Ok(state),
+            Ok(None) => Err(StateError::NotRunning {
+                testbed: testbed.to_owned(),
+                path,
+            }),
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => Err(StateError::Corrupt {
+                path,
+                reason: e.to_string(),
+            }),
+            Err(source) => Err(StateError::Io { path, source }),
+        }
     }
 
     /// Removes the state file.
     pub fn remove(&self) {
-        let _ = fs::remove_file(state_path(&self.testbed));
-    }
-
-    fn to_json(&self) -> Vec<u8> {
-        let mut bytes = serde_json::to_vec_pretty(self).unwrap_or_default();
-        bytes.push(b'\n');
-        bytes
+        StateDir::of(&self.testbed).remove(StateFile::Run);
     }
 }

@@ -1,0 +1,111 @@
+//! Removing what a run recorded, in reverse order of creation: used by a
+//! live run's teardown and for a crashed run's leftovers alike, so the two
+//! can never differ.
+
+use std::fs;
+use std::time::Duration;
+
+use super::attach::recorded_loadgens;
+use super::bypass;
+use super::state::RunState;
+use crate::config::TestbedConfig;
+use crate::host::hugepages;
+use crate::host::process::{ProcessId, Stopped};
+use crate::net;
+use crate::state::StateFile;
+
+/// How long a recorded child gets between SIGTERM and SIGKILL.
+const GRACE: Duration = Duration::from_secs(5);
+
+/// What teardown did, for the user.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct TeardownReport {
+    /// One line per resource removed or process stopped.
+    pub done: Vec<String>,
+    /// Problems met (teardown goes on past them).
+    pub problems: Vec<String>,
+}
+
+impl TeardownReport {
+    /// Stops a recorded process, saying so when it was still running.
+    fn stop(&mut self, what: &str, process: &ProcessId) {
+        match process.stop(GRACE) {
+            Ok(Stopped::NotRunning) => {}
+            Ok(_) => self
+                .done
+                .push(format!("{what} (pid {}) stopped", process.pid)),
+            Err(e) => self.problems.push(format!("stopping the {what}: {e}")),
+        }
+    }
+}
+
+/// A one-line list of what a dead run recorded.
+#[must_use]
+pub fn describe_leftovers(state: &RunState) -> String {
+    let mut parts = Vec::new();
+    if let Some(engine) = state.engine.filter(ProcessId::is_alive) {
+        parts.push(format!("engine pid {} still running", engine.pid));
+    }
+    if let Some(seg) = state.segment.as_ref().filter(|p| p.exists()) {
+        parts.push(format!("segment {}", seg.display()));
+    }
+    if state.created_network {
+        parts.push("testbed network".to_owned());
+    }
+    if state.hugepages.added_pages > 0 || state.hugepages.mounted_at.is_some() {
+        parts.push("hugepage reservation".to_owned());
+    }
+    if parts.is_empty() {
+        parts.push("only the run state file".to_owned());
+    }
+    parts.join(", ")
+}
+
+/// Removes everything `state` records, in reverse order of creation.
+pub fn teardown_recorded(config: &TestbedConfig, state: &RunState, report: &mut TeardownReport) {
+    let dir = config.state_dir();
+    // The load generator first (it was started last): stopping the engine
+    // first would make it exit on its own, and its end go unreported.
+    for loadgen in recorded_loadgens(config) {
+        report.stop("load generator", &loadgen);
+    }
+    // Its record too, or the state directory outlives the run.
+    dir.remove(StateFile::LoadgenPid);
+    if let Some(engine) = state.engine {
+        report.stop("engine", &engine);
+    }
+    bypass::teardown(config, state, report);
+    if let Some(path) = &state.segment {
+        match fs::remove_file(path) {
+            Ok(()) => report
+                .done
+                .push(format!("removed segment {}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => report
+                .problems
+                .push(format!("removing segment {}: {e}", path.display())),
+        }
+    }
+    for file in &state.files {
+        let _ = fs::remove_file(file);
+    }
+    let problems = hugepages::release(&state.hugepages);
+    if state.hugepages.added_pages > 0 || state.hugepages.mounted_at.is_some() {
+        report.done.push("released hugepages".to_owned());
+    }
+    report.problems.extend(problems);
+    if state.created_network {
+        match net::down(config) {
+            Ok(_) => report
+                .done
+                .push(format!("testbed network `{}` removed", config.name())),
+            Err(e) => report.problems.push(format!("network down: {e}")),
+        }
+    }
+    for log in [StateFile::EngineLog, StateFile::SupervisorLog] {
+        dir.remove(log);
+    }
+    state.remove();
+    // The directory goes only when nothing else (network state) is in it.
+    dir.remove_if_empty();
+}
