@@ -10,15 +10,14 @@
 //! and SVG/PNG plots.
 //!
 //! The full matrix takes most of a day, so the report is saved after every
-//! repetition and `--resume` continues it ([`resume`]).
+//! repetition and `--resume` continues it (`bench_report::resume`).
 //!
-//! Bottom-up: [`stats`] (median, spread, flags), [`host`] (machine facts),
-//! [`availability`] (which engines and peers can be measured, and why
-//! not), [`peers`] (running and parsing the peer tools), [`record`] (an
-//! engine run checked against the loadgen's own counters), [`report`] (the
-//! document and its markdown), [`resume`] (saving and continuing it),
-//! [`plot`] (the figures), [`matrix`] (the runs on one testbed); [`run`]
-//! drives the whole.
+//! Bottom-up: [`host`] (machine facts), [`availability`] (which engines
+//! and peers can be measured, and why not), [`peers`] (one file per peer
+//! tool behind the [`peers::Peer`] trait), [`record`] (an engine run
+//! checked against the loadgen's own counters), [`matrix`] (the runs on one
+//! testbed); [`run`] drives the whole. The report itself (its model,
+//! markdown, statistics, plots and resume) is the `bench-report` crate.
 
 pub mod availability;
 pub mod host;
@@ -62,11 +61,15 @@ impl std::fmt::Debug for PeerName {
     }
 }
 
-impl std::str::FromStr for PeerName {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        peers::by_name(s).map(PeerName)
-    }
+/// `--peers`'s parser: the names of [`peers::ALL`], shown in the help.
+fn peer_names() -> impl clap::builder::TypedValueParser<Value = PeerName> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(peers::ALL.iter().map(|p| p.name())).map(
+        |name: String| {
+            // Only the possible values reach here.
+            PeerName(peers::by_name(&name).unwrap_or(peers::ALL[0]))
+        },
+    )
 }
 
 /// Exit code: a run lost messages, failed, or a plot could not be drawn
@@ -99,8 +102,9 @@ impl Setting {
 /// `supervisor bench`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
-    /// Engines to measure; one this build or host cannot run is listed with the reason.
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = EngineKind::ALL)]
+    /// Engines to measure (default: every kind); one this build or host
+    /// cannot run is listed with the reason.
+    #[arg(long, value_enum, value_delimiter = ',')]
     pub engines: Vec<EngineKind>,
     /// Message counts: one row of the table each.
     #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
@@ -108,8 +112,9 @@ pub struct BenchArgs {
     /// Testbeds: without impairment (off) and with it (on).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "off,on")]
     pub impairment: Vec<Setting>,
-    /// Peer tools measured on the same path; a missing one is listed as skipped.
-    #[arg(long, value_delimiter = ',', default_values_t = peers::ALL.iter().map(|p| PeerName(*p)))]
+    /// Peer tools measured on the same path (default: every peer); a
+    /// missing one is listed as skipped.
+    #[arg(long, value_delimiter = ',', value_parser = peer_names())]
     pub peers: Vec<PeerName>,
     /// Output directory (created): results.json, results.md, plots/, logs/.
     #[arg(long, default_value = "bench-out")]
@@ -189,6 +194,26 @@ pub enum BenchError {
 }
 
 impl BenchArgs {
+    /// The engines asked for: every kind when none is named.
+    #[must_use]
+    pub fn engines(&self) -> Vec<EngineKind> {
+        if self.engines.is_empty() {
+            EngineKind::ALL.to_vec()
+        } else {
+            self.engines.clone()
+        }
+    }
+
+    /// The peers asked for: every peer when none is named.
+    #[must_use]
+    pub fn peers(&self) -> Vec<&'static dyn Peer> {
+        if self.peers.is_empty() {
+            peers::ALL.to_vec()
+        } else {
+            self.peers.iter().map(|p| p.0).collect()
+        }
+    }
+
     fn validate(&self) -> Result<(), BenchError> {
         let bad = |option, value: String, reason: &str| BenchError::BadOption {
             option,
@@ -200,13 +225,6 @@ impl BenchArgs {
                 "--packets",
                 format!("{:?}", self.packets),
                 "every count must be at least 1",
-            ));
-        }
-        if self.engines.is_empty() && self.peers.is_empty() {
-            return Err(bad(
-                "--engines/--peers",
-                String::new(),
-                "nothing to measure",
             ));
         }
         if self.impairment.is_empty() {
@@ -302,10 +320,10 @@ impl Drop for NetGuard {
 /// the keys a resumed report must share.
 fn configuration(args: &BenchArgs, impaired: &TestbedConfig) -> serde_json::Value {
     serde_json::json!({
-        "engines": args.engines,
+        "engines": args.engines(),
         "packets": args.packets,
         "impairment": args.impairment,
-        "peers": args.peers.iter().map(|p| p.0.name()).collect::<Vec<_>>(),
+        "peers": args.peers().iter().map(|p| p.name()).collect::<Vec<_>>(),
         "tests": tests(args),
         "repetitions": args.repetitions,
         "open_fraction": args.open_fraction,
@@ -324,10 +342,10 @@ fn configuration(args: &BenchArgs, impaired: &TestbedConfig) -> serde_json::Valu
 /// it can list the cells still without runs, knowing nothing of peers).
 fn tests(args: &BenchArgs) -> serde_json::Value {
     let subjects = args
-        .engines
-        .iter()
+        .engines()
+        .into_iter()
         .map(|e| (e.as_str(), matrix::ENGINE_TESTS))
-        .chain(args.peers.iter().map(|p| (p.0.name(), p.0.tests())));
+        .chain(args.peers().into_iter().map(|p| (p.name(), p.tests())));
     serde_json::Value::Object(
         subjects
             .map(|(subject, tests)| (subject.to_owned(), serde_json::json!(tests)))
@@ -399,9 +417,8 @@ pub fn run(args: &BenchArgs) -> Result<i32, BenchError> {
     }
     let bin_dir = args.bin_dir.clone().unwrap_or_else(bins::default_dir);
     let host = host::facts();
-    let engines = availability::engines(&args.engines, &bin_dir, &host.doctor);
-    let requested_peers: Vec<&'static dyn Peer> = args.peers.iter().map(|p| p.0).collect();
-    let peers = availability::peers(&requested_peers);
+    let engines = availability::engines(&args.engines(), &bin_dir, &host.doctor);
+    let peers = availability::peers(&args.peers());
     for (_, a) in engines
         .iter()
         .map(|(k, a)| (k.as_str(), a))

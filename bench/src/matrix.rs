@@ -347,7 +347,7 @@ impl<'a> Bench<'a> {
             let started_utc = host::utc_now();
             let base = self.progress.position();
             let mut watch = RunWatch::new(&self.progress, &self.results.cells[index], base);
-            let outcome = attach::attach_once_with_output(
+            let outcome = attach::attach(
                 config,
                 &state,
                 &self.plan.bin_dir,

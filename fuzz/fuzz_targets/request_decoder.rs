@@ -154,24 +154,9 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| check(data));
 /// Replays the files (and directories of files) named on the command line.
 #[cfg(not(fuzzing))]
 fn main() -> std::process::ExitCode {
-    let mut inputs = Vec::new();
-    for arg in std::env::args_os().skip(1) {
-        let path = std::path::PathBuf::from(arg);
-        match std::fs::read_dir(&path) {
-            Ok(entries) => inputs.extend(entries.filter_map(Result::ok).map(|e| e.path())),
-            Err(_) => inputs.push(path),
-        }
-    }
-    inputs.sort();
-    for path in &inputs {
-        match std::fs::read(path) {
-            Ok(data) => check(&data),
-            Err(e) => {
-                eprintln!("{}: {e}", path.display());
-                return std::process::ExitCode::from(2);
-            }
-        }
-    }
-    println!("{} inputs replayed, all consistent", inputs.len());
-    std::process::ExitCode::SUCCESS
+    replay::replay(check)
 }
+
+#[cfg(not(fuzzing))]
+#[path = "replay.rs"]
+mod replay;

@@ -14,7 +14,7 @@
 //! connection cap), loadgen/tests/fake_servers.rs (mismatching and silent
 //! servers).
 
-mod reliability;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -23,8 +23,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use reliability::{bin_dir, engines, finish, root_or_skip, Ran, Testbed, SUPERVISOR};
 use shm_layout::{CreateOptions, Segment, ShmError};
+use support::{bin_dir, engines, finish, require_root, Ran, Testbed, SUPERVISOR};
 
 fn row(id: &str, input: &str, outcome: &str) {
     println!("{id:<4} | {input} | {outcome}");
@@ -251,7 +251,7 @@ fn bad_input_segments_are_refused_by_engine_and_loadgen() {
 
 #[test]
 fn bad_input_hugepages_exhausted() {
-    if !root_or_skip("bad_input_hugepages_exhausted") {
+    if !require_root("bad_input_hugepages_exhausted") {
         return;
     }
     // A hugetlbfs mount limited to one 2 MB page: the first segment takes
@@ -299,7 +299,7 @@ fn bad_input_hugepages_exhausted() {
 
 #[test]
 fn bad_input_name_collisions() {
-    if !root_or_skip("bad_input_name_collisions") {
+    if !require_root("bad_input_name_collisions") {
         return;
     }
     // N1: two config files, one testbed name: the second start is refused.
@@ -313,7 +313,7 @@ fn bad_input_name_collisions() {
         ),
     )
     .unwrap();
-    testbed.start_detached("kernel");
+    testbed.start_detached(contract::EngineKind::Kernel);
     let second = run_bounded(
         Path::new(SUPERVISOR),
         &["start", "--config", other.to_str().unwrap()],
@@ -499,19 +499,19 @@ fn protocol_cases(addr: SocketAddr) -> u64 {
 
 #[test]
 fn bad_input_protocol_garbage_never_stops_the_engine() {
-    if !root_or_skip("bad_input_protocol_garbage") {
+    if !require_root("bad_input_protocol_garbage") {
         return;
     }
     for engine in engines() {
         let testbed = Testbed::plain("bp");
         let state = testbed.start_detached(engine);
-        let engine_pid = reliability::pid(&state["engine"]["pid"]);
+        let engine_pid = support::pid(&state["engine"]["pid"]);
         let addr: SocketAddr = state["server"].as_str().unwrap().parse().unwrap();
         println!("-- engine {engine}");
         let errors = in_netns(&format!("{}-ns1", testbed.name), move || {
             protocol_cases(addr)
         });
-        assert!(reliability::alive(engine_pid), "{engine} engine died");
+        assert!(support::alive(engine_pid), "{engine} engine died");
         // The engine counted every protocol error (published every 100 ms).
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {

@@ -4,19 +4,23 @@
 //! figure is a real measurement, consistent with the loadgen's own counters.
 //! A guard stops the bench and removes its testbed even if the test fails.
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::{require_root, HostLock, Watched, SUPERVISOR};
 
-const SUPERVISOR: &str = env!("CARGO_BIN_EXE_supervisor");
 const PACKETS: u64 = 10_000;
 
 /// A running bench; dropping it stops it (by pid) and removes its testbed.
 struct BenchRun {
-    child: Child,
+    run: Option<Watched>,
+    pid: u32,
     out: PathBuf,
+    _host: HostLock,
 }
 
 impl BenchRun {
@@ -27,6 +31,7 @@ impl BenchRun {
 
     /// Starts a bench into `out` as it is (a report there may be resumed).
     fn start_in(args: &[&str], out: PathBuf) -> Self {
+        let host = HostLock::shared();
         let child = Command::new(SUPERVISOR)
             .arg("bench")
             .args(args)
@@ -37,7 +42,19 @@ impl BenchRun {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        Self { child, out }
+        Self {
+            pid: child.id(),
+            run: Some(Watched::new(child)),
+            out,
+            _host: host,
+        }
+    }
+
+    /// Whether it still runs.
+    fn running(&mut self) -> bool {
+        self.run
+            .as_mut()
+            .is_some_and(|r| r.child.try_wait().ok().flatten().is_none())
     }
 
     /// Waits at most `limit`; returns (success, stderr).
@@ -48,37 +65,25 @@ impl BenchRun {
 
     /// Waits at most `limit`; returns (exit code, stderr).
     fn wait_code(&mut self, limit: Duration) -> (Option<i32>, String) {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                let mut err = String::new();
-                if let Some(mut s) = self.child.stderr.take() {
-                    use std::io::Read;
-                    let _ = s.read_to_string(&mut err);
-                }
-                return (status.code(), err);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "supervisor bench did not finish within {limit:?}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let ran = self.run.take().expect("waited once").wait(limit);
+        (ran.code, ran.stderr)
     }
 }
 
 impl Drop for BenchRun {
     fn drop(&mut self) {
-        let pid = self.child.id();
-        if self.child.try_wait().ok().flatten().is_none() {
-            // SIGTERM: the bench stops its runs and removes its testbeds.
-            let _ = Command::new("kill").arg(pid.to_string()).status();
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(100));
+        let pid = self.pid;
+        if let Some(mut run) = self.run.take() {
+            if run.child.try_wait().ok().flatten().is_none() {
+                // SIGTERM: the bench stops its runs and removes its testbeds.
+                let _ = Command::new("kill").arg(pid.to_string()).status();
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while run.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                let _ = run.child.kill();
+                let _ = run.child.wait();
             }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
         }
         // Whatever is left of its testbeds (named after its pid).
         for tag in ["o", "i"] {
@@ -208,6 +213,9 @@ fn check_engine_run(cell: &Value, run: &Value, packets: u64) {
 
 #[test]
 fn bench_writes_a_real_report() {
+    if !require_root("bench_writes_a_real_report") {
+        return;
+    }
     let out = std::env::temp_dir().join(format!("bypasslab-bench-test-{}", std::process::id()));
     let mut bench = BenchRun::start(
         &[
@@ -357,33 +365,34 @@ fn bench_writes_a_real_report() {
 
 #[test]
 fn bad_options_fail_clearly_and_measure_nothing() {
-    let out = Command::new(SUPERVISOR)
-        .args(["bench", "--engines", "kernel,bogus"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("bogus"));
+    let out = support::run_bounded(
+        Command::new(SUPERVISOR).args(["bench", "--engines", "kernel,bogus"]),
+        support::QUICK,
+    );
+    assert_eq!(out.code, Some(2));
+    assert!(out.stderr.clone().contains("bogus"));
 
-    let out = Command::new(SUPERVISOR)
-        .args(["bench", "--repetitions", "0", "--out"])
-        .arg(std::env::temp_dir().join("bypasslab-bench-never"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--repetitions"));
+    let out = support::run_bounded(
+        Command::new(SUPERVISOR)
+            .args(["bench", "--repetitions", "0", "--out"])
+            .arg(std::env::temp_dir().join("bypasslab-bench-never")),
+        support::QUICK,
+    );
+    assert_eq!(out.code, Some(2));
+    assert!(out.stderr.clone().contains("--repetitions"));
 
-    let out = Command::new(SUPERVISOR)
-        .args([
+    let out = support::run_bounded(
+        Command::new(SUPERVISOR).args([
             "bench",
             "--packets",
             "10",
             "--out",
             "/proc/bypasslab-no/such",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+        ]),
+        support::QUICK,
+    );
+    assert_eq!(out.code, Some(1));
+    let err = out.stderr.clone();
     assert!(
         err.contains("cannot write the report to /proc/bypasslab-no"),
         "{err}"
@@ -409,6 +418,9 @@ fn runs_of(doc: &Value, subject: &str, test: &str) -> Vec<Value> {
 /// replaced or mixed with other settings by accident.
 #[test]
 fn an_interrupted_bench_resumes_where_it_stopped() {
+    if !require_root("an_interrupted_bench_resumes_where_it_stopped") {
+        return;
+    }
     let out = std::env::temp_dir().join(format!("bypasslab-bench-resume-{}", std::process::id()));
     let args = [
         "--packets",
@@ -436,14 +448,11 @@ fn an_interrupted_bench_resumes_where_it_stopped() {
             break;
         }
         assert!(Instant::now() < deadline, "no repetition saved within 90 s");
-        assert!(
-            bench.child.try_wait().unwrap().is_none(),
-            "bench ended early"
-        );
+        assert!(bench.running(), "bench ended early");
         std::thread::sleep(Duration::from_millis(50));
     }
     let _ = Command::new("kill")
-        .args(["-INT", &bench.child.id().to_string()])
+        .args(["-INT", &bench.pid.to_string()])
         .status();
     let (code, stderr) = bench.wait_code(Duration::from_secs(60));
     assert_eq!(code, Some(130), "{stderr}");
@@ -463,24 +472,26 @@ fn an_interrupted_bench_resumes_where_it_stopped() {
 
     // Without --resume the report is not replaced; with other settings it
     // is not mixed.
-    let refused = Command::new(SUPERVISOR)
-        .arg("bench")
-        .args(args)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert_eq!(refused.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("--resume"));
-    let mismatched = Command::new(SUPERVISOR)
-        .arg("bench")
-        .args(args)
-        .args(["--open-fraction", "0.5", "--resume", "--out"])
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert_eq!(mismatched.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&mismatched.stderr).contains("open_fraction"));
+    let refused = support::run_bounded(
+        Command::new(SUPERVISOR)
+            .arg("bench")
+            .args(args)
+            .arg("--out")
+            .arg(&out),
+        support::QUICK,
+    );
+    assert_eq!(refused.code, Some(2));
+    assert!(refused.stderr.clone().contains("--resume"));
+    let mismatched = support::run_bounded(
+        Command::new(SUPERVISOR)
+            .arg("bench")
+            .args(args)
+            .args(["--open-fraction", "0.5", "--resume", "--out"])
+            .arg(&out),
+        support::QUICK,
+    );
+    assert_eq!(mismatched.code, Some(2));
+    assert!(mismatched.stderr.clone().contains("open_fraction"));
     assert_eq!(
         std::fs::read(out.join("results.json")).unwrap(),
         first_bytes
@@ -532,16 +543,17 @@ fn an_interrupted_bench_resumes_where_it_stopped() {
 
     // A file that is not a report is named, and left alone.
     std::fs::write(out.join("results.json"), b"{\"schema\": 2, \"cells\": [").unwrap();
-    let corrupt = Command::new(SUPERVISOR)
-        .arg("bench")
-        .args(args)
-        .arg("--resume")
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert_eq!(corrupt.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&corrupt.stderr).contains("is not a bench report"));
+    let corrupt = support::run_bounded(
+        Command::new(SUPERVISOR)
+            .arg("bench")
+            .args(args)
+            .arg("--resume")
+            .arg("--out")
+            .arg(&out),
+        support::QUICK,
+    );
+    assert_eq!(corrupt.code, Some(2));
+    assert!(corrupt.stderr.clone().contains("is not a bench report"));
     assert_eq!(
         std::fs::read(out.join("results.json")).unwrap(),
         b"{\"schema\": 2, \"cells\": ["

@@ -10,65 +10,26 @@
 //! running) and `net_lifecycle.rs` (`net down` twice, a crashed emulator
 //! before `down`).
 
-mod reliability;
+mod support;
 
 use std::time::Duration;
 
-use reliability::{bin_dir, engines, kill, root_or_skip, wait_exit, Testbed};
-
-/// `run` arguments that keep the load generator busy far longer than any
-/// test waits, with a short reply timeout so failures resolve quickly.
-fn long_run(engine: &str) -> Vec<String> {
-    [
-        "run",
-        "--engine",
-        engine,
-        "--packets",
-        "50000000",
-        "--connections",
-        "2",
-        "--timeout-ms",
-        "1000",
-        "--json",
-    ]
-    .iter()
-    .map(ToString::to_string)
-    .collect()
-}
-
-fn args(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
-}
-
-/// Asserts that a `run --json` document does not claim a clean run.
-fn assert_not_clean(doc: &serde_json::Value) {
-    let rows = doc["rows"].as_array().expect("rows");
-    for row in rows {
-        let packets = row["packets"].as_u64().unwrap();
-        let answered = row["answered"].as_u64().unwrap();
-        let clean = row["failed"] == 0
-            && answered == packets
-            && row["loadgen_exit"]["how"] == "exited"
-            && row["loadgen_exit"]["code"] == 0;
-        assert!(!clean, "a broken run reported clean: {row}");
-    }
-}
+use contract::EngineKind;
+use support::long_run::{assert_not_clean, LongRun};
+use support::{bin_dir, engines, kill, pid, require_root, wait_exit, Testbed};
 
 #[test]
 fn fault_engine_sigkill_during_load_ends_run_with_code_3() {
-    if !root_or_skip("fault_engine_sigkill_during_load") {
+    if !require_root("fault_engine_sigkill_during_load") {
         return;
     }
     bin_dir();
     for engine in engines() {
         let testbed = Testbed::plain("fe");
-        let run = long_run(engine);
-        let mut child = testbed.spawn(&args(&run));
-        let state = testbed.wait_ready(&mut child);
-        let engine_pid = reliability::pid(&state["engine"]["pid"]);
-        let loadgen_pid = testbed.wait_loadgen(&mut child);
+        let run = LongRun::start(&testbed, engine);
+        let (engine_pid, loadgen_pid) = (run.engine_pid, run.loadgen_pid);
         kill(engine_pid, "KILL");
-        let out = reliability::finish(child, Duration::from_secs(60));
+        let out = run.finish(Duration::from_secs(60));
         eprintln!("{engine}: {}", out.stderr);
         assert_eq!(out.code, Some(3), "a dead engine ends the run with code 3");
         assert!(
@@ -82,26 +43,23 @@ fn fault_engine_sigkill_during_load_ends_run_with_code_3() {
         assert!(doc["engine_died"]
             .as_str()
             .is_some_and(|s| s.contains("SIGKILL")));
-        assert_not_clean(&doc);
+        assert_not_clean(&doc, 1);
         testbed.assert_nothing_left(&[engine_pid, loadgen_pid]);
     }
 }
 
 #[test]
 fn fault_loadgen_sigkill_is_reported_and_never_clean() {
-    if !root_or_skip("fault_loadgen_sigkill") {
+    if !require_root("fault_loadgen_sigkill") {
         return;
     }
     bin_dir();
     for engine in engines() {
         let testbed = Testbed::plain("fl");
-        let run = long_run(engine);
-        let mut child = testbed.spawn(&args(&run));
-        let state = testbed.wait_ready(&mut child);
-        let engine_pid = reliability::pid(&state["engine"]["pid"]);
-        let loadgen_pid = testbed.wait_loadgen(&mut child);
+        let run = LongRun::start(&testbed, engine);
+        let (engine_pid, loadgen_pid) = (run.engine_pid, run.loadgen_pid);
         kill(loadgen_pid, "KILL");
-        let out = reliability::finish(child, Duration::from_secs(60));
+        let out = run.finish(Duration::from_secs(60));
         assert_eq!(out.code, Some(1), "lost messages end the run with code 1");
         assert!(
             out.stderr.contains(&format!(
@@ -114,29 +72,26 @@ fn fault_loadgen_sigkill_is_reported_and_never_clean() {
         let row = &doc["rows"][0];
         assert_eq!(row["loadgen_exit"]["how"], "signaled");
         assert_eq!(row["loadgen_exit"]["name"], "SIGKILL");
-        assert_not_clean(&doc);
+        assert_not_clean(&doc, 1);
         testbed.assert_nothing_left(&[engine_pid, loadgen_pid]);
     }
 }
 
 #[test]
 fn fault_emulator_sigkill_is_reported_and_never_clean() {
-    if !root_or_skip("fault_emulator_sigkill") {
+    if !require_root("fault_emulator_sigkill") {
         return;
     }
     bin_dir();
     for engine in engines() {
         let testbed = Testbed::impaired("fm");
-        let run = long_run(engine);
-        let mut child = testbed.spawn(&args(&run));
-        let state = testbed.wait_ready(&mut child);
-        let engine_pid = reliability::pid(&state["engine"]["pid"]);
+        let run = LongRun::start(&testbed, engine);
+        let (engine_pid, loadgen_pid) = (run.engine_pid, run.loadgen_pid);
         let emulator_pid = testbed
             .emulator_pid()
             .expect("the emulator impairs the link");
-        let loadgen_pid = testbed.wait_loadgen(&mut child);
         kill(emulator_pid, "KILL");
-        let out = reliability::finish(child, Duration::from_secs(90));
+        let out = run.finish(Duration::from_secs(90));
         eprintln!("{engine}: {}", out.stderr);
         assert_eq!(out.code, Some(1), "lost messages end the run with code 1");
         assert!(
@@ -146,31 +101,31 @@ fn fault_emulator_sigkill_is_reported_and_never_clean() {
             "{}",
             out.stderr
         );
-        assert_not_clean(&out.json());
+        assert_not_clean(&out.json(), 1);
         testbed.assert_nothing_left(&[engine_pid, loadgen_pid, emulator_pid]);
     }
 }
 
 #[test]
 fn fault_supervisor_sigkill_during_load_then_stop_cleans() {
-    if !root_or_skip("fault_supervisor_sigkill_during_load") {
+    if !require_root("fault_supervisor_sigkill_during_load") {
         return;
     }
     bin_dir();
     for engine in engines() {
         let testbed = Testbed::impaired("fs");
-        let run = long_run(engine);
-        let mut child = testbed.spawn(&args(&run));
-        let state = testbed.wait_ready(&mut child);
-        let engine_pid = reliability::pid(&state["engine"]["pid"]);
+        let mut run = LongRun::start(&testbed, engine);
+        let (engine_pid, loadgen_pid) = (run.engine_pid, run.loadgen_pid);
         let emulator_pid = testbed.emulator_pid().expect("emulator");
-        let loadgen_pid = testbed.wait_loadgen(&mut child);
-        kill(child.id(), "KILL");
-        let supervisor_pid = child.id();
-        let _ = wait_exit(&mut child, Duration::from_secs(10));
+        let supervisor_pid = run.supervisor_pid();
+        kill(supervisor_pid, "KILL");
+        let _ = wait_exit(&mut run.child, Duration::from_secs(10));
 
         // The next `start` refuses and says what is left.
-        let refused = testbed.run(&["start", "--engine", engine], Duration::from_secs(30));
+        let refused = testbed.run(
+            &["start", "--engine", engine.as_str()],
+            Duration::from_secs(30),
+        );
         assert_eq!(refused.code, Some(1));
         assert!(refused.stderr.contains("leftovers of a crashed run"));
         assert!(refused
@@ -203,9 +158,9 @@ enum Phase {
     EngineStart,
 }
 
-fn signal_during_start(engine: &str, phase: Phase, signal: &str) {
+fn signal_during_start(engine: EngineKind, phase: Phase, signal: &str) {
     let testbed = Testbed::impaired("sp");
-    let mut child = testbed.spawn(&["start", "--engine", engine]);
+    let mut child = testbed.spawn(&["start", "--engine", engine.as_str()]);
     let state = match phase {
         Phase::NetUp => testbed.wait_for(&mut child, "run state", Duration::from_secs(30), |t| {
             t.run_state()
@@ -219,7 +174,7 @@ fn signal_during_start(engine: &str, phase: Phase, signal: &str) {
     let hit = state["phase"].as_str().unwrap_or("").to_owned();
     let engine_pid = state["engine"]["pid"].as_u64().map(|p| p as u32);
     kill(child.id(), signal);
-    let out = reliability::finish(child, Duration::from_secs(90));
+    let out = support::finish(child, Duration::from_secs(90));
     eprintln!(
         "{engine} {phase:?} SIG{signal} (phase seen: {hit}):\n{}",
         out.stderr
@@ -241,18 +196,18 @@ fn signal_during_start(engine: &str, phase: Phase, signal: &str) {
 
 #[test]
 fn fault_sigint_and_sigterm_during_net_up() {
-    if !root_or_skip("fault_signal_during_net_up") {
+    if !require_root("fault_signal_during_net_up") {
         return;
     }
     bin_dir();
     for signal in ["INT", "TERM"] {
-        signal_during_start("kernel", Phase::NetUp, signal);
+        signal_during_start(EngineKind::Kernel, Phase::NetUp, signal);
     }
 }
 
 #[test]
 fn fault_sigint_and_sigterm_during_engine_start() {
-    if !root_or_skip("fault_signal_during_engine_start") {
+    if !require_root("fault_signal_during_engine_start") {
         return;
     }
     bin_dir();
@@ -265,20 +220,17 @@ fn fault_sigint_and_sigterm_during_engine_start() {
 
 #[test]
 fn fault_sigterm_during_attach_interrupts_run() {
-    if !root_or_skip("fault_sigterm_during_attach") {
+    if !require_root("fault_sigterm_during_attach") {
         return;
     }
     bin_dir();
     // SIGINT during attach is lifecycle.rs's; here SIGTERM, both engines.
     for engine in engines() {
         let testbed = Testbed::plain("st");
-        let run = long_run(engine);
-        let mut child = testbed.spawn(&args(&run));
-        let state = testbed.wait_ready(&mut child);
-        let engine_pid = reliability::pid(&state["engine"]["pid"]);
-        let loadgen_pid = testbed.wait_loadgen(&mut child);
-        kill(child.id(), "TERM");
-        let out = reliability::finish(child, Duration::from_secs(60));
+        let run = LongRun::start(&testbed, engine);
+        let (engine_pid, loadgen_pid) = (run.engine_pid, run.loadgen_pid);
+        kill(run.supervisor_pid(), "TERM");
+        let out = run.finish(Duration::from_secs(60));
         assert_eq!(out.code, Some(130));
         assert!(out.stderr.contains("signal received"), "{}", out.stderr);
         testbed.assert_nothing_left(&[engine_pid, loadgen_pid]);
@@ -287,14 +239,14 @@ fn fault_sigterm_during_attach_interrupts_run() {
 
 #[test]
 fn fault_signal_to_background_supervisor_during_attach_and_stats() {
-    if !root_or_skip("fault_signal_to_background_supervisor") {
+    if !require_root("fault_signal_to_background_supervisor") {
         return;
     }
-    for (engine, signal) in [("kernel", "INT"), ("dpdk", "TERM")] {
+    for (engine, signal) in [(EngineKind::Kernel, "INT"), (EngineKind::Dpdk, "TERM")] {
         let testbed = Testbed::plain("sb");
         let state = testbed.start_detached(engine);
-        let supervisor_pid = reliability::pid(&state["supervisor"]["pid"]);
-        let engine_pid = reliability::pid(&state["engine"]["pid"]);
+        let supervisor_pid = pid(&state["supervisor"]["pid"]);
+        let engine_pid = pid(&state["engine"]["pid"]);
 
         let follow = testbed.spawn(&["stats", "--json", "--follow", "--interval-ms", "100"]);
         let mut attach = testbed.spawn(&[
@@ -311,7 +263,7 @@ fn fault_signal_to_background_supervisor_during_attach_and_stats() {
         // The teardown stops the engine (the load generator then fails its
         // requests) and the load generator: either way the row says how it
         // ended, and is not clean.
-        let attached = reliability::finish(attach, Duration::from_secs(60));
+        let attached = support::finish(attach, Duration::from_secs(60));
         eprintln!("attach: {}", attached.stderr);
         assert_eq!(attached.code, Some(1), "an interrupted attach is not clean");
         let rows = attached.json();
@@ -331,7 +283,7 @@ fn fault_signal_to_background_supervisor_during_attach_and_stats() {
         );
 
         // `stats --follow` ends by itself once the run is gone.
-        let followed = reliability::finish(follow, Duration::from_secs(30));
+        let followed = support::finish(follow, Duration::from_secs(30));
         assert_eq!(followed.code, Some(0));
         assert!(followed.stdout.lines().count() >= 2, "stats lines");
 
@@ -343,20 +295,20 @@ fn fault_signal_to_background_supervisor_during_attach_and_stats() {
 
 #[test]
 fn fault_second_start_with_clean_leftovers_never_touches_a_live_run() {
-    if !root_or_skip("fault_second_start_with_clean_leftovers") {
+    if !require_root("fault_second_start_with_clean_leftovers") {
         return;
     }
     let testbed = Testbed::plain("ss");
-    let state = testbed.start_detached("kernel");
-    let engine_pid = reliability::pid(&state["engine"]["pid"]);
-    let supervisor_pid = reliability::pid(&state["supervisor"]["pid"]);
+    let state = testbed.start_detached(EngineKind::Kernel);
+    let engine_pid = pid(&state["engine"]["pid"]);
+    let supervisor_pid = pid(&state["supervisor"]["pid"]);
     let again = testbed.run(
         &["start", "--engine", "kernel", "--clean-leftovers"],
         Duration::from_secs(30),
     );
     assert_eq!(again.code, Some(1));
     assert!(again.stderr.contains("already running"), "{}", again.stderr);
-    assert!(reliability::alive(engine_pid) && reliability::alive(supervisor_pid));
+    assert!(support::alive(engine_pid) && support::alive(supervisor_pid));
     let attached = testbed.run(
         &["attach", "--packets", "500", "--json"],
         Duration::from_secs(60),

@@ -9,8 +9,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::SUPERVISOR;
 
-const SUPERVISOR: &str = env!("CARGO_BIN_EXE_supervisor");
+mod support;
 
 #[test]
 fn start_fstack_without_the_feature_fails_at_once_and_says_how_to_enable_it() {
@@ -19,8 +20,8 @@ fn start_fstack_without_the_feature_fails_at_once_and_says_how_to_enable_it() {
         engine.is_file(),
         "engine binary missing beside the supervisor: run with `cargo test --workspace`"
     );
-    let listing = Command::new(&engine).arg("--list-kinds").output().unwrap();
-    let doc: Value = serde_json::from_slice(&listing.stdout).expect("--list-kinds prints JSON");
+    let listing = support::run_bounded(Command::new(&engine).arg("--list-kinds"), support::QUICK);
+    let doc: Value = serde_json::from_str(&listing.stdout).expect("--list-kinds prints JSON");
     let fstack = doc["kinds"]
         .as_array()
         .unwrap()
@@ -41,18 +42,19 @@ fn start_fstack_without_the_feature_fails_at_once_and_says_how_to_enable_it() {
     let config = std::env::temp_dir().join(format!("bypasslab-{name}.toml"));
     std::fs::write(&config, format!("[testbed]\nname = \"{name}\"\n")).unwrap();
     let started = Instant::now();
-    let output = Command::new(SUPERVISOR)
-        .args(["start", "--engine", "fstack", "--config"])
-        .arg(&config)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let output = support::run_bounded(
+        Command::new(SUPERVISOR)
+            .args(["start", "--engine", "fstack", "--config"])
+            .arg(&config)
+            .stdin(Stdio::null()),
+        support::QUICK,
+    );
     let elapsed = started.elapsed();
     let _ = std::fs::remove_file(&config);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = output.stderr.clone();
     eprintln!("{stderr}");
 
-    assert!(!output.status.success(), "start must fail");
+    assert!(!output.success(), "start must fail");
     assert!(
         elapsed < Duration::from_secs(5),
         "it fails at once, not after building the testbed ({elapsed:?})"
@@ -67,9 +69,11 @@ fn start_fstack_without_the_feature_fails_at_once_and_says_how_to_enable_it() {
     ] {
         assert!(stderr.contains(needle), "`{needle}` missing from: {stderr}");
     }
-    let netns = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let netns = support::run_bounded(Command::new("ip").args(["netns", "list"]), support::QUICK);
     assert!(
-        !String::from_utf8_lossy(&netns.stdout)
+        !netns
+            .stdout
+            .clone()
             .lines()
             .any(|l| l.starts_with(&format!("{name}-"))),
         "no namespace was created"

@@ -2,14 +2,14 @@
 //! hugepages and processes). Each test has its own testbed name and a guard
 //! that stops the run and removes the network even when the test fails.
 
-mod reliability;
+mod support;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use reliability::{alive, bin_dir, engines, kill, pid, wait_exit, Testbed, SUPERVISOR};
 use serde_json::Value;
+use support::{alive, bin_dir, engines, kill, pid, require_root, wait_exit, HostLock, Testbed};
 
 /// Bound of one `supervisor` command in these tests (a 10 000-message run
 /// over the impaired link takes about 25 s).
@@ -32,12 +32,28 @@ fn assert_pool_restored(before: &str) {
 
 #[test]
 fn run_with_impairment_answers_every_message_and_leaves_nothing() {
+    if !require_root("run_with_impairment_answers_every_message_and_leaves_nothing") {
+        return;
+    }
     bin_dir();
-    for engine in &engines() {
-        let testbed = Testbed::impaired("lr");
+    for engine in engines() {
+        // The pool is compared around the run: no other test's run may
+        // change it meanwhile.
+        let testbed = Testbed::with_lock(
+            "lr",
+            "[impairment]\ndelay_us = 100\nloss_percent = 1.0",
+            HostLock::exclusive(),
+        );
         let huge_before = hugepages_total();
         let output = testbed.run(
-            &["run", "--engine", engine, "--packets", "10000", "--json"],
+            &[
+                "run",
+                "--engine",
+                engine.as_str(),
+                "--packets",
+                "10000",
+                "--json",
+            ],
             LIMIT,
         );
         assert_eq!(output.code, Some(0), "run must succeed");
@@ -73,15 +89,18 @@ fn run_with_impairment_answers_every_message_and_leaves_nothing() {
 
 #[test]
 fn detached_start_attach_stats_stop() {
+    if !require_root("detached_start_attach_stats_stop") {
+        return;
+    }
     bin_dir();
-    for engine in &engines() {
+    for engine in engines() {
         let testbed = Testbed::plain("ld");
         let state = testbed.start_detached(engine);
         let supervisor_pid = pid(&state["supervisor"]["pid"]);
         let engine_pid = pid(&state["engine"]["pid"]);
         assert!(alive(supervisor_pid) && alive(engine_pid));
 
-        let again = testbed.run(&["start", "--engine", engine], LIMIT);
+        let again = testbed.run(&["start", "--engine", engine.as_str()], LIMIT);
         assert_eq!(again.code, Some(1));
         assert!(again.stderr.contains("already running"));
 
@@ -94,7 +113,7 @@ fn detached_start_attach_stats_stop() {
         let stats = testbed.run(&["stats", "--json"], LIMIT);
         assert_eq!(stats.code, Some(0));
         let doc: Value = serde_json::from_str(&stats.stdout).unwrap();
-        assert_eq!(doc["engine_kind"], *engine);
+        assert_eq!(doc["engine_kind"], engine.as_str());
         assert_eq!(doc["phase"], "ready");
         assert!(
             doc["segment"]["segment"].is_object(),
@@ -133,7 +152,7 @@ fn detached_start_attach_stats_stop() {
             assert!(engine_slot["counters"][key].is_u64(), "counters.{key}");
         }
         assert!(loadgen_slot["latency"]["p99_us"].as_f64().unwrap() > 0.0);
-        if *engine == "dpdk" {
+        if engine == contract::EngineKind::Dpdk {
             // The port's own counters: every request arrived in at least one
             // frame, and every reply left in one.
             let port = &engine_slot["counters"];
@@ -174,11 +193,14 @@ fn detached_start_attach_stats_stop() {
 
 #[test]
 fn engine_killed_mid_run_is_reported_and_cleaned() {
+    if !require_root("engine_killed_mid_run_is_reported_and_cleaned") {
+        return;
+    }
     bin_dir();
-    for engine in &engines() {
+    for engine in engines() {
         let testbed = Testbed::plain("lk");
         let mut supervisor = testbed
-            .command(&["start", "--engine", engine])
+            .command(&["start", "--engine", engine.as_str()])
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
@@ -203,6 +225,9 @@ fn engine_killed_mid_run_is_reported_and_cleaned() {
 
 #[test]
 fn sigint_during_attach_stops_everything() {
+    if !require_root("sigint_during_attach_stops_everything") {
+        return;
+    }
     bin_dir();
     let testbed = Testbed::impaired("li");
     let mut supervisor = testbed
@@ -230,6 +255,9 @@ fn sigint_during_attach_stops_everything() {
 
 #[test]
 fn crashed_supervisor_leaves_leftovers_that_stop_removes() {
+    if !require_root("crashed_supervisor_leaves_leftovers_that_stop_removes") {
+        return;
+    }
     bin_dir();
     let testbed = Testbed::impaired("lc");
     let mut supervisor = testbed
@@ -257,6 +285,9 @@ fn crashed_supervisor_leaves_leftovers_that_stop_removes() {
 
 #[test]
 fn start_cleans_leftovers_when_asked() {
+    if !require_root("start_cleans_leftovers_when_asked") {
+        return;
+    }
     bin_dir();
     let testbed = Testbed::plain("lo");
     let mut supervisor = testbed
@@ -288,10 +319,13 @@ fn start_cleans_leftovers_when_asked() {
 
 #[test]
 fn hugepages_reserve_then_release_restores_the_host() {
+    if !require_root("hugepages_reserve_then_release_restores_the_host") {
+        return;
+    }
+    let _pool = HostLock::exclusive();
     let before = hugepages_total();
     let mounts_before = std::fs::read_to_string("/proc/mounts").unwrap();
-    let run =
-        |args: &[&str]| reliability::ran(&Command::new(SUPERVISOR).args(args).output().unwrap());
+    let run = |args: &[&str]| support::supervisor(args);
     let reserved = run(&[
         "hugepages",
         "reserve",

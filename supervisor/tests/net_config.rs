@@ -1,9 +1,9 @@
 //! Bad configurations are rejected with the key named, before any side
 //! effect.
 
-mod common;
+mod support;
 
-use common::supervisor;
+use support::supervisor;
 use testbed::config::{ConfigError, TestbedConfig};
 
 fn rejected_by_cli(text: &str, key: &str) {
@@ -16,8 +16,8 @@ fn rejected_by_cli(text: &str, key: &str) {
     let p = path.to_string_lossy().into_owned();
     let out = supervisor(&["net", "status", "--config", &p]);
     let _ = std::fs::remove_file(&path);
-    assert_eq!(out.status.code(), Some(2), "{text}");
-    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.code, Some(2), "{text}");
+    let err = out.stderr.clone();
     println!("{err}");
     assert!(err.contains(key), "{key} not named in: {err}");
 }

@@ -3,14 +3,14 @@
 //! median RTT 90–150 µs above the unimpaired (plain bridge) testbed.
 //! Figures are printed; run with `--nocapture` to see them.
 
-mod common;
+mod support;
 
-use common::{root_or_skip, Testbed};
+use support::{require_root, Testbed};
 use testbed::net::probe::{udp_pingpong, ProbeOptions};
 
 #[test]
 fn net_impairment_loss_and_delay_match_config() {
-    if !root_or_skip("net_impairment_loss_and_delay_match_config") {
+    if !require_root("net_impairment_loss_and_delay_match_config") {
         return;
     }
     let opts = ProbeOptions {
@@ -20,13 +20,13 @@ fn net_impairment_loss_and_delay_match_config() {
         ..ProbeOptions::default()
     };
 
-    let plain = Testbed::new("[impairment]\nbackend = \"none\"\n");
+    let plain = Testbed::new("nt", "[impairment]\nbackend = \"none\"\n");
     plain.up();
     let base = udp_pingpong(&plain.cfg, &opts).expect("probe plain bridge");
     drop(plain);
 
     // The defaults: auto backend, 100 µs, 1 %, from-ns3.
-    let imp = Testbed::new("");
+    let imp = Testbed::new("nt", "");
     let st = imp.up();
     let backend = st["impairment"]["backend"]
         .as_str()

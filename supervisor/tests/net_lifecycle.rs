@@ -1,12 +1,12 @@
 //! `net up` / `down` / `status` against real namespaces (root only).
 
-mod common;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddrV4, TcpListener, TcpStream};
 use std::time::Duration;
 
-use common::{root_or_skip, snapshot, Testbed};
+use support::{require_root, snapshot, Testbed};
 use testbed::net::probe::enter;
 
 /// A TCP connection from NS1 to NS3 that exchanges bytes both ways.
@@ -46,11 +46,11 @@ fn tcp_exchange(tb: &Testbed) {
 
 #[test]
 fn net_up_connects_is_idempotent_and_down_leaves_nothing() {
-    if !root_or_skip("net_up_connects_is_idempotent_and_down_leaves_nothing") {
+    if !require_root("net_up_connects_is_idempotent_and_down_leaves_nothing") {
         return;
     }
     let before_all = snapshot("");
-    let tb = Testbed::new("");
+    let tb = Testbed::new("nt", "");
     let before = snapshot(&tb.name);
     let first = tb.up();
     assert_eq!(first["up"], true, "{first:#}");
@@ -82,11 +82,7 @@ fn net_up_connects_is_idempotent_and_down_leaves_nothing() {
     let pid = status["impairment"]["emulator"]["pid"].as_i64();
 
     let out = tb.net("down", &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.success(), "{}", out.stderr.clone());
     assert_eq!(snapshot(&tb.name), before, "down left objects behind");
     if let Some(pid) = pid {
         let gone = !std::path::Path::new(&format!("/proc/{pid}")).exists()
@@ -104,15 +100,15 @@ fn net_up_connects_is_idempotent_and_down_leaves_nothing() {
     assert_eq!(before_all.qdiscs, after_all.qdiscs);
     // A second down is harmless.
     let out = tb.net("down", &[]);
-    assert!(out.status.success());
+    assert!(out.success());
 }
 
 #[test]
 fn net_plain_bridge_connects() {
-    if !root_or_skip("net_plain_bridge_connects") {
+    if !require_root("net_plain_bridge_connects") {
         return;
     }
-    let tb = Testbed::new("[impairment]\nbackend = \"none\"\n");
+    let tb = Testbed::new("nt", "[impairment]\nbackend = \"none\"\n");
     let st = tb.up();
     assert_eq!(st["impairment"]["backend"], "none");
     tcp_exchange(&tb);
@@ -120,10 +116,10 @@ fn net_plain_bridge_connects() {
 
 #[test]
 fn net_refuses_namespace_it_did_not_create() {
-    if !root_or_skip("net_refuses_namespace_it_did_not_create") {
+    if !require_root("net_refuses_namespace_it_did_not_create") {
         return;
     }
-    let tb = Testbed::new("");
+    let tb = Testbed::new("nt", "");
     let foreign = tb.cfg.bridge_ns();
     struct Foreign(String);
     impl Drop for Foreign {
@@ -141,8 +137,8 @@ fn net_refuses_namespace_it_did_not_create() {
     let _guard = Foreign(foreign.clone());
 
     let out = tb.net("up", &[]);
-    assert!(!out.status.success(), "net up adopted a foreign namespace");
-    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.success(), "net up adopted a foreign namespace");
+    let err = out.stderr.clone();
     println!("{err}");
     assert!(
         err.contains(&foreign) && err.contains("not created by"),
@@ -150,16 +146,16 @@ fn net_refuses_namespace_it_did_not_create() {
     );
     // down must leave the foreign namespace alone.
     let out = tb.net("down", &[]);
-    assert!(out.status.success());
+    assert!(out.success());
     assert!(std::path::Path::new("/run/netns").join(&foreign).exists());
 }
 
 #[test]
 fn net_down_after_crashed_emulator_and_partial_state() {
-    if !root_or_skip("net_down_after_crashed_emulator_and_partial_state") {
+    if !require_root("net_down_after_crashed_emulator_and_partial_state") {
         return;
     }
-    let tb = Testbed::new("[impairment]\nbackend = \"emulator\"\n");
+    let tb = Testbed::new("nt", "[impairment]\nbackend = \"emulator\"\n");
     let before = snapshot(&tb.name);
     let st = tb.up();
     // The emulator dies unexpectedly.
@@ -201,10 +197,6 @@ fn net_down_after_crashed_emulator_and_partial_state() {
         .push(format!("{}-nsx", tb.name).into());
     std::fs::write(&state_path, state.to_string()).expect("write state");
     let out = tb.net("down", &["--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.success(), "{}", out.stderr.clone());
     assert_eq!(snapshot(&tb.name), before);
 }

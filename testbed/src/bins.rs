@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use contract::{EngineKind, KindList, KindListing};
 
+use crate::host::command::drain;
 use crate::host::process::{terminate, wait_timeout};
 
 /// What to do when the engine cannot say why (an engine binary older than
@@ -118,16 +119,8 @@ pub fn kinds(engine: &Path) -> Result<KindList, BinError> {
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| cannot(format!("cannot be run: {e}")))?;
-    let stdout = child.stdout.take();
     // Read while it runs, so a large answer cannot block it on a full pipe.
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        if let Some(mut out) = stdout {
-            use std::io::Read;
-            let _ = out.read_to_string(&mut text);
-        }
-        text
-    });
+    let reader = drain(child.stdout.take());
     let status = match wait_timeout(&mut child, LIST_WITHIN) {
         Ok(Some(status)) => status,
         Ok(None) => {
@@ -139,7 +132,7 @@ pub fn kinds(engine: &Path) -> Result<KindList, BinError> {
         }
         Err(e) => return Err(cannot(format!("waiting for it: {e}"))),
     };
-    let text = reader.join().unwrap_or_default();
+    let text = String::from_utf8_lossy(&reader.join().unwrap_or_default()).into_owned();
     if !status.success() {
         return Err(cannot(format!("it exited with {status}")));
     }

@@ -3,12 +3,20 @@
 //! its biggest user).
 //!
 //! Bottom-up:
-//! - [`host`] runs commands, names and stops processes, takes hugepages;
+//! - [`host`] runs commands (bounded), names and stops processes, waits
+//!   with a bound, takes hugepages;
+//! - [`state`] is the one state directory per testbed and the one way a
+//!   state file is written;
 //! - [`config`] parses and validates `config/testbed.toml`;
+//! - [`topology`] is the testbed network as data; [`placement`] says where
+//!   a process runs (a [`placement::Node`]: namespace and core) and is the
+//!   only way a child gets its command;
+//! - [`bins`] finds the engine and load generator and asks the engine
+//!   which kinds it has;
 //! - [`impairment`] chooses between netem, the userspace link emulator and
 //!   none, and owns launching the emulator;
-//! - [`net`] creates, shows and removes the namespaces, links and
-//!   impairment, recording every object in a state file under /run;
+//! - [`net`] creates, shows and removes the topology and the impairment,
+//!   recording every object before it is created;
 //! - [`run`] is one run of the experiment: start's ordered steps, the load
 //!   generator's attach, teardown;
 //! - [`doctor`] reports what the host can do.

@@ -53,6 +53,20 @@ pub enum StateFile {
 }
 
 impl StateFile {
+    /// Every file, in the order of the directory's description above.
+    pub const ALL: [StateFile; 10] = [
+        Self::Lock,
+        Self::Net,
+        Self::Run,
+        Self::EmulatorStats,
+        Self::EmulatorLog,
+        Self::EngineLog,
+        Self::SupervisorLog,
+        Self::LoadgenPid,
+        Self::EngineIni,
+        Self::Hugepages,
+    ];
+
     /// Its name in the state directory.
     #[must_use]
     pub const fn name(self) -> &'static str {
@@ -198,25 +212,12 @@ mod tests {
 
     #[test]
     fn every_file_has_its_own_name() {
-        use StateFile::*;
-        let all = [
-            Lock,
-            Net,
-            Run,
-            EmulatorStats,
-            EmulatorLog,
-            EngineLog,
-            SupervisorLog,
-            LoadgenPid,
-            EngineIni,
-            Hugepages,
-        ];
-        let mut names: Vec<&str> = all.iter().map(|f| f.name()).collect();
+        let mut names: Vec<&str> = StateFile::ALL.iter().map(|f| f.name()).collect();
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), all.len());
+        assert_eq!(names.len(), StateFile::ALL.len());
         assert_eq!(
-            StateDir::of("bl").file(Net),
+            StateDir::of("bl").file(StateFile::Net),
             Path::new("/run/bypasslab/bl/net.json")
         );
     }

@@ -15,7 +15,6 @@ pub mod netperf;
 pub mod sockperf;
 
 use std::fmt;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,7 +22,7 @@ use std::time::Duration;
 
 use bench_report::stats::Figures;
 use testbed::config::TestbedConfig;
-use testbed::host::command::words;
+use testbed::host::command::{log_streams, words};
 use testbed::host::process::{self, Ending};
 use testbed::host::wait::{self, Check, Waited};
 use testbed::placement::Node;
@@ -266,12 +265,10 @@ const SERVER_READY: Duration = Duration::from_secs(10);
 /// Starts `command` with both streams into `log`.
 fn spawn_logged(mut command: Command, log: &Path) -> Result<(Child, String), PeerError> {
     let text = describe(&command);
-    let log_err = |source| PeerError::Log {
+    let (out, err) = log_streams(log).map_err(|source| PeerError::Log {
         path: log.to_owned(),
         source,
-    };
-    let out = File::create(log).map_err(log_err)?;
-    let err = out.try_clone().map_err(log_err)?;
+    })?;
     let child = command
         .stdin(Stdio::null())
         .stdout(out)

@@ -47,20 +47,12 @@ impl CommonArgs {
     }
 }
 
-/// `supervisor start`.
-#[derive(Debug, Clone, clap::Parser, Serialize, Deserialize)]
-#[command(name = "start")]
-pub struct StartArgs {
+/// How a run's engine is started: the options `start` and `run` share.
+#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
+pub struct EngineOptions {
     /// Engine to serve with.
     #[arg(long, value_enum, default_value = "kernel")]
     pub engine: EngineKind,
-    #[command(flatten)]
-    #[serde(flatten)]
-    pub common: CommonArgs,
-    /// Return once the engine serves, leaving a background supervisor that
-    /// owns the run (stop it with `supervisor stop`).
-    #[arg(long)]
-    pub detach: bool,
     /// Kernel engine spins on non-blocking sockets instead of sleeping.
     #[arg(long)]
     pub busy_poll: bool,
@@ -77,13 +69,10 @@ pub struct StartArgs {
     /// veth) or pci:DDDD:BB:DD.F (a NIC bound to vfio-pci).
     #[arg(long, default_value = "af_xdp")]
     pub pmd: Pmd,
-    /// Internal: this process is the background supervisor of `--detach`.
-    #[arg(long, hide = true)]
-    pub background: bool,
 }
 
-impl StartArgs {
-    fn options(&self) -> StartOptions {
+impl EngineOptions {
+    fn start_options(&self) -> StartOptions {
         StartOptions {
             engine: self.engine,
             busy_poll: self.busy_poll,
@@ -93,6 +82,25 @@ impl StartArgs {
             pmd: self.pmd.clone(),
         }
     }
+}
+
+/// `supervisor start`.
+#[derive(Debug, Clone, clap::Parser, Serialize, Deserialize)]
+#[command(name = "start")]
+pub struct StartArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub engine: EngineOptions,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: CommonArgs,
+    /// Return once the engine serves, leaving a background supervisor that
+    /// owns the run (stop it with `supervisor stop`).
+    #[arg(long)]
+    pub detach: bool,
+    /// Internal: this process is the background supervisor of `--detach`.
+    #[arg(long, hide = true)]
+    pub background: bool,
 }
 
 /// `supervisor attach`.
@@ -139,9 +147,8 @@ pub struct StopArgs {
 /// `supervisor run`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
-    /// Engine to serve with.
-    #[arg(long, value_enum, default_value = "kernel")]
-    pub engine: EngineKind,
+    #[command(flatten)]
+    pub engine: EngineOptions,
     /// Message counts, one load-generator run each.
     #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
     pub packets: Vec<u64>,
@@ -149,18 +156,6 @@ pub struct RunArgs {
     pub common: CommonArgs,
     #[command(flatten)]
     pub load: LoadOptions,
-    /// Kernel engine spins on non-blocking sockets instead of sleeping.
-    #[arg(long)]
-    pub busy_poll: bool,
-    /// Directory of the `engine` and `loadgen` binaries (default: beside this one).
-    #[arg(long)]
-    pub bin_dir: Option<PathBuf>,
-    /// Remove the leftovers of a crashed run instead of refusing to start.
-    #[arg(long)]
-    pub clean_leftovers: bool,
-    /// Poll-mode driver of a bypass engine: af_xdp, af_packet or pci:DDDD:BB:DD.F.
-    #[arg(long, default_value = "af_xdp")]
-    pub pmd: Pmd,
     /// Print one JSON document instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -200,14 +195,14 @@ fn print_teardown(report: &TeardownReport) {
 pub fn start(args: &StartArgs) -> Result<i32, LifecycleError> {
     let config = args.common.load()?;
     bins::require(
-        &bins::path(&args.options().bin_dir, Binary::Engine)?,
-        args.engine,
+        &bins::path(&args.engine.start_options().bin_dir, Binary::Engine)?,
+        args.engine.engine,
     )?;
     if args.detach && !args.background {
         return start_detached(args, &config);
     }
     let interrupted = interrupt_flag()?;
-    let mut run = Run::start(config, &args.options(), &mut |l| say(l))?;
+    let mut run = Run::start(config, &args.engine.start_options(), &mut |l| say(l))?;
     if interrupted.load(Ordering::Relaxed) {
         // The signal came while starting: the start was interrupted, not
         // completed.
@@ -254,13 +249,9 @@ fn start_detached(args: &StartArgs, config: &TestbedConfig) -> Result<i32, Lifec
         dir.path().display()
     )))?;
     let log_path = dir.file(StateFile::SupervisorLog);
-    let log = std::fs::File::create(&log_path).map_err(LifecycleError::io(format!(
-        "creating {}",
-        log_path.display()
-    )))?;
-    let log_err = log
-        .try_clone()
-        .map_err(LifecycleError::io("duplicating the log"))?;
+    let (log, log_err) = testbed::host::command::log_streams(&log_path).map_err(
+        LifecycleError::io(format!("creating {}", log_path.display())),
+    )?;
     // The same start, in the background: its arguments are these, rendered.
     let background = StartArgs {
         detach: false,
@@ -280,7 +271,7 @@ fn start_detached(args: &StartArgs, config: &TestbedConfig) -> Result<i32, Lifec
         role: "background supervisor",
         source,
     })?;
-    let limit = Duration::from_secs(args.ready_timeout_s + 60);
+    let limit = Duration::from_secs(args.engine.ready_timeout_s + 60);
     let waited = wait::until(limit, Duration::from_millis(50), || {
         match child.try_wait() {
             Ok(Some(status)) => return Check::Failed(Ok(process::Ending::from_status(status))),
@@ -354,8 +345,16 @@ pub fn attach(args: &AttachArgs) -> Result<i32, LifecycleError> {
         if !args.json {
             say(&format!("attaching the load generator: {packets} messages"));
         }
-        let row =
-            attach::attach_once(&config, &state, &bin_dir, packets, &args.load, &interrupted)?;
+        let row = attach::attach(
+            &config,
+            &state,
+            &bin_dir,
+            packets,
+            &args.load,
+            &interrupted,
+            None,
+        )?
+        .row;
         if !args.json {
             print!("{}", attach::format_table(std::slice::from_ref(&row)));
         }
@@ -457,13 +456,8 @@ fn print_stats_human(doc: &StatsDocument) {
 pub fn stats(args: &StatsArgs) -> Result<i32, LifecycleError> {
     let config = args.common.load()?;
     let state = live_run(&config)?;
-    let path = state
-        .segment
-        .clone()
-        .ok_or_else(|| LifecycleError::NoSegment {
-            testbed: state.testbed.clone(),
-        })?;
-    let segment = Segment::open(&path)?;
+    let path = state.segment_path()?;
+    let segment = Segment::open(path)?;
     if !args.follow {
         let doc = stats_document(&config, &state, &segment);
         if args.json {
@@ -566,14 +560,7 @@ pub struct RunDocument {
 pub fn run(args: &RunArgs) -> Result<i32, LifecycleError> {
     let config = args.common.load()?;
     let interrupted = interrupt_flag()?;
-    let options = StartOptions {
-        engine: args.engine,
-        busy_poll: args.busy_poll,
-        bin_dir: args.bin_dir.clone().unwrap_or_else(bins::default_dir),
-        clean_leftovers: args.clean_leftovers,
-        ready_timeout: DEFAULT_READY_TIMEOUT,
-        pmd: args.pmd.clone(),
-    };
+    let options = args.engine.start_options();
     let mut run = Run::start(config.clone(), &options, &mut |l| say(l))?;
     let mut rows = Vec::new();
     let mut engine_died = None;
@@ -584,15 +571,16 @@ pub fn run(args: &RunArgs) -> Result<i32, LifecycleError> {
             args.load.mode.name()
         ));
         let state = run.state().clone();
-        match attach::attach_once(
+        match attach::attach(
             &config,
             &state,
             &options.bin_dir,
             packets,
             &args.load,
             &interrupted,
+            None,
         ) {
-            Ok(row) => {
+            Ok(attach::Attached { row, .. }) => {
                 if !row.is_clean() {
                     code = EXIT_LOSS;
                 }
@@ -618,7 +606,7 @@ pub fn run(args: &RunArgs) -> Result<i32, LifecycleError> {
             break;
         }
         if netview::emulator_ending(&config).is_some() {
-            // attach_once said how it ended; later counts cannot pass.
+            // attach said how it ended; later counts cannot pass.
             code = EXIT_LOSS;
             break;
         }

@@ -78,9 +78,20 @@ impl fmt::Display for Shown<'_> {
     }
 }
 
+/// A log file that takes both of a child's output streams (created anew):
+/// give the two to `stdout` and `stderr`.
+///
+/// # Errors
+/// It cannot be created.
+pub fn log_streams(path: &std::path::Path) -> std::io::Result<(Stdio, Stdio)> {
+    let out = std::fs::File::create(path)?;
+    let err = out.try_clone()?;
+    Ok((out.into(), err.into()))
+}
+
 /// Reads a child's pipe to its end on a thread, so a chatty child never
 /// blocks on a full pipe while it is waited for.
-fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+pub fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
     std::thread::spawn(move || {
         let mut bytes = Vec::new();
         if let Some(mut pipe) = pipe {

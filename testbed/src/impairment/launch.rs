@@ -3,7 +3,6 @@
 //! rendered from [`EmulatorArgs`], ready once it has published its first
 //! counters (its packet rings are bound then).
 
-use std::fs::File;
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::Duration;
@@ -13,6 +12,7 @@ use contract::emulator::{EmulatorArgs, SUBCOMMAND};
 
 use super::emulator::EmulatorStats;
 use crate::config::TestbedConfig;
+use crate::host::command::log_streams;
 use crate::host::process::{Ending, ProcessId};
 use crate::host::wait::{self, Check, Waited};
 use crate::net::state::ProcessRecord;
@@ -115,12 +115,10 @@ pub fn spawn(cfg: &TestbedConfig, argv: Vec<String>) -> Result<Started, LaunchEr
         Some(p) => PathBuf::from(p),
         None => std::env::current_exe().map_err(LaunchError::Locate)?,
     };
-    let log_err = |source| LaunchError::Log {
+    let (out, err) = log_streams(&log).map_err(|source| LaunchError::Log {
         path: log.clone(),
         source,
-    };
-    let out = File::create(&log).map_err(log_err)?;
-    let err = out.try_clone().map_err(log_err)?;
+    })?;
     let node = Node::in_namespace(cfg.bridge_ns(), Some(cfg.cores().emulator));
     let mut command = node.command(&exe);
     command

@@ -162,23 +162,6 @@ fn slot(snapshot: &Snapshot, role: Role) -> Option<&shm_layout::SlotSnapshot> {
     snapshot.slots.iter().find(|s| s.role == role)
 }
 
-/// Runs the load generator once with `packets` messages and builds its row.
-///
-/// # Errors
-/// The run is not ready, the segment cannot be opened, the loadgen cannot
-/// start, or `interrupted` was raised (the loadgen is then stopped).
-pub fn attach_once(
-    config: &TestbedConfig,
-    run: &RunState,
-    bin_dir: &Path,
-    packets: u64,
-    load: &LoadOptions,
-    interrupted: &AtomicBool,
-) -> Result<ResultRow, LifecycleError> {
-    attach_once_with_output(config, run, bin_dir, packets, load, interrupted, None)
-        .map(|attached| attached.row)
-}
-
 /// One load-generator run: its row, what it printed, and the exact
 /// command lines of it and of the engine it ran against.
 #[derive(Debug, Clone)]
@@ -194,9 +177,10 @@ pub struct Attached {
 /// How often a running load generator's progress is read from the segment.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(500);
 
-/// [`attach_once`], also returning what the load generator printed on
-/// stdout (its own final JSON result), so a caller can check the row
-/// against the loadgen's own counters.
+/// Runs the load generator once with `packets` messages and builds its
+/// row; returns it with what the load generator printed on stdout (its own
+/// final JSON result, so a caller can check the row against the loadgen's
+/// own counters) and its command line.
 ///
 /// Without `progress` the load generator draws its own progress bar (when
 /// stderr is a terminal). With it, the load generator draws none and
@@ -206,8 +190,10 @@ const PROGRESS_INTERVAL: Duration = Duration::from_millis(500);
 /// most of an hour.
 ///
 /// # Errors
-/// As [`attach_once`].
-pub fn attach_once_with_output(
+/// The run is not ready, the segment cannot be opened, the loadgen cannot
+/// start or overruns its bound, or `interrupted` was raised (the loadgen is
+/// then stopped).
+pub fn attach(
     config: &TestbedConfig,
     run: &RunState,
     bin_dir: &Path,
@@ -223,12 +209,7 @@ pub fn attach_once_with_output(
         });
     }
     let loadgen = bins::path(bin_dir, Binary::Loadgen)?;
-    let segment_path = run
-        .segment
-        .clone()
-        .ok_or_else(|| LifecycleError::NoSegment {
-            testbed: run.testbed.clone(),
-        })?;
+    let segment_path = run.segment_path()?.to_owned();
     let segment = Segment::open(&segment_path)?;
     let engine_before = slot(&segment.snapshot(), Role::Engine).map(|s| s.counters);
 
@@ -247,15 +228,7 @@ pub fn attach_once_with_output(
     // Recorded for teardown: a `stop` from elsewhere stops it first.
     let _ = write_json(&pid_file, &ProcessId::of_child(&child));
     // Drain stdout on a thread so a chatty loadgen never blocks on a full pipe.
-    let stdout = child.stdout.take();
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        if let Some(mut out) = stdout {
-            use std::io::Read;
-            let _ = out.read_to_string(&mut text);
-        }
-        text
-    });
+    let reader = command::drain(child.stdout.take());
     let limit = load.bound(packets);
     let mut next_progress = std::time::Instant::now() + PROGRESS_INTERVAL;
     let waited = wait::until(limit, Duration::from_millis(20), || {
@@ -293,7 +266,7 @@ pub fn attach_once_with_output(
         }
     };
     let _ = std::fs::remove_file(&pid_file);
-    let stdout = reader.join().unwrap_or_default();
+    let stdout = String::from_utf8_lossy(&reader.join().unwrap_or_default()).into_owned();
     // Say what died and how: a row's counts alone do not tell a killed load
     // generator or a dead link emulator from a lossy link.
     if !ending.is_success() {

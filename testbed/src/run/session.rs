@@ -19,9 +19,9 @@ use super::teardown::{describe_leftovers, teardown_recorded, TeardownReport};
 use super::{bypass, netview};
 use crate::bins::{self, Binary};
 use crate::config::TestbedConfig;
-use crate::host::hugepages;
 use crate::host::process::{self, Ending, ProcessId};
 use crate::host::wait::{self, Check, Waited};
+use crate::host::{command, hugepages};
 use crate::net;
 use crate::state::StateFile;
 use crate::topology::NsRole;
@@ -196,13 +196,9 @@ impl Run {
             None
         };
         let log_path = self.config.state_dir().file(StateFile::EngineLog);
-        let log = fs::File::create(&log_path).map_err(LifecycleError::io(format!(
-            "creating {}",
-            log_path.display()
-        )))?;
-        let log_err = log
-            .try_clone()
-            .map_err(LifecycleError::io("duplicating the engine log"))?;
+        let (log, log_err) = command::log_streams(&log_path).map_err(LifecycleError::io(
+            format!("creating {}", log_path.display()),
+        ))?;
         let argv = to_argv(&self.engine_args(options, dpdk_config))?;
         let mut command = self.config.node(NsRole::Server).command(bin);
         command
@@ -210,7 +206,7 @@ impl Run {
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err);
-        self.state.engine_command = crate::host::command::words(&command);
+        self.state.engine_command = command::words(&command);
         let child = command.spawn().map_err(|source| LifecycleError::Spawn {
             role: "engine",
             source,

@@ -197,6 +197,18 @@ impl RunState {
         }
     }
 
+    /// The segment, once the run has one.
+    ///
+    /// # Errors
+    /// [`LifecycleError::NoSegment`] while it is still starting.
+    pub fn segment_path(&self) -> Result<&std::path::Path, super::LifecycleError> {
+        self.segment
+            .as_deref()
+            .ok_or_else(|| super::LifecycleError::NoSegment {
+                testbed: self.testbed.clone(),
+            })
+    }
+
     /// Removes the state file.
     pub fn remove(&self) {
         StateDir::of(&self.testbed).remove(StateFile::Run);
