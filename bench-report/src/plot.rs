@@ -6,7 +6,7 @@
 //! host without one the same figures are drawn without text and the report
 //! says so.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use plotters::coord::Shift;
@@ -98,11 +98,20 @@ fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
+/// A plot that could not be drawn or written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("drawing {file}: {message}")]
+pub struct PlotError {
+    /// The plot's file.
+    pub file: PathBuf,
+    /// The drawing backend's message.
+    pub message: String,
+}
+
 /// Draws `chart` on `area`; `text` false draws no caption, labels or legend.
-///
-/// # Errors
-/// The backend's error, as text.
-pub fn render<DB: DrawingBackend>(
+/// The backend's error is returned as its message (the backends' error
+/// types differ); [`write`] names the file it belongs to.
+fn render<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     chart: &Chart,
     text: bool,
@@ -186,16 +195,20 @@ const SIZE: (u32, u32) = (960, 600);
 ///
 /// # Errors
 /// Drawing or writing failed.
-pub fn write(chart: &Chart, dir: &Path, text: bool) -> Result<Vec<String>, String> {
+pub fn write(chart: &Chart, dir: &Path, text: bool) -> Result<Vec<String>, PlotError> {
     let svg = dir.join(format!("{}.svg", chart.stem));
     let png = dir.join(format!("{}.png", chart.stem));
+    let failed = |file: &Path| {
+        let file = file.to_owned();
+        move |message| PlotError { file, message }
+    };
     {
         let area = SVGBackend::new(&svg, SIZE).into_drawing_area();
-        render(&area, chart, text).map_err(|m| format!("{}: {m}", svg.display()))?;
+        render(&area, chart, text).map_err(failed(&svg))?;
     }
     {
         let area = BitMapBackend::new(&png, SIZE).into_drawing_area();
-        render(&area, chart, text).map_err(|m| format!("{}: {m}", png.display()))?;
+        render(&area, chart, text).map_err(failed(&png))?;
     }
     Ok(vec![
         format!("plots/{}.svg", chart.stem),
@@ -318,7 +331,7 @@ pub fn charts(results: &Results, impairment: &str) -> Vec<Chart> {
 ///
 /// # Errors
 /// A chart could not be drawn or written.
-pub fn draw_all(results: &Results, dir: &Path) -> Result<Outcome, String> {
+pub fn draw_all(results: &Results, dir: &Path) -> Result<Outcome, PlotError> {
     let mut outcome = Outcome::default();
     let text = font().is_some();
     if !text {

@@ -116,7 +116,7 @@ pub fn peers(requested: &[&'static dyn Peer]) -> Vec<(&'static dyn Peer, Availab
             Availability {
                 name: peer.name().to_owned(),
                 available: detected.is_ok(),
-                reason: detected.err(),
+                reason: detected.err().map(|e| e.0),
             },
         ));
     }

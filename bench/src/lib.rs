@@ -159,7 +159,7 @@ pub enum BenchError {
     #[error("{option} {value}: {reason}")]
     BadOption {
         /// The option.
-        option: &'static str,
+        option: String,
         /// Its value.
         value: String,
         /// What is wrong.
@@ -215,37 +215,49 @@ impl BenchArgs {
     }
 
     fn validate(&self) -> Result<(), BenchError> {
-        let bad = |option, value: String, reason: &str| BenchError::BadOption {
-            option,
+        let bad = |field: &str, value: String, reason: &str| BenchError::BadOption {
+            option: flag(field),
             value,
             reason: reason.to_owned(),
         };
         if self.packets.is_empty() || self.packets.contains(&0) {
             return Err(bad(
-                "--packets",
+                "packets",
                 format!("{:?}", self.packets),
                 "every count must be at least 1",
             ));
         }
         if self.impairment.is_empty() {
-            return Err(bad("--impairment", String::new(), "give off, on or both"));
+            return Err(bad("impairment", String::new(), "give off, on or both"));
         }
         if self.repetitions == 0 || self.repetitions > 100 {
             return Err(bad(
-                "--repetitions",
+                "repetitions",
                 self.repetitions.to_string(),
                 "must be within 1..=100",
             ));
         }
         if !(self.open_fraction > 0.0 && self.open_fraction <= 1.0) {
             return Err(bad(
-                "--open-fraction",
+                "open_fraction",
                 self.open_fraction.to_string(),
                 "must be within (0, 1]",
             ));
         }
         Ok(())
     }
+}
+
+/// The flag of `BenchArgs`'s field `field`, as its clap derive spells it.
+fn flag(field: &str) -> String {
+    use clap::Args as _;
+    let command = BenchArgs::augment_args(clap::Command::new("bench"));
+    let long = command
+        .get_arguments()
+        .find(|a| a.get_id() == field)
+        .and_then(clap::Arg::get_long)
+        .map_or_else(|| field.to_owned(), |long| format!("--{long}"));
+    long
 }
 
 /// Creates the output directory and proves it writable, before minutes of
@@ -637,4 +649,15 @@ fn finish(results: &mut Results, out: &Path, interrupted: bool) -> Result<(), Be
         out.join(resume::MARKDOWN_FILE).display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_options_name_the_flag_as_clap_spells_it() {
+        assert_eq!(flag("open_fraction"), "--open-fraction");
+        assert_eq!(flag("packets"), "--packets");
+    }
 }

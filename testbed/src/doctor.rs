@@ -8,7 +8,8 @@ use serde::Serialize;
 
 use crate::config::host_cores;
 use crate::host::command;
-use crate::impairment;
+use crate::impairment::{self, Backend};
+use contract::EngineKind;
 
 /// One line of the report.
 #[derive(Debug, Clone, Serialize)]
@@ -27,11 +28,11 @@ pub struct Check {
 pub struct DoctorReport {
     pub checks: Vec<Check>,
     /// The impairment backend `auto` resolves to on this host.
-    pub impairment_backend: String,
+    pub impairment_backend: Backend,
     /// Engines this host can run: kernel always; dpdk when DPDK and a
     /// usable PMD are present; fstack when, on top, the engine binary has
     /// F-Stack built in.
-    pub engines: Vec<String>,
+    pub engines: Vec<EngineKind>,
 }
 
 impl DoctorReport {
@@ -67,18 +68,18 @@ fn dir_nonempty(p: &str) -> bool {
     std::fs::read_dir(p).is_ok_and(|mut d| d.next().is_some())
 }
 
-fn af_xdp_socket() -> Result<(), String> {
+fn af_xdp_socket() -> std::io::Result<()> {
     // SAFETY: plain socket(2) call; the descriptor is closed right away.
     let fd = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
-        return Err(std::io::Error::last_os_error().to_string());
+        return Err(std::io::Error::last_os_error());
     }
     // SAFETY: `fd` is the descriptor just opened and owned here.
     unsafe { libc::close(fd) };
     Ok(())
 }
 
-fn bpf_map() -> Result<(), String> {
+fn bpf_map() -> std::io::Result<()> {
     // union bpf_attr for BPF_MAP_CREATE: map_type, key_size, value_size,
     // max_entries as the first four u32; the rest zero.
     let mut attr = [0u32; 32];
@@ -91,7 +92,7 @@ fn bpf_map() -> Result<(), String> {
     // across the call; BPF_MAP_CREATE (0) only reads it.
     let fd = unsafe { libc::syscall(libc::SYS_bpf, 0, attr.as_mut_ptr(), size) };
     if fd < 0 {
-        return Err(std::io::Error::last_os_error().to_string());
+        return Err(std::io::Error::last_os_error());
     }
     if let Ok(fd) = i32::try_from(fd) {
         // SAFETY: `fd` is the map descriptor just created and owned here.
@@ -343,7 +344,7 @@ pub fn run() -> DoctorReport {
     .collect();
     let dpdk_ok = dpdk.is_ok() && !usable.is_empty();
     checks.push(check(
-        "dpdk",
+        EngineKind::Dpdk.as_str(),
         dpdk_ok,
         match &dpdk {
             Ok(v) => format!(
@@ -434,16 +435,20 @@ pub fn run() -> DoctorReport {
         },
     ));
 
-    let mut engines = vec!["kernel".to_string()];
+    let mut engines = vec![EngineKind::Kernel];
     if dpdk_ok {
-        engines.push("dpdk".into());
+        engines.push(EngineKind::Dpdk);
         if fstack_runs {
-            engines.push("fstack".into());
+            engines.push(EngineKind::Fstack);
         }
     }
     DoctorReport {
         checks,
-        impairment_backend: if netem.available { "netem" } else { "emulator" }.into(),
+        impairment_backend: if netem.available {
+            Backend::Netem
+        } else {
+            Backend::Emulator
+        },
         engines,
     }
 }
@@ -461,6 +466,7 @@ impl std::fmt::Display for DoctorReport {
             )?;
         }
         writeln!(f, "impairment backend (auto): {}", self.impairment_backend)?;
-        writeln!(f, "engines: {}", self.engines.join(", "))
+        let engines: Vec<&str> = self.engines.iter().map(|e| e.as_str()).collect();
+        writeln!(f, "engines: {}", engines.join(", "))
     }
 }

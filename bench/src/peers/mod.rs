@@ -5,7 +5,25 @@
 //!
 //! Adding a peer is one new file implementing [`Peer`] (its tests, its
 //! programs, how it measures a testbed, how its output parses) and one line
-//! in [`ALL`].
+//! in [`ALL`]. A peer must say which tests it runs: one that does not
+//! cannot be compiled, so it can never inherit the engines' tests.
+//!
+//! ```compile_fail
+//! use bench::peers::{Parsed, ParseError, Peer, Placement};
+//! use bench::{matrix::Bench, Setting};
+//!
+//! struct Untested;
+//!
+//! impl Peer for Untested {
+//!     fn name(&self) -> &'static str { "untested" }
+//!     fn programs(&self) -> &'static [&'static str] { &["true"] }
+//!     fn measure(&self, _: &mut Bench<'_>, _: &Placement, _: Setting) {}
+//!     fn parse(&self, _: &str) -> Result<Parsed, ParseError> {
+//!         Err(ParseError::new("untested", "nothing"))
+//!     }
+//!     // no `tests`: E0046, not all trait items implemented
+//! }
+//! ```
 //!
 //! Parsing is kept apart from running: each peer's `parse` turns a tool's
 //! output into [`Figures`] and never panics on odd text.
@@ -50,12 +68,12 @@ pub trait Peer: Sync {
     fn programs(&self) -> &'static [&'static str];
 
     /// Why it is skipped when `missing` of its programs are not installed.
-    fn missing(&self, missing: &[&str]) -> String {
-        format!(
+    fn missing(&self, missing: &[&str]) -> Unavailable {
+        Unavailable(format!(
             "{} not installed (Debian package `{}`; scripts/setup and scripts/bench install it)",
             missing.join(", "),
             self.name()
-        )
+        ))
     }
 
     /// Measures every cell of it on one testbed that still lacks runs.
@@ -72,7 +90,7 @@ pub trait Peer: Sync {
     ///
     /// # Errors
     /// The reason, for the report.
-    fn detect(&self) -> Result<(), String> {
+    fn detect(&self) -> Result<(), Unavailable> {
         let missing: Vec<&str> = self
             .programs()
             .iter()
@@ -99,18 +117,30 @@ impl PartialEq for dyn Peer {
     }
 }
 
+/// Why a peer cannot be measured on this host.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unavailable(pub String);
+
+/// A name that is no peer's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no peer `{0}`: choose from {names}", names = names())]
+pub struct UnknownPeer(pub String);
+
+/// The peers' names, for messages.
+fn names() -> String {
+    ALL.iter().map(|p| p.name()).collect::<Vec<_>>().join(", ")
+}
+
 /// The peer named `name`.
 ///
 /// # Errors
 /// No peer has that name (the message lists them).
-pub fn by_name(name: &str) -> Result<&'static dyn Peer, String> {
+pub fn by_name(name: &str) -> Result<&'static dyn Peer, UnknownPeer> {
     ALL.iter()
         .copied()
         .find(|p| p.name() == name)
-        .ok_or_else(|| {
-            let names: Vec<&str> = ALL.iter().map(|p| p.name()).collect();
-            format!("no peer `{name}`: choose from {}", names.join(", "))
-        })
+        .ok_or_else(|| UnknownPeer(name.to_owned()))
 }
 
 /// A peer's figures, with CDF points as (quantile, µs) when it has them.
@@ -208,6 +238,12 @@ pub enum PeerError {
     /// Its output does not parse.
     #[error(transparent)]
     Parse(#[from] ParseError),
+    /// A calibration run gave no rate to derive durations from.
+    #[error("{tool} calibration gave no rate")]
+    NoRate {
+        /// The tool.
+        tool: &'static str,
+    },
 }
 
 /// The full path of `program` in PATH.
@@ -457,6 +493,9 @@ mod tests {
             }
             assert_eq!(by_name(peer.name()).map(|p| p.name()), Ok(peer.name()));
         }
-        assert!(by_name("bogus").unwrap_err().contains("sockperf"));
+        assert!(by_name("bogus")
+            .unwrap_err()
+            .to_string()
+            .contains("sockperf"));
     }
 }

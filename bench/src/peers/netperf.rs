@@ -6,7 +6,7 @@ use std::process::Command;
 
 use bench_report::stats::Figures;
 
-use super::{ParseError, Parsed, Peer, Placement, PEER_MESSAGE_SIZE};
+use super::{ParseError, Parsed, Peer, Placement, Unavailable, PEER_MESSAGE_SIZE};
 use crate::matrix::Bench;
 use crate::Setting;
 
@@ -28,11 +28,11 @@ impl Peer for Netperf {
         &["netperf", "netserver"]
     }
 
-    fn missing(&self, missing: &[&str]) -> String {
-        format!(
+    fn missing(&self, missing: &[&str]) -> Unavailable {
+        Unavailable(format!(
             "{} not installed: netperf is not in Debian's main archive (non-free, or build it from source), so it is measured only where the user installed it",
             missing.join(" and ")
-        )
+        ))
     }
 
     fn parse(&self, output: &str) -> Result<Parsed, ParseError> {

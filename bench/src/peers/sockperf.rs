@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use bench_report::stats::Figures;
 
-use super::{run_client, seconds_for, ParseError, Parsed, Peer, Placement, PEER_MESSAGE_SIZE};
+use super::{
+    run_client, seconds_for, ParseError, Parsed, Peer, PeerError, Placement, PEER_MESSAGE_SIZE,
+};
 use crate::matrix::Bench;
 use crate::Setting;
 
@@ -52,8 +54,9 @@ impl Peer for Sockperf {
         let rate = match calibrate(bench, p, port) {
             Ok(rate) => rate,
             Err(_) if bench.stopped() => return,
-            Err(why) => {
+            Err(e) => {
                 drop(server);
+                let why = format!("sockperf calibration failed: {e}");
                 bench.say(&why);
                 return bench.fail_subject(self.name(), "peer", setting, &why);
             }
@@ -95,16 +98,15 @@ impl Peer for Sockperf {
 /// rate that turns each count into a duration. Under loss a 1-second
 /// sample holds a handful of retransmission stalls at most, so a slow link
 /// is measured again over 5 seconds.
-fn calibrate(bench: &Bench<'_>, p: &Placement, port: u16) -> Result<f64, String> {
-    let measure = |seconds: u64, log: &str| {
-        run_client(
+fn calibrate(bench: &Bench<'_>, p: &Placement, port: u16) -> Result<f64, PeerError> {
+    let measure = |seconds: u64, log: &str| -> Result<Figures, PeerError> {
+        let output = run_client(
             client(p, port, seconds, None),
             &p.log(log),
             Duration::from_secs(60),
             bench.interrupted(),
-        )
-        .map_err(|e| e.to_string())
-        .and_then(|o| parse_figures(&o.text).map_err(|e| e.to_string()))
+        )?;
+        Ok(parse_figures(&output.text)?)
     };
     let calibration = match measure(1, "sockperf-calibration.log") {
         Ok(f) if f.messages_per_s.is_some_and(|r| r < 2000.0) => {
@@ -112,13 +114,12 @@ fn calibrate(bench: &Bench<'_>, p: &Placement, port: u16) -> Result<f64, String>
         }
         other => other,
     };
-    match calibration {
-        Ok(Figures {
+    match calibration? {
+        Figures {
             messages_per_s: Some(rate),
             ..
-        }) if rate > 0.0 => Ok(rate),
-        Ok(_) => Err("sockperf calibration failed: no rate".into()),
-        Err(e) => Err(format!("sockperf calibration failed: {e}")),
+        } if rate > 0.0 => Ok(rate),
+        _ => Err(PeerError::NoRate { tool: NAME }),
     }
 }
 

@@ -51,7 +51,7 @@ impl CommonArgs {
 #[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
 pub struct EngineOptions {
     /// Engine to serve with.
-    #[arg(long, value_enum, default_value = "kernel")]
+    #[arg(long, value_enum, default_value_t = EngineKind::Kernel)]
     pub engine: EngineKind,
     /// Kernel engine spins on non-blocking sockets instead of sleeping.
     #[arg(long)]
