@@ -1,5 +1,6 @@
 //! `scripts/fstack`'s command line and its refusal of trees that are not
-//! F-Stack 1.24: each answers at once, with the documented exit code and a
+//! F-Stack 1.24, and `scripts/demo --engine fstack`'s refusal when nothing
+//! is built: each answers at once, with the documented exit code and a
 //! message naming the problem, before installing or building anything.
 //!
 //! CI has no F-Stack source, so the build itself is never run here. To make
@@ -272,5 +273,61 @@ fn a_tree_whose_release_files_disagree_is_refused() {
         &out,
         2,
         &["F-STACK_VERSION=1.24", "VERSION says 1.23", "1.24 only"],
+    );
+}
+
+/// `scripts/demo` in a directory of its own, so that what this checkout
+/// may have built (its target/f-stack) cannot answer for it.
+fn lone_demo(tag: &str) -> TempDir {
+    let dir = TempDir::new(tag);
+    fs::create_dir_all(dir.path().join("scripts")).unwrap();
+    let demo = dir.path().join("scripts/demo");
+    fs::copy(repo().join("scripts/demo"), &demo).unwrap();
+    fs::set_permissions(&demo, fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+#[test]
+fn demo_without_an_f_stack_build_says_what_to_run_before_building() {
+    let dir = lone_demo("demo-none");
+    let demo = dir.path().join("scripts/demo");
+    for args in [
+        &["--engine", "fstack"][..],
+        &["--packets", "10", "--engine=fstack"],
+    ] {
+        let out = run_in(dir.path(), &demo, args, "demo-none");
+        assert_refused(
+            &out,
+            1,
+            &[
+                "none is built yet",
+                "scripts/fstack --source <your F-Stack 1.24 tree>",
+                "scripts/fstack --clone",
+            ],
+        );
+    }
+}
+
+#[test]
+fn demo_with_a_recorded_prefix_that_is_gone_says_so() {
+    let dir = lone_demo("demo-gone");
+    let gone = dir.path().join("no-prefix");
+    let record = dir.path().join("target/f-stack/FF_PATH");
+    fs::create_dir_all(record.parent().unwrap()).unwrap();
+    fs::write(&record, format!("{}\n", gone.display())).unwrap();
+    let out = run_in(
+        dir.path(),
+        &dir.path().join("scripts/demo"),
+        &["--engine", "fstack"],
+        "demo-gone",
+    );
+    assert_refused(
+        &out,
+        1,
+        &[
+            gone.to_str().unwrap(),
+            "has no lib/libfstack.a",
+            "scripts/fstack --source <your F-Stack 1.24 tree>",
+        ],
     );
 }
