@@ -26,11 +26,13 @@ const SUPPORTED_DPDK: &str = "22.11";
 /// Prefixes tried when `FF_PATH` is not set.
 const CONVENTIONAL_PREFIXES: &[&str] = &["/usr/local", "/usr"];
 
-const HOW_TO: &str = "install F-Stack release 1.24 (it targets DPDK 22.11; later releases \
-     target DPDK 23.11) following F-Stack's documentation (https://github.com/F-Stack/f-stack, \
-     doc/F-Stack_Build_Guide.md): build its lib/ against the system DPDK and `make install` \
-     into a prefix, then build with `FF_PATH=<prefix> cargo build --release --features \
-     engine/fstack`; or build without the `fstack` feature";
+const HOW_TO: &str = "run `scripts/fstack --source <F-Stack 1.24 source tree>` (or \
+     `--clone`), which builds F-Stack 1.24 and the engine with it; or install F-Stack release \
+     1.24 (it targets DPDK 22.11; later releases target DPDK 23.11) following F-Stack's \
+     documentation (https://github.com/F-Stack/f-stack, doc/F-Stack_Build_Guide.md): build its \
+     lib/ against the system DPDK and `make install` into a prefix (bypasslab's README, section \
+     F-Stack, lists the steps), then build with `FF_PATH=<prefix> cargo build --release \
+     --features engine/fstack`; or build without the `fstack` feature";
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");

@@ -19,9 +19,10 @@ use crate::host::process::{terminate, wait_timeout};
 /// `--list-kinds`): the same advice the engine gives.
 pub const FSTACK_HOW_TO: &str = "build the engine with the cargo feature `fstack` against \
      F-Stack 1.24 (which targets DPDK 22.11; later F-Stack releases target DPDK 23.11): \
-     `scripts/fstack --source <F-Stack 1.24 tree>` builds it and the engine in one step; or \
-     install F-Stack as its documentation describes (https://github.com/F-Stack/f-stack), then \
-     `FF_PATH=<F-Stack prefix> cargo build --release --features engine/fstack`";
+     `scripts/fstack --source <your F-Stack 1.24 tree>` (or `scripts/fstack --clone`) builds \
+     it and the engine in one step; or install F-Stack as its documentation describes \
+     (https://github.com/F-Stack/f-stack), then `FF_PATH=<F-Stack prefix> cargo build \
+     --release --features engine/fstack`";
 
 /// How long `engine --list-kinds` may take.
 const LIST_WITHIN: Duration = Duration::from_secs(10);

@@ -129,26 +129,64 @@ fn dpdk_pmds() -> Vec<String> {
     pmds
 }
 
-/// Whether the `engine` binary beside this supervisor has F-Stack built
-/// in (`engine --list-kinds`); `None` when there is no binary to ask.
-fn fstack_built_in() -> Option<bool> {
-    let engine = crate::bins::default_dir().join(crate::bins::Binary::Engine.name());
-    let kinds = crate::bins::kinds(&engine).ok()?;
-    Some(
-        kinds
-            .get(contract::EngineKind::Fstack)
-            .is_some_and(|k| k.available),
-    )
+/// What the `engine` binary beside this supervisor says of F-Stack
+/// (`engine --list-kinds`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum FstackBuild {
+    /// Linked in: the F-Stack release, and the prefix it was linked
+    /// against (`None` from an engine too old to report it).
+    BuiltIn {
+        version: String,
+        prefix: Option<String>,
+    },
+    /// The engine was built without the `fstack` feature.
+    Without,
+    /// No engine binary answered `--list-kinds`.
+    Unknown,
+}
+
+impl FstackBuild {
+    fn of_engine_beside_us() -> Self {
+        let engine = crate::bins::default_dir().join(crate::bins::Binary::Engine.name());
+        crate::bins::kinds(&engine).map_or(Self::Unknown, |kinds| Self::of(&kinds))
+    }
+
+    /// What an engine's kind list says of F-Stack.
+    fn of(kinds: &contract::KindList) -> Self {
+        match kinds.get(contract::EngineKind::Fstack) {
+            None => Self::Unknown,
+            Some(k) if k.available => Self::BuiltIn {
+                version: k
+                    .fstack_version
+                    .clone()
+                    .unwrap_or_else(|| "(unknown)".into()),
+                prefix: k.fstack_prefix.clone(),
+            },
+            Some(_) => Self::Without,
+        }
+    }
+
+    /// Reads `--list-kinds`'s JSON.
+    #[cfg(test)]
+    fn parse(doc: &str) -> Self {
+        serde_json::from_str(doc).map_or(Self::Unknown, |kinds| Self::of(&kinds))
+    }
 }
 
 /// F-Stack is linked into the engine at build time: what runs is decided
 /// by the engine binary, what could be built by `FF_PATH`.
-fn fstack_check(built_in: bool, dpdk_ok: bool) -> Check {
-    if built_in {
+fn fstack_check(build: &FstackBuild, dpdk_ok: bool, ff_path: Option<&Path>) -> Check {
+    if let FstackBuild::BuiltIn { version, prefix } = build {
+        let from = prefix.as_ref().map_or_else(
+            || "from a prefix it does not report (an engine older than that report)".to_owned(),
+            |p| format!("linked from FF_PATH={p}"),
+        );
         return check(
             "fstack",
             dpdk_ok,
-            "the engine binary beside the supervisor has F-Stack built in",
+            format!(
+                "the engine binary beside the supervisor has F-Stack {version} built in, {from}"
+            ),
             if dpdk_ok {
                 "the fstack engine can run (it needs what the dpdk engine needs)"
             } else {
@@ -156,28 +194,29 @@ fn fstack_check(built_in: bool, dpdk_ok: bool) -> Check {
             },
         );
     }
-    let ff = std::env::var_os("FF_PATH");
-    let ff_ok = ff
-        .as_ref()
-        .is_some_and(|p| Path::new(p).join("lib").join("libfstack.a").exists());
+    let engine = match build {
+        FstackBuild::Unknown => "no engine binary beside the supervisor answers --list-kinds",
+        _ => "engine built without F-Stack",
+    };
+    let ff_ok = ff_path.is_some_and(|p| p.join("lib").join("libfstack.a").exists());
     check(
         "fstack",
         false,
-        match &ff {
-            Some(p) if ff_ok => format!(
-                "engine built without F-Stack; FF_PATH={} holds lib/libfstack.a",
-                p.to_string_lossy()
-            ),
+        match ff_path {
+            Some(p) if ff_ok => format!("{engine}; FF_PATH={} holds lib/libfstack.a", p.display()),
             Some(p) => format!(
-                "engine built without F-Stack; FF_PATH={} but lib/libfstack.a is missing",
-                p.to_string_lossy()
+                "{engine}; FF_PATH={} but lib/libfstack.a is missing",
+                p.display()
             ),
-            None => "engine built without F-Stack; FF_PATH is not set".to_string(),
+            None => format!("{engine}; FF_PATH is not set"),
         },
-        if ff_ok {
-            "rebuild with `cargo build --release --features engine/fstack` to get the fstack engine"
-        } else {
-            "no fstack engine: install F-Stack 1.24 yourself, set FF_PATH and build with --features engine/fstack"
+        match ff_path {
+            Some(p) if ff_ok => format!(
+                "rebuild with `FF_PATH={} cargo build --release --features engine/fstack` to get \
+                 the fstack engine",
+                p.display()
+            ),
+            _ => format!("no fstack engine: {}", crate::bins::FSTACK_HOW_TO),
         },
     )
 }
@@ -417,9 +456,10 @@ pub fn run() -> DoctorReport {
         },
     ));
 
-    let fstack_built_in = fstack_built_in() == Some(true);
-    checks.push(fstack_check(fstack_built_in, dpdk_ok));
-    let fstack_runs = dpdk_ok && fstack_built_in;
+    let fstack = FstackBuild::of_engine_beside_us();
+    let ff_path = std::env::var_os("FF_PATH").map(std::path::PathBuf::from);
+    checks.push(fstack_check(&fstack, dpdk_ok, ff_path.as_deref()));
+    let fstack_runs = dpdk_ok && matches!(fstack, FstackBuild::BuiltIn { .. });
 
     let cores = host_cores();
     checks.push(check(
@@ -468,5 +508,113 @@ impl std::fmt::Display for DoctorReport {
         writeln!(f, "impairment backend (auto): {}", self.impairment_backend)?;
         let engines: Vec<&str> = self.engines.iter().map(|e| e.as_str()).collect();
         writeln!(f, "engines: {}", engines.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A directory of its own, removed even when the test fails.
+    struct TempDir(std::path::PathBuf);
+
+    impl TempDir {
+        fn new(tag: &str) -> Self {
+            let dir =
+                std::env::temp_dir().join(format!("bypasslab-doctor-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            Self(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn reads_the_fstack_build_from_the_engines_listing() {
+        let with = r#"{"kinds":[{"available":true,"kind":"kernel"},{"available":true,
+            "dpdk_version":"22.11.11","fstack_prefix":"/opt/f-stack","fstack_version":"1.24",
+            "kind":"fstack"}]}"#;
+        assert_eq!(
+            FstackBuild::parse(with),
+            FstackBuild::BuiltIn {
+                version: "1.24".into(),
+                prefix: Some("/opt/f-stack".into())
+            }
+        );
+        let older = r#"{"kinds":[{"available":true,"fstack_version":"1.24","kind":"fstack"}]}"#;
+        assert_eq!(
+            FstackBuild::parse(older),
+            FstackBuild::BuiltIn {
+                version: "1.24".into(),
+                prefix: None
+            }
+        );
+        let without = r#"{"kinds":[{"available":false,"kind":"fstack","reason":"built without"}]}"#;
+        assert_eq!(FstackBuild::parse(without), FstackBuild::Without);
+        for garbage in ["", "not json", "{}", r#"{"kinds":[]}"#] {
+            assert_eq!(
+                FstackBuild::parse(garbage),
+                FstackBuild::Unknown,
+                "{garbage}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_built_in_fstack_shows_its_version_and_prefix() {
+        let build = FstackBuild::BuiltIn {
+            version: "1.24".into(),
+            prefix: Some("/opt/f-stack".into()),
+        };
+        let c = fstack_check(&build, true, None);
+        assert!(c.ok);
+        assert!(
+            c.detail.contains("F-Stack 1.24") && c.detail.contains("FF_PATH=/opt/f-stack"),
+            "{}",
+            c.detail
+        );
+        let c = fstack_check(&build, false, None);
+        assert!(!c.ok && c.consequence.contains("DPDK"), "{}", c.consequence);
+    }
+
+    #[test]
+    fn without_fstack_it_gives_the_command_that_builds_it() {
+        for build in [FstackBuild::Without, FstackBuild::Unknown] {
+            let c = fstack_check(&build, true, None);
+            assert!(!c.ok);
+            assert!(c.detail.contains("FF_PATH is not set"), "{}", c.detail);
+            for needle in ["scripts/fstack --source", "scripts/fstack --clone", "1.24"] {
+                assert!(
+                    c.consequence.contains(needle),
+                    "{needle}: {}",
+                    c.consequence
+                );
+            }
+        }
+        let empty = TempDir::new("empty");
+        let c = fstack_check(&FstackBuild::Without, true, Some(&empty.0));
+        assert!(
+            c.detail.contains("lib/libfstack.a is missing"),
+            "{}",
+            c.detail
+        );
+        assert!(c.consequence.contains("scripts/fstack --source"));
+    }
+
+    #[test]
+    fn with_an_f_stack_prefix_it_says_how_to_rebuild_against_it() {
+        let prefix = TempDir::new("prefix");
+        std::fs::create_dir_all(prefix.0.join("lib")).unwrap();
+        std::fs::write(prefix.0.join("lib").join("libfstack.a"), b"").unwrap();
+        let c = fstack_check(&FstackBuild::Without, true, Some(&prefix.0));
+        assert!(!c.ok);
+        assert!(c.detail.contains("holds lib/libfstack.a"), "{}", c.detail);
+        let rebuild = format!("FF_PATH={} cargo build", prefix.0.display());
+        assert!(c.consequence.contains(&rebuild), "{}", c.consequence);
     }
 }

@@ -29,10 +29,11 @@ pub const SUPPORTED_DPDK: &str = "22.11";
 
 /// What a user must do to get the fstack engine into a build that lacks it.
 pub const HOW_TO_ENABLE: &str = "this engine binary was built without the cargo feature \
-     `fstack`. Install F-Stack 1.24 (built against DPDK 22.11; later F-Stack releases target \
-     DPDK 23.11 and are not supported) as F-Stack's documentation describes \
-     (https://github.com/F-Stack/f-stack), then rebuild with `FF_PATH=<F-Stack prefix> cargo \
-     build --release --features engine/fstack`";
+     `fstack`. `scripts/fstack --source <F-Stack 1.24 source tree>` (or `--clone`) builds \
+     F-Stack 1.24 and this engine with it in one step; or install F-Stack 1.24 (built against \
+     DPDK 22.11; later F-Stack releases target DPDK 23.11 and are not supported) as F-Stack's \
+     documentation describes (https://github.com/F-Stack/f-stack), then rebuild with \
+     `FF_PATH=<F-Stack prefix> cargo build --release --features engine/fstack`";
 
 /// Whether `--kind fstack` works in this binary.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -48,7 +49,8 @@ pub struct Availability {
     /// The DPDK it was linked with.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dpdk_version: Option<&'static str>,
-    /// The F-Stack prefix the binary was built against.
+    /// The F-Stack prefix it was linked against (`FF_PATH` at build time),
+    /// so that `supervisor doctor` can say which F-Stack a binary holds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fstack_prefix: Option<&'static str>,
 }
@@ -122,9 +124,14 @@ mod tests {
         assert_eq!(fstack["available"], cfg!(feature = "fstack"));
         if cfg!(feature = "fstack") {
             assert_eq!(fstack["fstack_version"], SUPPORTED_FSTACK);
+            assert!(fstack["fstack_prefix"]
+                .as_str()
+                .is_some_and(|p| !p.is_empty()));
         } else {
             let reason = fstack["reason"].as_str().unwrap();
             assert!(reason.contains("--features engine/fstack") && reason.contains("FF_PATH"));
+            assert!(reason.contains("scripts/fstack --source"));
+            assert!(fstack.get("fstack_prefix").is_none());
             assert!(reason.contains("1.24") && reason.contains("22.11"));
         }
     }
