@@ -21,7 +21,7 @@ use testbed::run::session::{Run, StartOptions, DEFAULT_READY_TIMEOUT};
 use testbed::run::LifecycleError;
 
 use crate::host;
-use crate::peers::{self, Peer, Placement, Server};
+use crate::peers::{self, Cells, Peer, Placement};
 use crate::record;
 use crate::Setting;
 
@@ -132,7 +132,7 @@ impl<'a> Bench<'a> {
 
     /// Repetitions a cell still lacks (all of them for a cell not yet in
     /// the report).
-    pub fn missing(&self, subject: &str, test: &str, setting: Setting, packets: u64) -> u32 {
+    fn missing(&self, subject: &str, test: &str, setting: Setting, packets: u64) -> u32 {
         let have = self
             .find(subject, test, setting, packets)
             .map_or(0, |i| self.results.cells[i].runs.len());
@@ -141,7 +141,7 @@ impl<'a> Bench<'a> {
             .saturating_sub(u32::try_from(have).unwrap_or(u32::MAX))
     }
 
-    pub fn missing_at(&self, index: usize) -> u32 {
+    fn missing_at(&self, index: usize) -> u32 {
         let have = self.results.cells[index].runs.len();
         self.plan
             .repetitions
@@ -164,7 +164,7 @@ impl<'a> Bench<'a> {
     }
 
     /// Records that `missing` repetitions of a cell cannot run, and why.
-    pub fn fail(&mut self, index: usize, missing: u32, why: &str) {
+    fn fail(&mut self, index: usize, missing: u32, why: &str) {
         let cell = &mut self.results.cells[index];
         cell.errors.push(why.to_owned());
         self.progress.inc(cell.packets * u64::from(missing));
@@ -276,7 +276,7 @@ impl<'a> Bench<'a> {
 
     /// The open loop's rate: the one its earlier runs used, else the
     /// fraction of the closed loop's median rate.
-    pub fn open_rate(&mut self, closed: usize, open: usize) -> Option<u64> {
+    fn open_rate(&mut self, closed: usize, open: usize) -> Option<u64> {
         let open_cell = &self.results.cells[open];
         if let (Some(rate), false) = (open_cell.target_rate, open_cell.runs.is_empty()) {
             return Some(rate);
@@ -294,7 +294,7 @@ impl<'a> Bench<'a> {
 
     /// Every cell of `subject` on this testbed that lacks repetitions gets
     /// `why` instead.
-    pub fn fail_subject(&mut self, subject: &str, kind: &str, setting: Setting, why: &str) {
+    fn fail_subject(&mut self, subject: &str, kind: &str, setting: Setting, why: &str) {
         for &packets in &self.plan.packets {
             for test in tests_of(subject) {
                 let missing = self.missing(subject, test, setting, packets);
@@ -318,7 +318,7 @@ impl<'a> Bench<'a> {
 
     /// The number of the next repetition of a cell, for its status line
     /// and log names: one past every run and failed attempt it has.
-    pub fn next_rep(&self, index: usize) -> usize {
+    fn next_rep(&self, index: usize) -> usize {
         let cell = &self.results.cells[index];
         cell.runs.len() + cell.errors.len() + 1
     }
@@ -435,82 +435,62 @@ impl<'a> Bench<'a> {
             peer.measure(self, &placement, setting);
         }
     }
+}
 
-    /// The message counts of the matrix.
-    #[must_use]
-    pub fn packets(&self) -> Vec<u64> {
+/// What the peers need of the matrix.
+impl Cells for Bench<'_> {
+    fn packets(&self) -> Vec<u64> {
         self.plan.packets.clone()
     }
 
-    /// The flag SIGINT/SIGTERM raise.
-    #[must_use]
-    pub fn interrupted(&self) -> &AtomicBool {
+    fn stopped(&self) -> bool {
+        Bench::stopped(self)
+    }
+
+    fn interrupted(&self) -> &AtomicBool {
         &self.interrupted
     }
 
-    /// The index of `peer`'s cell, created empty when the report has none.
-    pub fn peer_cell(
-        &mut self,
-        peer: &dyn Peer,
-        test: &str,
-        setting: Setting,
-        packets: u64,
-    ) -> usize {
+    fn say(&self, line: &str) {
+        Bench::say(self, line);
+    }
+
+    fn peer_cell(&mut self, peer: &dyn Peer, test: &str, setting: Setting, packets: u64) -> usize {
         self.cell(peer.name(), "peer", test, setting, packets)
     }
 
-    /// Records the rate an open-loop cell runs at.
-    pub fn set_target_rate(&mut self, index: usize, rate: u64) {
+    fn missing_at(&self, index: usize) -> u32 {
+        Bench::missing_at(self, index)
+    }
+
+    fn next_rep(&self, index: usize) -> usize {
+        Bench::next_rep(self, index)
+    }
+
+    fn open_rate(&mut self, closed: usize, open: usize) -> Option<u64> {
+        Bench::open_rate(self, closed, open)
+    }
+
+    fn set_target_rate(&mut self, index: usize, rate: u64) {
         self.results.cells[index].target_rate = Some(rate);
     }
 
-    /// Starts a peer's server in NS3 on `port` for the whole testbed; when
-    /// it cannot start, every cell of the peer still lacking runs gets the
-    /// reason.
-    pub fn peer_server(
-        &mut self,
-        peer: &dyn Peer,
-        command: std::process::Command,
-        log: &Path,
-        p: &Placement,
-        port: u16,
-        setting: Setting,
-    ) -> Option<Server> {
-        match Server::start(command, log, &p.config, port) {
-            Ok(server) => Some(server),
-            Err(e) => {
-                let why = e.to_string();
-                self.say(&why);
-                self.fail_subject(peer.name(), "peer", setting, &why);
-                None
-            }
-        }
+    fn fail(&mut self, index: usize, missing: u32, why: &str) {
+        Bench::fail(self, index, missing, why);
     }
 
-    /// Runs a peer cell's missing repetitions; `client(rep)` gives the
-    /// command and its log file.
-    pub fn run_peer_cell(
-        &mut self,
-        peer: &dyn Peer,
-        index: usize,
-        limit_s: u64,
-        client: impl Fn(usize) -> (std::process::Command, PathBuf),
-    ) {
-        let missing = self.missing_at(index);
-        self.run_peer_attempts(peer, index, missing, limit_s, None, client);
+    fn fail_subject(&mut self, subject: &str, kind: &str, setting: Setting, why: &str) {
+        Bench::fail_subject(self, subject, kind, setting, why);
     }
 
-    /// `count` attempts at a peer cell's repetitions (with the command of
-    /// the server each ran against, when the server is per attempt). A
-    /// failed one is recorded in the cell and the next is tried.
-    pub fn run_peer_attempts(
+    fn run_peer_attempts(
         &mut self,
         peer: &dyn Peer,
         index: usize,
         count: u32,
         limit_s: u64,
         server: Option<&str>,
-        client: impl Fn(usize) -> (std::process::Command, PathBuf),
+        client: &dyn Fn(usize) -> (std::process::Command, PathBuf),
     ) {
         for _ in 0..count {
             if self.stopped() {

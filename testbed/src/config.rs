@@ -66,6 +66,29 @@ pub enum BackendChoice {
 
 pub use contract::emulator::{Direction, EmulatorMode};
 
+/// What a namespace is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NsRole {
+    /// NS1: the load generator.
+    Client,
+    /// NS2: the bridge (and the link emulator).
+    Bridge,
+    /// NS3: the engine.
+    Server,
+}
+
+impl NsRole {
+    /// How `net status` names it.
+    #[must_use]
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::Client => "client (NS1)",
+            Self::Bridge => "bridge (NS2)",
+            Self::Server => "server (NS3)",
+        }
+    }
+}
+
 /// The impairment section, validated.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Impairment {
@@ -661,8 +684,7 @@ impl TestbedConfig {
     /// The node of a role: its namespace, and the core its processes are
     /// pinned to.
     #[must_use]
-    pub fn node(&self, role: crate::topology::NsRole) -> crate::placement::Node {
-        use crate::topology::NsRole;
+    pub fn node(&self, role: NsRole) -> crate::placement::Node {
         let (ns, core) = match role {
             NsRole::Client => (self.client_ns(), self.cores.loadgen),
             NsRole::Bridge => (self.bridge_ns(), self.cores.emulator),

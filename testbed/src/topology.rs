@@ -15,28 +15,7 @@ use std::net::Ipv4Addr;
 
 use crate::config::TestbedConfig;
 
-/// What a namespace is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NsRole {
-    /// NS1: the load generator.
-    Client,
-    /// NS2: the bridge (and the link emulator).
-    Bridge,
-    /// NS3: the engine.
-    Server,
-}
-
-impl NsRole {
-    /// How `net status` names it.
-    #[must_use]
-    pub const fn label(self) -> &'static str {
-        match self {
-            Self::Client => "client (NS1)",
-            Self::Bridge => "bridge (NS2)",
-            Self::Server => "server (NS3)",
-        }
-    }
-}
+pub use crate::config::NsRole;
 
 /// An interface in a namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use bench_report::stats::Figures;
 
-use super::{ParseError, Parsed, Peer, Placement, Server, PEER_MESSAGE_SIZE};
-use crate::matrix::Bench;
+use super::{Cells, ParseError, Parsed, Peer, Placement, Server, PEER_MESSAGE_SIZE};
 use crate::Setting;
 
 /// The peer.
@@ -36,7 +35,7 @@ impl Peer for Iperf3 {
         Ok((parse_figures(output)?, Vec::new()))
     }
 
-    fn measure(&self, bench: &mut Bench<'_>, p: &Placement, setting: Setting) {
+    fn measure(&self, bench: &mut dyn Cells, p: &Placement, setting: Setting) {
         let port = p.config.port().wrapping_add(2);
         for packets in bench.packets() {
             let index = bench.peer_cell(self, "bulk", setting, packets);
@@ -62,7 +61,7 @@ impl Peer for Iperf3 {
                     1,
                     120 + bytes / 1_000_000,
                     Some(&server.command),
-                    |rep| {
+                    &|rep| {
                         let log = p.log(&format!("iperf3-{packets}-{rep}.json"));
                         (client(p, port, bytes), log)
                     },

@@ -46,7 +46,6 @@ use testbed::host::wait::{self, Check, Waited};
 use testbed::placement::Node;
 use testbed::topology::NsRole;
 
-use crate::matrix::Bench;
 use crate::Setting;
 
 /// The message size given to the peers: the mean of the loadgen's uniform
@@ -77,7 +76,7 @@ pub trait Peer: Sync {
     }
 
     /// Measures every cell of it on one testbed that still lacks runs.
-    fn measure(&self, bench: &mut Bench<'_>, place: &Placement, setting: Setting);
+    fn measure(&self, cells: &mut dyn Cells, place: &Placement, setting: Setting);
 
     /// Its figures (and CDF points, where it prints percentiles) from what
     /// a client run printed.
@@ -141,6 +140,81 @@ pub fn by_name(name: &str) -> Result<&'static dyn Peer, UnknownPeer> {
         .copied()
         .find(|p| p.name() == name)
         .ok_or_else(|| UnknownPeer(name.to_owned()))
+}
+
+/// What a peer's measurement needs of the matrix that records it: the
+/// counts, its cells, and the runs of its client recorded into them. The
+/// matrix implements it; a peer knows nothing else of the matrix.
+pub trait Cells {
+    /// The message counts of the matrix.
+    fn packets(&self) -> Vec<u64>;
+    /// Whether SIGINT/SIGTERM arrived.
+    fn stopped(&self) -> bool;
+    /// The flag SIGINT/SIGTERM raise.
+    fn interrupted(&self) -> &AtomicBool;
+    /// A line for the user, above any progress bar.
+    fn say(&self, line: &str);
+    /// The index of `peer`'s cell, created empty when the report has none.
+    fn peer_cell(&mut self, peer: &dyn Peer, test: &str, setting: Setting, packets: u64) -> usize;
+    /// Repetitions the cell still lacks.
+    fn missing_at(&self, index: usize) -> u32;
+    /// The number of the cell's next repetition (for log names).
+    fn next_rep(&self, index: usize) -> usize;
+    /// The open-loop rate of `open` derived from the closed-loop `closed`.
+    fn open_rate(&mut self, closed: usize, open: usize) -> Option<u64>;
+    /// Records the rate an open-loop cell runs at.
+    fn set_target_rate(&mut self, index: usize, rate: u64);
+    /// Records that `missing` repetitions of a cell cannot run, and why.
+    fn fail(&mut self, index: usize, missing: u32, why: &str);
+    /// Every cell of `subject` still lacking runs on this testbed gets `why`.
+    fn fail_subject(&mut self, subject: &str, kind: &str, setting: Setting, why: &str);
+    /// `count` attempts at a peer cell's repetitions; `client(rep)` gives
+    /// the command and its log, `server` the server's command when each
+    /// attempt has its own. A failed one is recorded and the next tried.
+    fn run_peer_attempts(
+        &mut self,
+        peer: &dyn Peer,
+        index: usize,
+        count: u32,
+        limit_s: u64,
+        server: Option<&str>,
+        client: &dyn Fn(usize) -> (Command, PathBuf),
+    );
+
+    /// Runs a peer cell's missing repetitions.
+    fn run_peer_cell(
+        &mut self,
+        peer: &dyn Peer,
+        index: usize,
+        limit_s: u64,
+        client: &dyn Fn(usize) -> (Command, PathBuf),
+    ) {
+        let missing = self.missing_at(index);
+        self.run_peer_attempts(peer, index, missing, limit_s, None, client);
+    }
+
+    /// Starts a peer's server in NS3 on `port` for the whole testbed; when
+    /// it cannot start, every cell of the peer still lacking runs gets the
+    /// reason.
+    fn peer_server(
+        &mut self,
+        peer: &dyn Peer,
+        command: Command,
+        log: &Path,
+        place: &Placement,
+        port: u16,
+        setting: Setting,
+    ) -> Option<Server> {
+        match Server::start(command, log, &place.config, port) {
+            Ok(server) => Some(server),
+            Err(e) => {
+                let why = e.to_string();
+                self.say(&why);
+                self.fail_subject(peer.name(), "peer", setting, &why);
+                None
+            }
+        }
+    }
 }
 
 /// A peer's figures, with CDF points as (quantile, µs) when it has them.

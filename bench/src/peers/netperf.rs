@@ -6,8 +6,7 @@ use std::process::Command;
 
 use bench_report::stats::Figures;
 
-use super::{ParseError, Parsed, Peer, Placement, Unavailable, PEER_MESSAGE_SIZE};
-use crate::matrix::Bench;
+use super::{Cells, ParseError, Parsed, Peer, Placement, Unavailable, PEER_MESSAGE_SIZE};
 use crate::Setting;
 
 /// The peer.
@@ -39,7 +38,7 @@ impl Peer for Netperf {
         Ok((parse_figures(output)?, Vec::new()))
     }
 
-    fn measure(&self, bench: &mut Bench<'_>, p: &Placement, setting: Setting) {
+    fn measure(&self, bench: &mut dyn Cells, p: &Placement, setting: Setting) {
         let port = p.config.port().wrapping_add(3);
         let Some(server) = bench.peer_server(
             self,
@@ -54,7 +53,7 @@ impl Peer for Netperf {
         for packets in bench.packets() {
             let index = bench.peer_cell(self, "tcp_rr", setting, packets);
             // Bounded as if no slower than 100 transactions/s.
-            bench.run_peer_cell(self, index, 60 + packets / 100, |rep| {
+            bench.run_peer_cell(self, index, 60 + packets / 100, &|rep| {
                 let log = p.log(&format!("netperf-{packets}-{rep}.log"));
                 (client(p, port, packets), log)
             });

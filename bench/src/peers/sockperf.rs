@@ -8,9 +8,9 @@ use std::time::Duration;
 use bench_report::stats::Figures;
 
 use super::{
-    run_client, seconds_for, ParseError, Parsed, Peer, PeerError, Placement, PEER_MESSAGE_SIZE,
+    run_client, seconds_for, Cells, ParseError, Parsed, Peer, PeerError, Placement,
+    PEER_MESSAGE_SIZE,
 };
-use crate::matrix::Bench;
 use crate::Setting;
 
 /// The peer.
@@ -39,7 +39,7 @@ impl Peer for Sockperf {
         Ok((parse_figures(output)?, percentiles(output)))
     }
 
-    fn measure(&self, bench: &mut Bench<'_>, p: &Placement, setting: Setting) {
+    fn measure(&self, bench: &mut dyn Cells, p: &Placement, setting: Setting) {
         let port = p.config.port().wrapping_add(1);
         let Some(server) = bench.peer_server(
             self,
@@ -64,7 +64,7 @@ impl Peer for Sockperf {
         for packets in bench.packets() {
             let pp = bench.peer_cell(self, "ping-pong", setting, packets);
             let seconds = seconds_for(packets, rate);
-            bench.run_peer_cell(self, pp, seconds + 60, |rep| {
+            bench.run_peer_cell(self, pp, seconds + 60, &|rep| {
                 let log = p.log(&format!("sockperf-pp-{packets}-{rep}.log"));
                 (client(p, port, seconds, None), log)
             });
@@ -78,7 +78,7 @@ impl Peer for Sockperf {
                     bench.set_target_rate(ul, mps);
                     #[allow(clippy::cast_precision_loss)]
                     let seconds = seconds_for(packets, mps as f64);
-                    bench.run_peer_cell(self, ul, seconds + 60, |rep| {
+                    bench.run_peer_cell(self, ul, seconds + 60, &|rep| {
                         let log = p.log(&format!("sockperf-ul-{packets}-{rep}.log"));
                         (client(p, port, seconds, Some(mps)), log)
                     });
@@ -98,7 +98,7 @@ impl Peer for Sockperf {
 /// rate that turns each count into a duration. Under loss a 1-second
 /// sample holds a handful of retransmission stalls at most, so a slow link
 /// is measured again over 5 seconds.
-fn calibrate(bench: &Bench<'_>, p: &Placement, port: u16) -> Result<f64, PeerError> {
+fn calibrate(bench: &dyn Cells, p: &Placement, port: u16) -> Result<f64, PeerError> {
     let measure = |seconds: u64, log: &str| -> Result<Figures, PeerError> {
         let output = run_client(
             client(p, port, seconds, None),

@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use contract::argv::{to_argv, RenderError};
 use contract::emulator::{EmulatorArgs, SUBCOMMAND};
+use serde::{Deserialize, Serialize};
 
 use super::emulator::EmulatorStats;
 use crate::config::TestbedConfig;
 use crate::host::command::log_streams;
 use crate::host::process::{Ending, ProcessId};
 use crate::host::wait::{self, Check, Waited};
-use crate::net::state::ProcessRecord;
 use crate::placement::Node;
 use crate::state::StateFile;
 
@@ -65,6 +65,19 @@ pub enum LaunchError {
     NotReady,
 }
 
+/// The emulator as `net up` records it: identified by pid and start time
+/// so a reused pid is never signalled, with the arguments it runs with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmulatorRecord {
+    /// Its pid and start time.
+    #[serde(flatten)]
+    pub process: ProcessId,
+    /// The arguments it was started with (a changed config restarts it).
+    pub args: Vec<String>,
+    /// Where it publishes its counters.
+    pub stats_file: PathBuf,
+}
+
 /// The emulator's arguments for `cfg`.
 #[must_use]
 pub fn args(cfg: &TestbedConfig) -> EmulatorArgs {
@@ -98,7 +111,7 @@ pub fn argv(cfg: &TestbedConfig) -> Result<Vec<String>, LaunchError> {
 pub struct Started {
     child: Child,
     /// What to record of it.
-    pub record: ProcessRecord,
+    pub record: EmulatorRecord,
 }
 
 /// Spawns the emulator in NS2 with `argv`, in its own process group (a
@@ -130,7 +143,7 @@ pub fn spawn(cfg: &TestbedConfig, argv: Vec<String>) -> Result<Started, LaunchEr
     let child = command
         .spawn()
         .map_err(|source| LaunchError::Spawn { exe, source })?;
-    let record = ProcessRecord {
+    let record = EmulatorRecord {
         process: ProcessId::of_child(&child),
         args: argv,
         stats_file,

@@ -2,25 +2,12 @@
 //! even after a crash. Each object is recorded before it is created; `down`
 //! removes the recorded objects that exist and ignores the others.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::host::process::ProcessId;
+use crate::impairment::launch::EmulatorRecord;
 use crate::impairment::Backend;
-
-/// A process started by `net up`, identified by pid and start time so a
-/// reused pid is never signalled.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProcessRecord {
-    /// Its pid and start time.
-    #[serde(flatten)]
-    pub process: ProcessId,
-    /// The arguments it was started with (a changed config restarts it).
-    pub args: Vec<String>,
-    /// Where it publishes its counters.
-    pub stats_file: PathBuf,
-}
 
 /// A link created inside one of the testbed's namespaces.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,7 +49,7 @@ pub struct NetState {
     /// Qdiscs installed.
     pub qdiscs: Vec<QdiscRecord>,
     /// The link emulator, while it runs.
-    pub emulator: Option<ProcessRecord>,
+    pub emulator: Option<EmulatorRecord>,
     /// The backend in force and why it was chosen.
     pub backend: Option<Backend>,
     /// Why that backend.

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use contract::{PciAddress, Pmd};
 
+use super::report::TeardownReport;
 use super::state::{BoundDevice, RunState, StateError};
-use super::teardown::TeardownReport;
 use crate::config::TestbedConfig;
 use crate::host::command::{self, CommandError};
 use crate::state::StateFile;

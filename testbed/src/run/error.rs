@@ -6,7 +6,7 @@ use contract::argv::RenderError;
 use contract::EngineKind;
 
 use super::bypass::BypassError;
-use super::state::{Phase, StateError};
+use super::state::{NoSegment, Phase, StateError};
 use crate::bins::BinError;
 use crate::config::ConfigError;
 use crate::host::hugepages::HugepageError;
@@ -47,11 +47,8 @@ pub enum LifecycleError {
         phase: Phase,
     },
     /// The run has no segment yet.
-    #[error("testbed `{testbed}` has no statistics segment yet (still starting); wait for `supervisor start` to finish")]
-    NoSegment {
-        /// Testbed name.
-        testbed: String,
-    },
+    #[error(transparent)]
+    NoSegment(#[from] NoSegment),
     /// Run state file problem.
     #[error(transparent)]
     State(#[from] StateError),

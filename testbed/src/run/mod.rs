@@ -10,6 +10,7 @@ pub mod attach;
 pub mod bypass;
 pub mod error;
 pub mod netview;
+mod report;
 pub mod session;
 pub mod state;
 pub mod teardown;

@@ -99,6 +99,14 @@ pub struct RunState {
     pub started_unix: u64,
 }
 
+/// A run without its statistics segment yet.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("testbed `{testbed}` has no statistics segment yet (still starting); wait for `supervisor start` to finish")]
+pub struct NoSegment {
+    /// Testbed name.
+    pub testbed: String,
+}
+
 /// Run-state file errors.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -200,13 +208,11 @@ impl RunState {
     /// The segment, once the run has one.
     ///
     /// # Errors
-    /// [`LifecycleError::NoSegment`] while it is still starting.
-    pub fn segment_path(&self) -> Result<&std::path::Path, super::LifecycleError> {
-        self.segment
-            .as_deref()
-            .ok_or_else(|| super::LifecycleError::NoSegment {
-                testbed: self.testbed.clone(),
-            })
+    /// [`NoSegment`] while it is still starting.
+    pub fn segment_path(&self) -> Result<&std::path::Path, NoSegment> {
+        self.segment.as_deref().ok_or_else(|| NoSegment {
+            testbed: self.testbed.clone(),
+        })
     }
 
     /// Removes the state file.

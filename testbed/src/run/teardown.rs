@@ -3,41 +3,16 @@
 //! can never differ.
 
 use std::fs;
-use std::time::Duration;
 
 use super::attach::recorded_loadgens;
 use super::bypass;
+pub use super::report::TeardownReport;
 use super::state::RunState;
 use crate::config::TestbedConfig;
 use crate::host::hugepages;
-use crate::host::process::{ProcessId, Stopped};
+use crate::host::process::ProcessId;
 use crate::net;
 use crate::state::StateFile;
-
-/// How long a recorded child gets between SIGTERM and SIGKILL.
-const GRACE: Duration = Duration::from_secs(5);
-
-/// What teardown did, for the user.
-#[derive(Debug, Default, Clone, serde::Serialize)]
-pub struct TeardownReport {
-    /// One line per resource removed or process stopped.
-    pub done: Vec<String>,
-    /// Problems met (teardown goes on past them).
-    pub problems: Vec<String>,
-}
-
-impl TeardownReport {
-    /// Stops a recorded process, saying so when it was still running.
-    fn stop(&mut self, what: &str, process: &ProcessId) {
-        match process.stop(GRACE) {
-            Ok(Stopped::NotRunning) => {}
-            Ok(_) => self
-                .done
-                .push(format!("{what} (pid {}) stopped", process.pid)),
-            Err(e) => self.problems.push(format!("stopping the {what}: {e}")),
-        }
-    }
-}
 
 /// A one-line list of what a dead run recorded.
 #[must_use]
