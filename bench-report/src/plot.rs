@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::report::{Cell, Results};
+use crate::model::{Cell, Results};
 
 /// Fonts tried, in order.
 const FONT_PATHS: [&str; 4] = [
@@ -235,7 +235,7 @@ pub fn charts(results: &Results, impairment: &str) -> Vec<Chart> {
     let cells: Vec<&Cell> = results
         .cells
         .iter()
-        .filter(|c| c.impairment == impairment && !c.runs.is_empty())
+        .filter(|c| c.impairment == impairment && !c.runs.is_empty() && c.key().is_original_shape())
         .collect();
     let mut subjects: Vec<(String, String)> = cells
         .iter()
@@ -246,7 +246,7 @@ pub fn charts(results: &Results, impairment: &str) -> Vec<Chart> {
     let per_count = |get: fn(&Cell) -> Option<f64>, closed_only: bool| -> Vec<Series> {
         subjects
             .iter()
-            .filter(|(_, t)| !closed_only || super::report::family(t) == "closed")
+            .filter(|(_, t)| !closed_only || crate::model::family(t) == "closed")
             .filter_map(|(s, t)| {
                 let mut points: Vec<(f64, f64)> = cells
                     .iter()
@@ -324,6 +324,94 @@ pub fn charts(results: &Results, impairment: &str) -> Vec<Chart> {
         y_log: true,
         series: per_count(|c| c.aggregate.median.messages_per_s, false),
     });
+    charts.extend(scaling_charts(results, impairment));
+    charts
+}
+
+/// Against connections, one line per engine, client stack and minimum RTO
+/// at the largest count: msgs/s (conns/s for short connections) and RTT p99.
+fn scaling_charts(results: &Results, impairment: &str) -> Vec<Chart> {
+    let mut charts = Vec::new();
+    for family in ["closed", "open", "short"] {
+        let cells: Vec<&Cell> = results
+            .cells
+            .iter()
+            .filter(|c| {
+                c.kind == "engine"
+                    && c.impairment == impairment
+                    && c.family() == family
+                    && !c.runs.is_empty()
+            })
+            .collect();
+        let largest = cells.iter().map(|c| c.packets).max().unwrap_or(0);
+        let cells: Vec<&Cell> = cells.into_iter().filter(|c| c.packets == largest).collect();
+        let mut connections: Vec<u32> = cells.iter().map(|c| c.connections).collect();
+        connections.sort_unstable();
+        connections.dedup();
+        if connections.len() < 2 {
+            continue;
+        }
+        let mut lines: Vec<(String, String, Option<u32>)> = cells
+            .iter()
+            .map(|c| (c.subject.clone(), c.client.clone(), c.rto_min_ms))
+            .collect();
+        lines.sort();
+        lines.dedup();
+        let series = |get: fn(&Cell) -> Option<f64>| -> Vec<Series> {
+            lines
+                .iter()
+                .filter_map(|(subject, client, rto)| {
+                    let mut points: Vec<(f64, f64)> = cells
+                        .iter()
+                        .filter(|c| {
+                            &c.subject == subject && &c.client == client && c.rto_min_ms == *rto
+                        })
+                        .filter_map(|c| {
+                            get(c)
+                                .filter(|v| *v > 0.0)
+                                .map(|y| (f64::from(c.connections), y))
+                        })
+                        .collect();
+                    points.sort_by(|a, b| a.0.total_cmp(&b.0));
+                    let mut name = format!("{client}→{subject}");
+                    if let Some(rto) = rto {
+                        name.push_str(&format!(" RTO≥{rto}ms"));
+                    }
+                    (!points.is_empty()).then_some(Series {
+                        name,
+                        points,
+                        points_only: false,
+                    })
+                })
+                .collect()
+        };
+        let (rate, rate_desc): (fn(&Cell) -> Option<f64>, &str) = if family == "short" {
+            (
+                |c| c.aggregate.median.connections_per_s,
+                "connections/s (log)",
+            )
+        } else {
+            (|c| c.aggregate.median.messages_per_s, "messages/s (log)")
+        };
+        charts.push(Chart {
+            stem: format!("rate-per-connections-{family}-{impairment}"),
+            title: format!("{rate_desc} against connections, {family}, {largest} messages, impairment {impairment}"),
+            x_desc: "connections (log)".into(),
+            y_desc: rate_desc.into(),
+            x_log: true,
+            y_log: true,
+            series: series(rate),
+        });
+        charts.push(Chart {
+            stem: format!("p99-per-connections-{family}-{impairment}"),
+            title: format!("RTT p99 against connections, {family}, {largest} messages, impairment {impairment}"),
+            x_desc: "connections (log)".into(),
+            y_desc: "RTT p99 (µs, log)".into(),
+            x_log: true,
+            y_log: true,
+            series: series(|c| c.aggregate.median.rtt_p99_us),
+        });
+    }
     charts
 }
 

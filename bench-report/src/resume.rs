@@ -12,7 +12,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::report::{self, Results};
+use crate::model::{self, Results};
 
 /// The report's file in the output directory.
 pub const RESULTS_FILE: &str = "results.json";
@@ -64,8 +64,8 @@ pub enum ResumeError {
     /// A layout this supervisor does not continue.
     #[error(
         "{path} has layout version {found}; this supervisor continues versions {}..={}",
-        report::OLDEST_RESUMABLE_SCHEMA,
-        report::SCHEMA
+        model::OLDEST_RESUMABLE_SCHEMA,
+        model::SCHEMA
     )]
     Schema {
         /// The file.
@@ -123,7 +123,7 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Results, ResumeError> {
         .get("schema")
         .and_then(serde_json::Value::as_u64)
         .ok_or_else(|| corrupt("no `schema` number".into()))?;
-    if !(u64::from(report::OLDEST_RESUMABLE_SCHEMA)..=u64::from(report::SCHEMA)).contains(&schema) {
+    if !(u64::from(model::OLDEST_RESUMABLE_SCHEMA)..=u64::from(model::SCHEMA)).contains(&schema) {
         return Err(ResumeError::Schema {
             path: path.to_owned(),
             found: schema,
@@ -182,32 +182,32 @@ pub fn widen(saved: &Results, mut ours: serde_json::Value) -> serde_json::Value 
         }
         all
     };
-    let of_cells = |pick: &dyn Fn(&report::Cell) -> Option<Value>| -> Vec<Value> {
+    let of_cells = |pick: &dyn Fn(&model::Cell) -> Option<Value>| -> Vec<Value> {
         saved.cells.iter().filter_map(pick).collect()
     };
     let subjects = |kind: &'static str| {
-        move |c: &report::Cell| (c.kind == kind).then(|| Value::from(c.subject.as_str()))
+        move |c: &model::Cell| (c.kind == kind).then(|| Value::from(c.subject.as_str()))
     };
     let engines = union([
-        report::configured(&saved.configuration, "engines"),
+        model::configured(&saved.configuration, "engines"),
         of_cells(&subjects("engine")),
-        report::configured(&ours, "engines"),
+        model::configured(&ours, "engines"),
     ]);
     let peers = union([
-        report::configured(&saved.configuration, "peers"),
+        model::configured(&saved.configuration, "peers"),
         of_cells(&subjects("peer")),
-        report::configured(&ours, "peers"),
+        model::configured(&ours, "peers"),
     ]);
     let mut packets = union([
-        report::configured(&saved.configuration, "packets"),
+        model::configured(&saved.configuration, "packets"),
         of_cells(&|c| Some(Value::from(c.packets))),
-        report::configured(&ours, "packets"),
+        model::configured(&ours, "packets"),
     ]);
     packets.sort_by_key(|v| v.as_u64().unwrap_or(u64::MAX));
     let mut impairment = union([
-        report::configured(&saved.configuration, "impairment"),
+        model::configured(&saved.configuration, "impairment"),
         of_cells(&|c| Some(Value::from(c.impairment.as_str()))),
-        report::configured(&ours, "impairment"),
+        model::configured(&ours, "impairment"),
     ]);
     // `off` before `on`, the order a full bench measures them in.
     impairment.sort_by_key(|v| v.as_str().map(str::to_owned));
@@ -230,7 +230,33 @@ pub fn widen(saved: &Results, mut ours: serde_json::Value) -> serde_json::Value 
             }
         }
     }
+    // Each half's axes: the union of both sessions' lists.
+    let mut halves = serde_json::Map::new();
+    for half in impairment.iter().filter_map(Value::as_str) {
+        let of = |c: &Value| c.get("halves").and_then(|h| h.get(half)).cloned();
+        let (saved_half, our_half) = (of(&saved.configuration), of(&ours));
+        let mut merged = serde_json::Map::new();
+        for axis in ["packets", "connections", "clients", "rto_min_ms"] {
+            let list = |h: &Option<Value>| -> Vec<Value> {
+                h.as_ref()
+                    .and_then(|h| h.get(axis))
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default()
+            };
+            let all = union([list(&saved_half), list(&our_half), Vec::new()]);
+            if !all.is_empty() {
+                merged.insert(axis.to_owned(), Value::Array(all));
+            }
+        }
+        if !merged.is_empty() {
+            halves.insert(half.to_owned(), Value::Object(merged));
+        }
+    }
     if let Some(map) = ours.as_object_mut() {
+        if !halves.is_empty() {
+            map.insert("halves".into(), Value::Object(halves));
+        }
         map.insert("tests".into(), Value::Object(tests));
         map.insert("engines".into(), Value::Array(engines));
         map.insert("peers".into(), Value::Array(peers));
@@ -265,7 +291,10 @@ pub fn save(dir: &Path, results: &Results) -> Result<(), (PathBuf, std::io::Erro
         .map_err(|e| (dir.join(RESULTS_FILE), std::io::Error::other(e)))?;
     for (name, bytes) in [
         (RESULTS_FILE, json),
-        (MARKDOWN_FILE, report::markdown(results).into_bytes()),
+        (
+            MARKDOWN_FILE,
+            crate::markdown::markdown(results).into_bytes(),
+        ),
     ] {
         let path = dir.join(name);
         write_atomically(&path, &bytes).map_err(|e| (path, e))?;
@@ -306,10 +335,10 @@ mod tests {
             parse(p, b"{\"cells\": []}"),
             Err(ResumeError::Corrupt { .. })
         ));
-        let newer = serde_json::to_vec(&minimal(u64::from(report::SCHEMA) + 1)).unwrap();
+        let newer = serde_json::to_vec(&minimal(u64::from(model::SCHEMA) + 1)).unwrap();
         assert!(matches!(
             parse(p, &newer),
-            Err(ResumeError::Schema { found, .. }) if found == u64::from(report::SCHEMA) + 1
+            Err(ResumeError::Schema { found, .. }) if found == u64::from(model::SCHEMA) + 1
         ));
         let mut wrong = minimal(2);
         wrong["cells"] = serde_json::json!([{"subject": 7}]);
@@ -363,9 +392,15 @@ mod tests {
         });
         // ...but its cells show the unimpaired testbed and fstack too.
         saved.cells = vec![
-            report::Cell::new("kernel", "engine", "closed", "off", 10000),
-            report::Cell::new("fstack", "engine", "closed", "on", 10000),
-            report::Cell::new("iperf3", "peer", "bulk", "on", 100000),
+            model::Cell::new(
+                "engine",
+                &model::CellKey::new("kernel", "closed", "off", 10000),
+            ),
+            model::Cell::new(
+                "engine",
+                &model::CellKey::new("fstack", "closed", "on", 10000),
+            ),
+            model::Cell::new("peer", &model::CellKey::new("iperf3", "bulk", "on", 100000)),
         ];
         let ours = serde_json::json!({
             "engines": ["dpdk"], "packets": [1000000], "impairment": ["on"],

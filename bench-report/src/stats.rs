@@ -3,6 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Busy share of the load generator's core from which a cell counts as
+/// client-bound.
+pub const CLIENT_BOUND_SHARE: f64 = 0.9;
+
 /// Spread above which a cell is flagged, percent of the median.
 pub const SPREAD_FLAG_PERCENT: f64 = 10.0;
 
@@ -28,27 +32,72 @@ pub struct Figures {
     pub rtt_p999_us: Option<f64>,
     /// Largest round-trip time, µs.
     pub rtt_max_us: Option<f64>,
+    /// Short connections: connections opened, used and closed per second.
+    #[serde(default)]
+    pub connections_per_s: Option<f64>,
+    /// Short connections: median time to connect, µs.
+    #[serde(default)]
+    pub connect_p50_us: Option<f64>,
+    /// Short connections: 99th percentile time to connect, µs.
+    #[serde(default)]
+    pub connect_p99_us: Option<f64>,
+    /// Share of the engine's core it was busy (0..=1): its poll loop's busy
+    /// share when it spins, else its CPU time over the run.
+    #[serde(default)]
+    pub engine_busy: Option<f64>,
+    /// Share of the load generator's core it was busy (0..=1), measured the
+    /// same way: near 1, the client, not the engine, is the limit.
+    #[serde(default)]
+    pub loadgen_busy: Option<f64>,
 }
 
-/// Reads one figure.
-pub type Getter = fn(&Figures) -> Option<f64>;
+/// One figure: its name in the report and how to read and write it.
+#[derive(Clone, Copy)]
+pub struct Figure {
+    /// Its field name.
+    pub name: &'static str,
+    /// Reads it.
+    pub get: fn(&Figures) -> Option<f64>,
+    /// Writes it.
+    pub set: fn(&mut Figures, Option<f64>),
+}
 
-/// Names and accessors of every figure, in table order.
-pub const FIGURES: [(&str, Getter); 9] = [
-    ("messages", |f| f.messages),
-    ("elapsed_s", |f| f.elapsed_s),
-    ("messages_per_s", |f| f.messages_per_s),
-    ("bandwidth_kb_s", |f| f.bandwidth_kb_s),
-    ("rtt_mean_us", |f| f.rtt_mean_us),
-    ("rtt_p50_us", |f| f.rtt_p50_us),
-    ("rtt_p99_us", |f| f.rtt_p99_us),
-    ("rtt_p999_us", |f| f.rtt_p999_us),
-    ("rtt_max_us", |f| f.rtt_max_us),
+macro_rules! figure {
+    ($field:ident) => {
+        Figure {
+            name: stringify!($field),
+            get: |f| f.$field,
+            set: |f, v| f.$field = v,
+        }
+    };
+}
+
+/// Every figure, in table order: each field of [`Figures`] once.
+pub const FIGURES: [Figure; 14] = [
+    figure!(messages),
+    figure!(elapsed_s),
+    figure!(messages_per_s),
+    figure!(bandwidth_kb_s),
+    figure!(rtt_mean_us),
+    figure!(rtt_p50_us),
+    figure!(rtt_p99_us),
+    figure!(rtt_p999_us),
+    figure!(rtt_max_us),
+    figure!(connections_per_s),
+    figure!(connect_p50_us),
+    figure!(connect_p99_us),
+    figure!(engine_busy),
+    figure!(loadgen_busy),
 ];
 
 /// The figures a cell is judged repeatable on: its rate and its median RTT
 /// (tails under 1 % loss swing with where the drops fall, by design).
-pub const HEADLINE: [&str; 3] = ["messages_per_s", "bandwidth_kb_s", "rtt_p50_us"];
+pub const HEADLINE: [&str; 4] = [
+    "messages_per_s",
+    "bandwidth_kb_s",
+    "rtt_p50_us",
+    "connections_per_s",
+];
 
 /// Median of a non-empty list (mean of the middle two for an even count).
 #[must_use]
@@ -101,12 +150,12 @@ pub fn aggregate(runs: &[&Figures]) -> Aggregate {
     let mut median_f = Figures::default();
     let mut spread_f = Figures::default();
     let mut reasons = Vec::new();
-    for (name, get) in FIGURES {
+    for Figure { name, get, set } in FIGURES {
         let values: Vec<f64> = runs.iter().filter_map(|f| get(f)).collect();
         let m = median(&values);
         let s = spread_percent(&values);
-        set(&mut median_f, name, m);
-        set(&mut spread_f, name, s);
+        set(&mut median_f, m);
+        set(&mut spread_f, s);
         if let Some(s) = s {
             if HEADLINE.contains(&name) && s > SPREAD_FLAG_PERCENT {
                 reasons.push(format!("{name} spread {s:.1} % > {SPREAD_FLAG_PERCENT} %"));
@@ -118,20 +167,6 @@ pub fn aggregate(runs: &[&Figures]) -> Aggregate {
         spread_percent: spread_f,
         flagged: !reasons.is_empty(),
         flag_reasons: reasons,
-    }
-}
-
-fn set(f: &mut Figures, name: &str, v: Option<f64>) {
-    match name {
-        "messages" => f.messages = v,
-        "elapsed_s" => f.elapsed_s = v,
-        "messages_per_s" => f.messages_per_s = v,
-        "bandwidth_kb_s" => f.bandwidth_kb_s = v,
-        "rtt_mean_us" => f.rtt_mean_us = v,
-        "rtt_p50_us" => f.rtt_p50_us = v,
-        "rtt_p99_us" => f.rtt_p99_us = v,
-        "rtt_p999_us" => f.rtt_p999_us = v,
-        _ => f.rtt_max_us = v,
     }
 }
 

@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use bench_report::report::Availability;
+use bench_report::model::Availability;
 use contract::{EngineKind, KindList};
 use testbed::bins::{self, Binary};
 

@@ -3,7 +3,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bench_report::report::HostFacts;
+use bench_report::model::HostFacts;
 
 /// UTC time as ISO 8601, from the system clock.
 #[must_use]

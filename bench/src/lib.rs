@@ -32,7 +32,7 @@ use std::sync::Arc;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use bench_report::report::{self, Availability, Results, Session, TestbedRecord};
+use bench_report::model::{self, Availability, Results, Session, TestbedRecord};
 use bench_report::resume::ResumeError;
 use bench_report::{plot, resume, stats};
 use contract::{EngineKind, Pmd};
@@ -42,8 +42,55 @@ use testbed::impairment::Backend;
 use testbed::net::{self, NetError};
 use testbed::run::attach::REPLY_TIMEOUT_MS;
 
-use self::matrix::{Bench, Plan};
+use self::matrix::{Bench, Half, Plan};
 use self::peers::{Peer, PEER_MESSAGE_SIZE};
+
+/// How big the matrix is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    /// Every dimension at sizes that finish in about an hour.
+    Default,
+    /// The original experiment's counts on both testbeds, 3 runs per cell.
+    Full,
+}
+
+/// A test an engine runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineTest {
+    /// One message in flight per connection.
+    Closed,
+    /// A fixed rate spread over the connections.
+    Open,
+}
+
+impl EngineTest {
+    /// Its name in the report.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::Open => "open",
+        }
+    }
+}
+
+/// A minimum RTO on the command line: each stack's own, or one for all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtoChoice(pub Option<u32>);
+
+fn parse_rto(text: &str) -> Result<RtoChoice, String> {
+    if text == "own" {
+        return Ok(RtoChoice(None));
+    }
+    match text.parse::<u32>() {
+        Ok(ms) if ms > 0 => Ok(RtoChoice(Some(ms))),
+        _ => Err(format!(
+            "`{text}` is no minimum RTO: give `own` or milliseconds (e.g. 10)"
+        )),
+    }
+}
 
 /// A peer named on the command line.
 #[derive(Clone, Copy)]
@@ -106,9 +153,27 @@ pub struct BenchArgs {
     /// cannot run is listed with the reason.
     #[arg(long, value_enum, value_delimiter = ',')]
     pub engines: Vec<EngineKind>,
-    /// Message counts: one row of the table each.
-    #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
+    /// The matrix's size: `default` (every dimension, about an hour on two
+    /// cores) or `full` (the original experiment's counts, 10 000 to
+    /// 1 000 000 messages, on both testbeds, 3 runs each: most of a day).
+    /// The options below override a preset's axes on both testbeds.
+    #[arg(long, value_enum, default_value_t = Preset::Default)]
+    pub preset: Preset,
+    /// Message counts: one row of the table each (default: the preset's).
+    #[arg(long, value_delimiter = ',')]
     pub packets: Vec<u64>,
+    /// The load generator's connection counts of the engines' cells
+    /// (default: the preset's; the peers run one).
+    #[arg(long, value_delimiter = ',')]
+    pub connections: Vec<u32>,
+    /// The engines' tests (default: the preset's).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub tests: Vec<EngineTest>,
+    /// Minimum RTOs of the impaired testbed's engine cells: `own` (each
+    /// stack's) or milliseconds for every stack (default: the preset's,
+    /// `own,10`). The plain bridge loses nothing, so its cells run at `own`.
+    #[arg(long, value_delimiter = ',', value_parser = parse_rto)]
+    pub rto_min: Vec<RtoChoice>,
     /// Testbeds: without impairment (off) and with it (on).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "off,on")]
     pub impairment: Vec<Setting>,
@@ -119,9 +184,10 @@ pub struct BenchArgs {
     /// Output directory (created): results.json, results.md, plots/, logs/.
     #[arg(long, default_value = "bench-out")]
     pub out: PathBuf,
-    /// Runs per cell; the report gives the median and the spread.
-    #[arg(long, default_value_t = 3)]
-    pub repetitions: u32,
+    /// Runs per cell, on both testbeds (default: the preset's); the report
+    /// gives the median and the spread.
+    #[arg(long)]
+    pub repetitions: Option<u32>,
     /// Open-loop rate as a fraction of the median closed-loop rate (and
     /// sockperf under-load as a fraction of its ping-pong rate).
     #[arg(long, default_value_t = 0.8)]
@@ -214,28 +280,90 @@ impl BenchArgs {
         }
     }
 
+    /// The two halves of the matrix: the preset's axes, overridden by the
+    /// options given.
+    #[must_use]
+    pub fn halves(&self) -> (Half, Half) {
+        let tests: Vec<&'static str> = if self.tests.is_empty() {
+            matrix::ENGINE_TESTS.to_vec()
+        } else {
+            self.tests.iter().map(|t| t.as_str()).collect()
+        };
+        let (mut off, mut on) = match self.preset {
+            Preset::Default => (
+                Half {
+                    packets: vec![10_000],
+                    connections: vec![1, 16, 64, 256, 1024],
+                    tests: tests.clone(),
+                    rto_min_ms: vec![None],
+                    repetitions: 3,
+                },
+                Half {
+                    packets: vec![10_000],
+                    connections: vec![1, 64],
+                    tests,
+                    rto_min_ms: vec![None, Some(10)],
+                    repetitions: 1,
+                },
+            ),
+            Preset::Full => {
+                let half = Half {
+                    packets: vec![10_000, 100_000, 1_000_000],
+                    connections: vec![1, 16, 64, 256, 1024],
+                    tests,
+                    rto_min_ms: vec![None],
+                    repetitions: 3,
+                };
+                let on = Half {
+                    connections: vec![1, 64],
+                    rto_min_ms: vec![None, Some(10)],
+                    ..half.clone()
+                };
+                (half, on)
+            }
+        };
+        for half in [&mut off, &mut on] {
+            if !self.packets.is_empty() {
+                half.packets.clone_from(&self.packets);
+            }
+            if !self.connections.is_empty() {
+                half.connections.clone_from(&self.connections);
+            }
+            if let Some(r) = self.repetitions {
+                half.repetitions = r;
+            }
+        }
+        if !self.rto_min.is_empty() {
+            on.rto_min_ms = self.rto_min.iter().map(|r| r.0).collect();
+        }
+        (off, on)
+    }
+
     fn validate(&self) -> Result<(), BenchError> {
         let bad = |field: &str, value: String, reason: &str| BenchError::BadOption {
             option: flag(field),
             value,
             reason: reason.to_owned(),
         };
-        if self.packets.is_empty() || self.packets.contains(&0) {
+        if self.packets.contains(&0) {
             return Err(bad(
                 "packets",
                 format!("{:?}", self.packets),
                 "every count must be at least 1",
             ));
         }
+        if self.connections.iter().any(|&n| n == 0 || n > 4096) {
+            return Err(bad(
+                "connections",
+                format!("{:?}", self.connections),
+                "every count must be within 1..=4096",
+            ));
+        }
         if self.impairment.is_empty() {
             return Err(bad("impairment", String::new(), "give off, on or both"));
         }
-        if self.repetitions == 0 || self.repetitions > 100 {
-            return Err(bad(
-                "repetitions",
-                self.repetitions.to_string(),
-                "must be within 1..=100",
-            ));
+        if let Some(r) = self.repetitions.filter(|r| *r == 0 || *r > 100) {
+            return Err(bad("repetitions", r.to_string(), "must be within 1..=100"));
         }
         if !(self.open_fraction > 0.0 && self.open_fraction <= 1.0) {
             return Err(bad(
@@ -331,18 +459,24 @@ impl Drop for NetGuard {
 /// The configuration recorded in the report; [`resume::MUST_MATCH`] names
 /// the keys a resumed report must share.
 fn configuration(args: &BenchArgs, impaired: &TestbedConfig) -> serde_json::Value {
+    let (off, on) = args.halves();
+    let mut packets = off.packets.clone();
+    packets.extend(on.packets.iter().filter(|p| !off.packets.contains(p)));
+    packets.sort_unstable();
     serde_json::json!({
+        "preset": args.preset,
         "engines": args.engines(),
-        "packets": args.packets,
+        "packets": packets,
         "impairment": args.impairment,
         "peers": args.peers().iter().map(|p| p.name()).collect::<Vec<_>>(),
         "tests": tests(args),
-        "repetitions": args.repetitions,
+        "halves": {"off": off, "on": on},
+        "repetitions": off.repetitions.max(on.repetitions),
         "open_fraction": args.open_fraction,
         "busy_poll": args.busy_poll,
         "pmd": args.pmd.to_string(),
         "warmup": args.warmup,
-        "loadgen": {"connections": 1, "min_size": 512, "max_size": 1024, "seed": 1,
+        "loadgen": {"min_size": 512, "max_size": 1024, "seed": 1,
                     "timeout_ms": REPLY_TIMEOUT_MS},
         "peer_message_size": PEER_MESSAGE_SIZE,
         "impaired_link": serde_json::to_value(impaired.impairment()).unwrap_or_default(),
@@ -353,10 +487,13 @@ fn configuration(args: &BenchArgs, impaired: &TestbedConfig) -> serde_json::Valu
 /// The tests of each subject asked for, as the report records them (so
 /// it can list the cells still without runs, knowing nothing of peers).
 fn tests(args: &BenchArgs) -> serde_json::Value {
+    let (off, on) = args.halves();
+    let mut engine_tests = off.tests.clone();
+    engine_tests.extend(on.tests.iter().filter(|t| !off.tests.contains(t)));
     let subjects = args
         .engines()
         .into_iter()
-        .map(|e| (e.as_str(), matrix::ENGINE_TESTS))
+        .map(|e| (e.as_str(), engine_tests.as_slice()))
         .chain(args.peers().into_iter().map(|p| (p.name(), p.tests())));
     serde_json::Value::Object(
         subjects
@@ -492,7 +629,7 @@ pub fn run(args: &BenchArgs) -> Result<i32, BenchError> {
             saved
         }
         None => Results {
-            schema: report::SCHEMA,
+            schema: model::SCHEMA,
             command: String::new(),
             started_utc: String::new(),
             finished_utc: String::new(),
@@ -509,7 +646,7 @@ pub fn run(args: &BenchArgs) -> Result<i32, BenchError> {
             sessions: Vec::new(),
         },
     };
-    results.schema = report::SCHEMA;
+    results.schema = model::SCHEMA;
     results.command.clone_from(&session_record.command);
     results.started_utc.clone_from(&session_record.started_utc);
     results
@@ -532,9 +669,10 @@ pub fn run(args: &BenchArgs) -> Result<i32, BenchError> {
     );
     results.sessions.push(session_record);
 
+    let (off, on) = args.halves();
     let plan = Plan {
-        packets: args.packets.clone(),
-        repetitions: args.repetitions,
+        off,
+        on,
         open_fraction: args.open_fraction,
         busy_poll: args.busy_poll,
         pmd: args.pmd.clone(),

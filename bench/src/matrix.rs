@@ -8,12 +8,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bench_report::report::{Cell, Results, RunRecord};
+use bench_report::model::{Cell, CellKey, Results, RunRecord};
 use bench_report::resume;
 use bench_report::stats::Figures;
 use contract::loadgen::Mode;
 use contract::{EngineKind, Pmd};
 use indicatif::ProgressBar;
+use serde::Serialize;
 use shm_layout::{Role, Segment};
 use testbed::config::TestbedConfig;
 use testbed::run::attach::{self, LoadOptions, REPLY_TIMEOUT_MS};
@@ -37,12 +38,63 @@ pub fn tests_of(subject: &str) -> &'static [&'static str] {
     peers::by_name(subject).map_or(&[], |p| p.tests())
 }
 
-/// How the matrix runs: what `BenchArgs` says, resolved.
-pub struct Plan {
+/// The axes of one half of the matrix (one testbed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Half {
     /// Message counts.
     pub packets: Vec<u64>,
+    /// Connection counts of the engines' cells (the peers run one).
+    pub connections: Vec<u32>,
+    /// The engines' tests.
+    pub tests: Vec<&'static str>,
+    /// Minimum RTOs of the engines' cells (`None`: each stack's own).
+    pub rto_min_ms: Vec<Option<u32>>,
     /// Runs per cell.
     pub repetitions: u32,
+}
+
+impl Half {
+    /// Every engine cell of `subject` this half asks for.
+    #[must_use]
+    pub fn engine_keys(&self, subject: &str, setting: Setting) -> Vec<CellKey> {
+        let mut keys = Vec::new();
+        for &rto in &self.rto_min_ms {
+            for &packets in &self.packets {
+                for &connections in &self.connections {
+                    for test in &self.tests {
+                        keys.push(
+                            CellKey::new(subject, test, setting.as_str(), packets)
+                                .with_connections(connections)
+                                .with_rto_min(rto),
+                        );
+                    }
+                }
+            }
+        }
+        keys
+    }
+
+    /// Every cell of the peer `subject` this half asks for: one
+    /// connection, each stack's own RTO.
+    #[must_use]
+    pub fn peer_keys(&self, subject: &str, setting: Setting) -> Vec<CellKey> {
+        self.packets
+            .iter()
+            .flat_map(|&packets| {
+                tests_of(subject)
+                    .iter()
+                    .map(move |test| CellKey::new(subject, test, setting.as_str(), packets))
+            })
+            .collect()
+    }
+}
+
+/// How the matrix runs: what `BenchArgs` says, resolved.
+pub struct Plan {
+    /// The plain bridge's half.
+    pub off: Half,
+    /// The impaired link's half.
+    pub on: Half,
     /// Open-loop rate as a fraction of the closed-loop one.
     pub open_fraction: f64,
     /// Kernel engine, loadgen and sockperf spin.
@@ -64,6 +116,17 @@ pub struct Bench<'a> {
     interrupted: Arc<AtomicBool>,
     /// The report: cells carried over from a resumed one and new ones.
     pub results: Results,
+}
+
+impl Plan {
+    /// The half of `setting`.
+    #[must_use]
+    pub fn half(&self, setting: Setting) -> &Half {
+        match setting {
+            Setting::Off => &self.off,
+            Setting::On => &self.on,
+        }
+    }
 }
 
 impl<'a> Bench<'a> {
@@ -103,63 +166,58 @@ impl<'a> Bench<'a> {
         &self.progress
     }
 
-    fn find(&self, subject: &str, test: &str, setting: Setting, packets: u64) -> Option<usize> {
-        self.results.cells.iter().position(|c| {
-            c.subject == subject
-                && c.test == test
-                && c.impairment == setting.as_str()
-                && c.packets == packets
+    fn find(&self, key: &CellKey) -> Option<usize> {
+        self.results.cells.iter().position(|c| c.is_at(key))
+    }
+
+    /// The index of the cell at `key`, created empty when the report has none.
+    fn cell(&mut self, kind: &str, key: &CellKey) -> usize {
+        self.find(key).unwrap_or_else(|| {
+            self.results.cells.push(Cell::new(kind, key));
+            self.results.cells.len() - 1
         })
     }
 
-    /// The index of a cell, created empty when the report has none.
-    fn cell(
-        &mut self,
-        subject: &str,
-        kind: &str,
-        test: &str,
-        setting: Setting,
-        packets: u64,
-    ) -> usize {
-        self.find(subject, test, setting, packets)
-            .unwrap_or_else(|| {
-                self.results
-                    .cells
-                    .push(Cell::new(subject, kind, test, setting.as_str(), packets));
-                self.results.cells.len() - 1
-            })
+    /// Runs per cell on the testbed of `impairment`.
+    fn repetitions(&self, impairment: &str) -> u32 {
+        match impairment {
+            "on" => self.plan.on.repetitions,
+            _ => self.plan.off.repetitions,
+        }
     }
 
-    /// Repetitions a cell still lacks (all of them for a cell not yet in
-    /// the report).
-    fn missing(&self, subject: &str, test: &str, setting: Setting, packets: u64) -> u32 {
+    /// Repetitions the cell at `key` still lacks (all of them for a cell
+    /// not yet in the report).
+    fn missing(&self, key: &CellKey) -> u32 {
         let have = self
-            .find(subject, test, setting, packets)
+            .find(key)
             .map_or(0, |i| self.results.cells[i].runs.len());
-        self.plan
-            .repetitions
+        self.repetitions(&key.impairment)
             .saturating_sub(u32::try_from(have).unwrap_or(u32::MAX))
     }
 
     fn missing_at(&self, index: usize) -> u32 {
-        let have = self.results.cells[index].runs.len();
-        self.plan
-            .repetitions
-            .saturating_sub(u32::try_from(have).unwrap_or(u32::MAX))
+        let cell = &self.results.cells[index];
+        self.repetitions(&cell.impairment)
+            .saturating_sub(u32::try_from(cell.runs.len()).unwrap_or(u32::MAX))
+    }
+
+    /// The cells `subject` has on one testbed.
+    fn keys(&self, subject: &str, setting: Setting) -> Vec<CellKey> {
+        let half = self.plan.half(setting);
+        if EngineKind::from_name(subject).is_some() {
+            half.engine_keys(subject, setting)
+        } else {
+            half.peer_keys(subject, setting)
+        }
     }
 
     /// Messages still to exchange for `subject` on one testbed: the weight
     /// of its work on the progress bar, zero when the report has it all.
     pub fn remaining(&self, subject: &str, setting: Setting) -> u64 {
-        self.plan
-            .packets
+        self.keys(subject, setting)
             .iter()
-            .map(|&packets| {
-                tests_of(subject)
-                    .iter()
-                    .map(|test| u64::from(self.missing(subject, test, setting, packets)) * packets)
-                    .sum::<u64>()
-            })
+            .map(|key| u64::from(self.missing(key)) * key.packets)
             .sum()
     }
 
@@ -179,9 +237,14 @@ impl<'a> Bench<'a> {
         }
     }
 
-    fn load(&self, mode: Mode, rate: Option<u64>) -> LoadOptions {
+    fn load(&self, key: &CellKey, rate: Option<u64>) -> LoadOptions {
+        let mode = if key.test == "open" {
+            Mode::Open
+        } else {
+            Mode::Closed
+        };
         LoadOptions {
-            connections: 1,
+            connections: key.connections,
             loadgen_busy_poll: self.plan.busy_poll,
             mode,
             rate,
@@ -207,6 +270,34 @@ impl<'a> Bench<'a> {
     }
 
     fn engine(&mut self, config: &TestbedConfig, setting: Setting, engine: EngineKind) {
+        let half = self.plan.half(setting).clone();
+        for rto in half.rto_min_ms.clone() {
+            if self.stopped() {
+                return;
+            }
+            let keys: Vec<CellKey> = half
+                .engine_keys(engine.as_str(), setting)
+                .into_iter()
+                .filter(|k| k.rto_min_ms == rto)
+                .collect();
+            if keys.iter().all(|k| self.missing(k) == 0) {
+                continue;
+            }
+            self.engine_at(config, setting, engine, rto, &keys);
+        }
+    }
+
+    /// Starts `engine` with every stack's minimum RTO at `rto`, runs the
+    /// cells of `keys` (each closed loop before the open loop that takes its
+    /// rate from it), stops it.
+    fn engine_at(
+        &mut self,
+        config: &TestbedConfig,
+        setting: Setting,
+        engine: EngineKind,
+        rto: Option<u32>,
+        keys: &[CellKey],
+    ) {
         let name = engine.as_str();
         let options = StartOptions {
             engine,
@@ -215,6 +306,7 @@ impl<'a> Bench<'a> {
             clean_leftovers: true,
             ready_timeout: DEFAULT_READY_TIMEOUT,
             pmd: self.plan.pmd.clone(),
+            rto_min_ms: rto,
         };
         self.progress
             .set_message(format!("{} engine {name}: starting", setting.as_str()));
@@ -231,45 +323,68 @@ impl<'a> Bench<'a> {
             Err(e) => {
                 let why = format!("the {name} engine did not start: {e}");
                 self.say(&why);
-                self.fail_subject(name, "engine", setting, &why);
+                self.fail_keys(keys, &why);
                 return;
             }
         };
-        for &packets in &self.plan.packets {
+        for key in keys {
             if self.stopped() {
                 break;
             }
             if let Ok(Some(ending)) = run.engine_ending() {
                 let why = format!("the {name} engine {ending}");
                 self.say(&why);
-                self.fail_subject(name, "engine", setting, &why);
+                self.fail_keys(keys, &why);
                 break;
             }
-            let closed = self.cell(name, "engine", "closed", setting, packets);
-            let load = self.load(Mode::Closed, None);
-            self.engine_cell(config, &mut run, closed, &load);
-            let open = self.cell(name, "engine", "open", setting, packets);
-            let missing = self.missing(name, "open", setting, packets);
-            if missing == 0 || self.stopped() {
+            let index = self.cell("engine", key);
+            let missing = self.missing_at(index);
+            if missing == 0 {
                 continue;
             }
-            match self.open_rate(closed, open) {
-                Some(target) => {
-                    self.results.cells[open].target_rate = Some(target);
-                    let load = self.load(Mode::Open, Some(target));
-                    self.engine_cell(config, &mut run, open, &load);
+            let rate = if key.test == "open" {
+                let closed = self.cell("engine", &key.of(name, "closed"));
+                match self.open_rate(closed, index) {
+                    Some(target) => {
+                        self.results.cells[index].target_rate = Some(target);
+                        Some(target)
+                    }
+                    None => {
+                        self.fail(
+                            index,
+                            missing,
+                            "no closed-loop rate to derive the open-loop rate from",
+                        );
+                        continue;
+                    }
                 }
-                None => self.fail(
-                    open,
-                    missing,
-                    "no closed-loop rate to derive the open-loop rate from",
-                ),
-            }
+            } else {
+                None
+            };
+            let load = self.load(key, rate);
+            self.engine_cell(config, &mut run, index, &load);
         }
         for line in run.stop().problems {
             self.results
                 .problems
                 .push(format!("{name} teardown: {line}"));
+        }
+        self.save();
+    }
+
+    /// Every cell of `keys` that lacks repetitions gets `why` instead.
+    fn fail_keys(&mut self, keys: &[CellKey], why: &str) {
+        for key in keys {
+            let missing = self.missing(key);
+            if missing > 0 {
+                let kind = if EngineKind::from_name(&key.subject).is_some() {
+                    "engine"
+                } else {
+                    "peer"
+                };
+                let index = self.cell(kind, key);
+                self.fail(index, missing, why);
+            }
         }
         self.save();
     }
@@ -294,25 +409,18 @@ impl<'a> Bench<'a> {
 
     /// Every cell of `subject` on this testbed that lacks repetitions gets
     /// `why` instead.
-    fn fail_subject(&mut self, subject: &str, kind: &str, setting: Setting, why: &str) {
-        for &packets in &self.plan.packets {
-            for test in tests_of(subject) {
-                let missing = self.missing(subject, test, setting, packets);
-                if missing > 0 {
-                    let index = self.cell(subject, kind, test, setting, packets);
-                    self.fail(index, missing, why);
-                }
-            }
-        }
-        self.save();
+    fn fail_subject(&mut self, subject: &str, setting: Setting, why: &str) {
+        let keys = self.keys(subject, setting);
+        self.fail_keys(&keys, why);
     }
 
     fn status(&self, index: usize) {
         let cell = &self.results.cells[index];
         let rep = self.next_rep(index);
         self.progress.set_message(format!(
-            "{} {} {} {} ({rep}/{})",
-            cell.impairment, cell.subject, cell.test, cell.packets, self.plan.repetitions
+            "{} ({rep}/{})",
+            cell.key(),
+            self.repetitions(&cell.impairment)
         ));
     }
 
@@ -439,8 +547,8 @@ impl<'a> Bench<'a> {
 
 /// What the peers need of the matrix.
 impl Cells for Bench<'_> {
-    fn packets(&self) -> Vec<u64> {
-        self.plan.packets.clone()
+    fn packets(&self, setting: Setting) -> Vec<u64> {
+        self.plan.half(setting).packets.clone()
     }
 
     fn stopped(&self) -> bool {
@@ -456,7 +564,10 @@ impl Cells for Bench<'_> {
     }
 
     fn peer_cell(&mut self, peer: &dyn Peer, test: &str, setting: Setting, packets: u64) -> usize {
-        self.cell(peer.name(), "peer", test, setting, packets)
+        self.cell(
+            "peer",
+            &CellKey::new(peer.name(), test, setting.as_str(), packets),
+        )
     }
 
     fn missing_at(&self, index: usize) -> u32 {
@@ -479,8 +590,8 @@ impl Cells for Bench<'_> {
         Bench::fail(self, index, missing, why);
     }
 
-    fn fail_subject(&mut self, subject: &str, kind: &str, setting: Setting, why: &str) {
-        Bench::fail_subject(self, subject, kind, setting, why);
+    fn fail_subject(&mut self, subject: &str, setting: Setting, why: &str) {
+        Bench::fail_subject(self, subject, setting, why);
     }
 
     fn run_peer_attempts(

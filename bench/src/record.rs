@@ -3,7 +3,7 @@
 //! the engine's request counter, the latency CDF from the histogram, and
 //! the exact command lines that produced them.
 
-use bench_report::report::RunRecord;
+use bench_report::model::RunRecord;
 use bench_report::stats::Figures;
 use testbed::run::attach::ResultRow;
 
@@ -44,6 +44,9 @@ pub fn engine_record(
         rtt_p99_us: Some(row.rtt.p99_us),
         rtt_p999_us: Some(row.rtt.p999_us),
         rtt_max_us: Some(row.rtt.max_us),
+        engine_busy: row.engine_busy,
+        loadgen_busy: row.loadgen_busy,
+        ..Figures::default()
     };
     let report: Option<serde_json::Value> = stdout
         .lines()

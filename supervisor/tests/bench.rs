@@ -157,6 +157,10 @@ fn check_engine_run(cell: &Value, run: &Value, packets: u64) {
     ] {
         assert!(f(&fig[key]) > 0.0, "{what}: {key} is {}", fig[key]);
     }
+    for share in ["engine_busy", "loadgen_busy"] {
+        let v = f(&fig[share]);
+        assert!(v > 0.0 && v <= 1.0, "{what}: {share} is {v}");
+    }
     assert!(f(&fig["rtt_p50_us"]) <= f(&fig["rtt_p99_us"]));
     assert!(f(&fig["rtt_p99_us"]) <= f(&fig["rtt_p999_us"]));
     assert!(f(&fig["rtt_p999_us"]) <= f(&fig["rtt_max_us"]) * 1.001);
@@ -221,6 +225,8 @@ fn bench_writes_a_real_report() {
         &[
             "--packets",
             "10000",
+            "--connections",
+            "1,16",
             "--engines",
             "kernel,dpdk",
             "--peers",
@@ -234,12 +240,12 @@ fn bench_writes_a_real_report() {
         ],
         out.clone(),
     );
-    let (ok, stderr) = bench.wait(Duration::from_secs(170));
+    let (ok, stderr) = bench.wait(Duration::from_secs(240));
     assert!(ok, "supervisor bench failed:\n{stderr}");
 
     let doc: Value =
         serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
-    assert_eq!(doc["schema"], 2);
+    assert_eq!(doc["schema"], 3);
     assert_eq!(doc["sessions"].as_array().map(Vec::len), Some(1));
     assert!(doc["command"].as_str().unwrap().contains("bench"));
     assert!(!doc["git_revision"].as_str().unwrap().is_empty());
@@ -270,25 +276,30 @@ fn bench_writes_a_real_report() {
     let sockperf = doc["peers"][0]["available"] == true;
 
     let cells = doc["cells"].as_array().unwrap();
+    let at = |subject: &str, test: &str, connections: u64| {
+        cells
+            .iter()
+            .find(|c| {
+                c["subject"] == subject && c["test"] == test && c["connections"] == connections
+            })
+            .unwrap_or_else(|| panic!("no {subject} {test} cell at {connections} connections"))
+    };
     for engine in &measured {
-        for test in ["closed", "open"] {
-            let cell = cells
-                .iter()
-                .find(|c| c["subject"] == engine.as_str() && c["test"] == test)
-                .unwrap_or_else(|| panic!("no {engine} {test} cell"));
-            assert_eq!(cell["errors"].as_array().map(Vec::len), Some(0), "{cell}");
-            let runs = cell["runs"].as_array().unwrap();
-            assert_eq!(runs.len(), 1);
-            check_engine_run(cell, &runs[0], PACKETS);
-            // R = 1: the median is the run.
-            assert_eq!(cell["aggregate"]["median"], runs[0]["figures"]);
-            if test == "open" {
-                let closed = cells
-                    .iter()
-                    .find(|c| c["subject"] == engine.as_str() && c["test"] == "closed")
-                    .unwrap();
-                let expected = f(&closed["aggregate"]["median"]["messages_per_s"]) * 0.8;
-                assert!(close(f(&cell["target_rate"]), expected, 0.01), "{cell}");
+        for connections in [1, 16] {
+            for test in ["closed", "open"] {
+                let cell = at(engine, test, connections);
+                assert_eq!(cell["errors"].as_array().map(Vec::len), Some(0), "{cell}");
+                assert_eq!(cell["client"], "kernel", "{cell}");
+                let runs = cell["runs"].as_array().unwrap();
+                assert_eq!(runs.len(), 1);
+                check_engine_run(cell, &runs[0], PACKETS);
+                // R = 1: the median is the run.
+                assert_eq!(cell["aggregate"]["median"], runs[0]["figures"]);
+                if test == "open" {
+                    let closed = at(engine, "closed", connections);
+                    let expected = f(&closed["aggregate"]["median"]["messages_per_s"]) * 0.8;
+                    assert!(close(f(&cell["target_rate"]), expected, 0.01), "{cell}");
+                }
             }
         }
     }
@@ -332,7 +343,18 @@ fn bench_writes_a_real_report() {
     let md = std::fs::read_to_string(out.join("results.md")).unwrap();
     assert!(md.contains("| 10000 |"), "{md}");
     assert!(md.contains("### Every cell, one row each"), "{md}");
-    assert!(md.contains("| 10000 | kernel | closed | 1 |"), "{md}");
+    assert!(
+        md.contains("| 10000 | kernel | closed | 1 | kernel | own | 1 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| 10000 | kernel | closed | 16 | kernel | own | 1 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("### Scaling with connections — closed loop"),
+        "{md}"
+    );
     assert!(
         md.contains("kernel closed p50") && md.contains("Ratios"),
         "{md}"
@@ -354,6 +376,8 @@ fn bench_writes_a_real_report() {
         "latency-cdf-off",
         "latency-per-count-off",
         "throughput-per-count-off",
+        "rate-per-connections-closed-off",
+        "p99-per-connections-closed-off",
     ] {
         for ext in ["svg", "png"] {
             let rel = format!("plots/{stem}.{ext}");
@@ -425,6 +449,8 @@ fn an_interrupted_bench_resumes_where_it_stopped() {
     let args = [
         "--packets",
         "2000",
+        "--connections",
+        "1",
         "--engines",
         "kernel",
         "--peers",

@@ -37,7 +37,7 @@ impl Peer for Iperf3 {
 
     fn measure(&self, bench: &mut dyn Cells, p: &Placement, setting: Setting) {
         let port = p.config.port().wrapping_add(2);
-        for packets in bench.packets() {
+        for packets in bench.packets(setting) {
             let index = bench.peer_cell(self, "bulk", setting, packets);
             let bytes = packets.saturating_mul(PEER_MESSAGE_SIZE);
             // One server per repetition: an iperf3 server serves one test

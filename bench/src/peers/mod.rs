@@ -146,8 +146,8 @@ pub fn by_name(name: &str) -> Result<&'static dyn Peer, UnknownPeer> {
 /// counts, its cells, and the runs of its client recorded into them. The
 /// matrix implements it; a peer knows nothing else of the matrix.
 pub trait Cells {
-    /// The message counts of the matrix.
-    fn packets(&self) -> Vec<u64>;
+    /// The message counts of the matrix on the testbed of `setting`.
+    fn packets(&self, setting: Setting) -> Vec<u64>;
     /// Whether SIGINT/SIGTERM arrived.
     fn stopped(&self) -> bool;
     /// The flag SIGINT/SIGTERM raise.
@@ -167,7 +167,7 @@ pub trait Cells {
     /// Records that `missing` repetitions of a cell cannot run, and why.
     fn fail(&mut self, index: usize, missing: u32, why: &str);
     /// Every cell of `subject` still lacking runs on this testbed gets `why`.
-    fn fail_subject(&mut self, subject: &str, kind: &str, setting: Setting, why: &str);
+    fn fail_subject(&mut self, subject: &str, setting: Setting, why: &str);
     /// `count` attempts at a peer cell's repetitions; `client(rep)` gives
     /// the command and its log, `server` the server's command when each
     /// attempt has its own. A failed one is recorded and the next tried.
@@ -210,7 +210,7 @@ pub trait Cells {
             Err(e) => {
                 let why = e.to_string();
                 self.say(&why);
-                self.fail_subject(peer.name(), "peer", setting, &why);
+                self.fail_subject(peer.name(), setting, &why);
                 None
             }
         }

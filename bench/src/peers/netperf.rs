@@ -50,7 +50,7 @@ impl Peer for Netperf {
         ) else {
             return;
         };
-        for packets in bench.packets() {
+        for packets in bench.packets(setting) {
             let index = bench.peer_cell(self, "tcp_rr", setting, packets);
             // Bounded as if no slower than 100 transactions/s.
             bench.run_peer_cell(self, index, 60 + packets / 100, &|rep| {
@@ -126,6 +126,7 @@ pub fn parse_figures(text: &str) -> Result<Figures, ParseError> {
         rtt_p99_us: value("P99_LATENCY"),
         rtt_p999_us: None,
         rtt_max_us: value("MAX_LATENCY"),
+        ..Figures::default()
     })
 }
 

@@ -58,10 +58,10 @@ impl Peer for Sockperf {
                 drop(server);
                 let why = format!("sockperf calibration failed: {e}");
                 bench.say(&why);
-                return bench.fail_subject(self.name(), "peer", setting, &why);
+                return bench.fail_subject(self.name(), setting, &why);
             }
         };
-        for packets in bench.packets() {
+        for packets in bench.packets(setting) {
             let pp = bench.peer_cell(self, "ping-pong", setting, packets);
             let seconds = seconds_for(packets, rate);
             bench.run_peer_cell(self, pp, seconds + 60, &|rep| {
@@ -247,6 +247,7 @@ pub fn parse_figures(text: &str) -> Result<Figures, ParseError> {
         rtt_p99_us: at(0.99),
         rtt_p999_us: at(0.999),
         rtt_max_us: at(1.0),
+        ..Figures::default()
     })
 }
 

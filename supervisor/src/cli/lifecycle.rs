@@ -69,6 +69,11 @@ pub struct EngineOptions {
     /// veth) or pci:DDDD:BB:DD.F (a NIC bound to vfio-pci).
     #[arg(long, default_value = "af_xdp")]
     pub pmd: Pmd,
+    /// One minimum TCP retransmission timeout for every stack of the run,
+    /// ms (Linux: the routes' rto_min; F-Stack: rexmit_min without slop;
+    /// smoltcp's is fixed at 10). Default: each stack's own.
+    #[arg(long)]
+    pub rto_min_ms: Option<u32>,
 }
 
 impl EngineOptions {
@@ -80,6 +85,7 @@ impl EngineOptions {
             clean_leftovers: self.clean_leftovers,
             ready_timeout: Duration::from_secs(self.ready_timeout_s),
             pmd: self.pmd.clone(),
+            rto_min_ms: self.rto_min_ms,
         }
     }
 }

@@ -18,9 +18,9 @@ use super::netview;
 use super::state::{Phase, RunState};
 use crate::bins::{self, Binary};
 use crate::config::TestbedConfig;
-use crate::host::command;
 use crate::host::process::{self, Ending, ProcessId};
 use crate::host::wait::{self, Check, Waited};
+use crate::host::{command, cpu};
 use crate::net;
 use crate::state::{read_json, write_json, StateFile};
 use crate::topology::NsRole;
@@ -138,6 +138,25 @@ pub struct ResultRow {
     /// Loss observed on the impaired direction so far, percent (None when
     /// the backend cannot count it).
     pub observed_loss_percent: Option<f64>,
+    /// How busy the engine kept its core during the run (0..=1): the share
+    /// of its poll loop's passes that found work when it spins, else its
+    /// CPU time over the run.
+    pub engine_busy: Option<f64>,
+    /// The same for the load generator: near 1, the client is the limit.
+    pub loadgen_busy: Option<f64>,
+    /// The engine's CPU time over the run's wall time (0..=1).
+    pub engine_cpu: Option<f64>,
+    /// The load generator's CPU time over its wall time (0..=1).
+    pub loadgen_cpu: Option<f64>,
+}
+
+/// How busy both processes were over one load-generator run.
+#[derive(Debug, Clone, Copy, Default)]
+struct Busy {
+    engine: Option<f64>,
+    loadgen: Option<f64>,
+    engine_cpu: Option<f64>,
+    loadgen_cpu: Option<f64>,
 }
 
 impl ResultRow {
@@ -220,6 +239,10 @@ pub fn attach(
         .stdin(Stdio::null())
         .stdout(Stdio::piped());
     let words = command::words(&command);
+    let engine_pid = run.engine.map(|p| p.pid);
+    let engine_cpu_before = engine_pid.and_then(cpu::process_cpu);
+    let children_cpu_before = cpu::reaped_children_cpu();
+    let started = std::time::Instant::now();
     let mut child = command.spawn().map_err(|source| LifecycleError::Spawn {
         role: "load generator",
         source,
@@ -265,6 +288,13 @@ pub fn attach(
             });
         }
     };
+    // Reaped by the wait above: its CPU time is now among the children's.
+    let wall = started.elapsed();
+    let loadgen_cpu = cpu::share(cpu::reaped_children_cpu() - children_cpu_before, wall);
+    let engine_cpu = engine_pid
+        .and_then(cpu::process_cpu)
+        .zip(engine_cpu_before)
+        .and_then(|(after, before)| cpu::share(after.saturating_sub(before), wall));
     let _ = std::fs::remove_file(&pid_file);
     let stdout = String::from_utf8_lossy(&reader.join().unwrap_or_default()).into_owned();
     // Say what died and how: a row's counts alone do not tell a killed load
@@ -293,6 +323,19 @@ pub fn attach(
         (Some(b), Some(a)) => a.messages_received.saturating_sub(b.messages_received),
         _ => 0,
     };
+    let engine_loops = match (engine_before, engine_after) {
+        (Some(b), Some(a)) => cpu::loop_share(
+            a.busy_loops.saturating_sub(b.busy_loops),
+            a.idle_loops.saturating_sub(b.idle_loops),
+        ),
+        _ => None,
+    };
+    let busy = Busy {
+        engine: engine_loops.or(engine_cpu),
+        loadgen: cpu::loop_share(counters.busy_loops, counters.idle_loops).or(loadgen_cpu),
+        engine_cpu,
+        loadgen_cpu,
+    };
     let (impairment, observed_loss_percent) = impairment_summary(config);
     let row = build_row(
         packets,
@@ -304,6 +347,7 @@ pub fn attach(
         ending,
         impairment,
         observed_loss_percent,
+        busy,
     );
     Ok(Attached {
         row,
@@ -348,6 +392,7 @@ fn build_row(
     ending: Ending,
     impairment: String,
     observed_loss_percent: Option<f64>,
+    busy: Busy,
 ) -> ResultRow {
     let elapsed_s = counters.elapsed_ns as f64 / 1e9;
     let per_s = |x: f64| if elapsed_s > 0.0 { x / elapsed_s } else { 0.0 };
@@ -375,6 +420,10 @@ fn build_row(
         loadgen_exit: ending,
         impairment,
         observed_loss_percent,
+        engine_busy: busy.engine,
+        loadgen_busy: busy.loadgen,
+        engine_cpu: busy.engine_cpu,
+        loadgen_cpu: busy.loadgen_cpu,
     }
 }
 

@@ -144,13 +144,14 @@ const FSTACK_DPDK_KEYS: &str = "\
     numa_on=1\n";
 
 /// F-Stack's FreeBSD boot tunables and sysctls: a 1 ms clock (the TCP
-/// timers, retransmission included, tick at `hz`), the socket limits of
-/// F-Stack's sample config, and 10 ms instead of 200 ms of retransmission
-/// timer slop: FreeBSD adds the slop to every RTO (srtt + 4 rttvar, at
-/// least `rexmit_min` = 30 ms), so with the default a lost 4-byte reply
+/// timers, retransmission included, tick at `hz`) and the socket limits of
+/// F-Stack's sample config. The retransmission timer's settings follow
+/// (see [`super::rto::freebsd_sysctls`]): by default 10 ms instead of
+/// 200 ms of slop — FreeBSD adds the slop to every RTO (srtt + 4 rttvar, at
+/// least `rexmit_min` = 30 ms), so with its default a lost 4-byte reply
 /// waits ≥ 230 ms and a few lost retransmissions in a row back off past the
-/// load generator's 5 s reply timeout; Linux recovers such a tail loss
-/// with a probe after a few ms.
+/// load generator's reply timeout; Linux recovers such a tail loss with a
+/// probe after a few ms.
 const FSTACK_FREEBSD_SECTIONS: &str = "\
     \n\
     [freebsd.boot]\n\
@@ -172,7 +173,6 @@ const FSTACK_FREEBSD_SECTIONS: &str = "\
     net.inet.tcp.blackhole=1\n\
     net.inet.tcp.msl=2000\n\
     net.inet.tcp.delayed_ack=1\n\
-    net.inet.tcp.rexmit_slop=10\n\
     net.inet.udp.blackhole=1\n\
     net.inet.ip.redirect=0\n\
     net.inet.ip.forwarding=0\n";
@@ -184,6 +184,7 @@ pub fn engine_ini(
     pmd: &Pmd,
     core: usize,
     huge_dir: Option<&Path>,
+    rto_min_ms: Option<u32>,
 ) -> String {
     let no_huge = huge_dir.is_none();
     let huge_dir_line = huge_dir
@@ -218,9 +219,11 @@ pub fn engine_ini(
          netmask={netmask}\n\
          broadcast={broadcast}\n\
          gateway={gateway}\n\
-         {fstack_freebsd}",
+         {fstack_freebsd}\
+         {fstack_rto}",
         fstack_dpdk = FSTACK_DPDK_KEYS,
         fstack_freebsd = FSTACK_FREEBSD_SECTIONS,
+        fstack_rto = super::rto::freebsd_sysctls(rto_min_ms),
         name = config.name(),
         mask = 1u64 << core.min(63),
         no_huge = u8::from(no_huge),
@@ -293,11 +296,10 @@ pub fn prepare(
     } else {
         state.hugepages.dir.as_deref()
     };
-    fs::write(&ini, engine_ini(config, pmd, state.engine_core, huge_dir)).map_err(|source| {
-        BypassError::WriteIni {
-            path: ini.clone(),
-            source,
-        }
+    let ini_text = engine_ini(config, pmd, state.engine_core, huge_dir, state.rto_min_ms);
+    fs::write(&ini, ini_text).map_err(|source| BypassError::WriteIni {
+        path: ini.clone(),
+        source,
     })?;
     Ok(ini)
 }
@@ -380,7 +382,7 @@ mod tests {
     #[test]
     fn ini_has_the_testbed_addresses() {
         let config = TestbedConfig::default();
-        let ini = engine_ini(&config, &Pmd::AfXdp, 1, None);
+        let ini = engine_ini(&config, &Pmd::AfXdp, 1, None, None);
         assert!(ini.contains(&format!("addr={}\n", config.server_addr())));
         assert!(ini.contains("netmask=255.255.255.0\n"));
         assert!(ini.contains("lcore_mask=2\n"));
@@ -388,7 +390,15 @@ mod tests {
         assert!(ini.contains(&format!("iface={}\n", config.server_iface())));
         assert!(ini.contains(&format!("file_prefix=bypasslab-{}\n", config.name())));
         assert!(!ini.contains("huge_dir="));
-        let huge = engine_ini(&config, &Pmd::AfXdp, 1, Some(Path::new("/run/x/hugepages")));
+        let huge = engine_ini(
+            &config,
+            &Pmd::AfXdp,
+            1,
+            Some(Path::new("/run/x/hugepages")),
+            Some(10),
+        );
+        assert!(huge.ends_with("net.inet.tcp.rexmit_min=10\nnet.inet.tcp.rexmit_slop=0\n"));
+        assert!(ini.ends_with("net.inet.tcp.rexmit_slop=10\n"));
         assert!(huge.contains("no_huge=0\n") && huge.contains("huge_dir=/run/x/hugepages\n"));
         // F-Stack's latency keys and FreeBSD sections are there too.
         for key in [

@@ -58,6 +58,9 @@ pub enum LifecycleError {
     /// NS3 could not be prepared for a bypass engine.
     #[error(transparent)]
     Bypass(Box<BypassError>),
+    /// An equal minimum RTO cannot be had.
+    #[error(transparent)]
+    Rto(#[from] super::rto::RtoError),
     /// Hugepage reservation failed.
     #[error(transparent)]
     Hugepages(#[from] HugepageError),

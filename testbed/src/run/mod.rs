@@ -11,6 +11,7 @@ pub mod bypass;
 pub mod error;
 pub mod netview;
 mod report;
+pub mod rto;
 pub mod session;
 pub mod state;
 pub mod teardown;

@@ -14,6 +14,7 @@ use contract::{EngineKind, Pmd};
 use shm_layout::{CreateOptions, ProducerState, Role, Segment};
 
 use super::error::LifecycleError;
+use super::rto::{self, TunedRoute};
 use super::state::{Phase, RunState, StateError};
 use super::teardown::{describe_leftovers, teardown_recorded, TeardownReport};
 use super::{bypass, netview};
@@ -44,6 +45,9 @@ pub struct StartOptions {
     pub ready_timeout: Duration,
     /// Poll-mode driver of a bypass engine.
     pub pmd: Pmd,
+    /// One minimum RTO for every stack of the run, ms (`None`: each
+    /// stack's own).
+    pub rto_min_ms: Option<u32>,
 }
 
 /// Hugepages a run needs: a few for the segment, more for DPDK's memory.
@@ -77,6 +81,9 @@ impl Run {
     ) -> Result<Self, LifecycleError> {
         let engine_bin = bins::path(&options.bin_dir, Binary::Engine)?;
         bins::require(&engine_bin, options.engine)?;
+        if let Some(ms) = options.rto_min_ms {
+            rto::check(options.engine, ms)?;
+        }
         bins::path(&options.bin_dir, Binary::Loadgen)?;
         check_previous_run(&config, options.clean_leftovers, say)?;
 
@@ -96,6 +103,8 @@ impl Run {
             removed_server_address: None,
             pci_device: None,
             engine_command: Vec::new(),
+            rto_min_ms: options.rto_min_ms,
+            tuned_routes: Vec::new(),
             files: Vec::new(),
             started_unix: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -127,6 +136,12 @@ impl Run {
                 "impairment: {}",
                 netview::describe_impairment(&status)
             ));
+        }
+
+        // Step 1b: an equal minimum RTO on the kernel's routes of both ends
+        // (a bypass engine's address goes with NS3's route in step 4).
+        if let Some(ms) = options.rto_min_ms {
+            run.tune_routes(ms, say)?;
         }
 
         // Step 2: hugepages (for the segment, and DPDK's memory).
@@ -168,6 +183,34 @@ impl Run {
             run.state.engine_core
         ));
         Ok(run)
+    }
+
+    /// Sets `rto_min` on NS1's and NS3's routes to the testbed subnet, each
+    /// recorded before it is changed.
+    fn tune_routes(&mut self, ms: u32, say: &mut dyn FnMut(&str)) -> Result<(), LifecycleError> {
+        let cfg = &self.config;
+        let routes = [
+            TunedRoute {
+                ns: cfg.client_ns(),
+                iface: cfg.client_iface(),
+                src: cfg.client_addr(),
+            },
+            TunedRoute {
+                ns: cfg.server_ns(),
+                iface: cfg.server_iface(),
+                src: cfg.server_addr(),
+            },
+        ];
+        for route in routes {
+            self.state.tuned_routes.push(route.clone());
+            self.state.save()?;
+            rto::tune(&self.config, &route, ms)?;
+        }
+        say(&format!(
+            "minimum RTO {ms} ms for every stack (Linux routes in NS1 and NS3, F-Stack's rexmit_min; smoltcp's is fixed at {} ms)",
+            rto::SMOLTCP_MIN_RTO_MS
+        ));
+        Ok(())
     }
 
     /// The engine's arguments for this run.

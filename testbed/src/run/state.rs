@@ -93,6 +93,12 @@ pub struct RunState {
     /// The engine's command line, as it was started.
     #[serde(default)]
     pub engine_command: Vec<String>,
+    /// The minimum RTO every stack of the run was set to, ms.
+    #[serde(default)]
+    pub rto_min_ms: Option<u32>,
+    /// Routes whose `rto_min` the run changed (put back on stop).
+    #[serde(default)]
+    pub tuned_routes: Vec<super::rto::TunedRoute>,
     /// Files the run wrote (per-run engine config) to remove on stop.
     pub files: Vec<PathBuf>,
     /// Unix time the run started, seconds.

@@ -50,6 +50,9 @@ pub fn teardown_recorded(config: &TestbedConfig, state: &RunState, report: &mut 
         report.stop("engine", &engine);
     }
     bypass::teardown(config, state, report);
+    for route in &state.tuned_routes {
+        super::rto::untune(config, route);
+    }
     if let Some(path) = &state.segment {
         match fs::remove_file(path) {
             Ok(()) => report
