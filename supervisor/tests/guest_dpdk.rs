@@ -56,10 +56,8 @@ unbind() {{
 }}
 trap unbind EXIT
 for drv in $DRIVERS; do
-  case $drv in
-    igb_uio) modprobe uio && insmod "$GUEST_CACHE/igb_uio/$(uname -r)/igb_uio.ko" || exit 22 ;;
-    *) modprobe "$drv" || exit 22 ;;
-  esac
+  # igb_uio too: prepare --igb-uio installed it where dkms would.
+  modprobe "$drv" || exit 22
   ip link set eth0 down
   bind "$drv" || {{ say "bind to $drv failed: $(driver_of "$dev")"; exit 23; }}
   say "bound to $drv"
