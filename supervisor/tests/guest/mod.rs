@@ -180,7 +180,8 @@ pub enum Machine {
 pub struct GuestBuilder {
     test: String,
     nics: usize,
-    addressed: bool,
+    /// NICs the guest's runner leaves without an address.
+    unaddressed: Vec<usize>,
     machine: Machine,
     memory_mb: u32,
     cpus: u32,
@@ -236,7 +237,7 @@ impl GuestBuilder {
         Self {
             test: test.to_string(),
             nics: 0,
-            addressed: true,
+            unaddressed: Vec::new(),
             machine: Machine::Pc,
             memory_mb: 1024,
             cpus: 2,
@@ -254,9 +255,10 @@ impl GuestBuilder {
         self
     }
 
-    /// Leave the guest's NICs without an address (a test binds them).
-    pub fn unaddressed(mut self) -> Self {
-        self.addressed = false;
+    /// Leave the guest's NIC `i` (eth`i`) without an address: a test
+    /// binds it to DPDK.
+    pub fn unaddressed(mut self, i: usize) -> Self {
+        self.unaddressed.push(i);
         self
     }
 
@@ -297,8 +299,12 @@ impl GuestBuilder {
     pub fn start(self, script: &str) -> Result<Guest, GuestError> {
         prepare(false)?;
         let turn = take_turn(Duration::from_secs(1200))?;
+        static SWEPT: OnceLock<()> = OnceLock::new();
+        SWEPT.get_or_init(sweep_leftovers);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let name = format!("gst{}{}", std::process::id() % 10_000_000, n % 100);
+        // gst<pid>x<n>: at most 13 characters, so <name>t0 and <name>br
+        // fit an interface name's 15.
+        let name = format!("gst{}x{}", std::process::id() % 10_000_000, n % 100);
         let exchange = std::env::temp_dir().join(format!("bypasslab-{name}"));
         let mut guest = Guest {
             name: name.clone(),
@@ -362,7 +368,7 @@ impl GuestBuilder {
             c.args(["--netns", &name]);
             for i in 0..self.nics {
                 let mut spec = format!("{name}t{i},{host_side},mac={}", guest_mac(i));
-                if self.addressed {
+                if !self.unaddressed.contains(&i) {
                     spec.push_str(&format!(",guest={}/{PREFIX}", guest_addr(i)));
                 }
                 c.args(["--nic", &spec]);
@@ -375,6 +381,20 @@ impl GuestBuilder {
             std::fs::File::create(exchange.join("host.log")).map_err(io("create the host log"))?;
         let log2 = log.try_clone().map_err(io("create the host log"))?;
         c.stdin(Stdio::null()).stdout(log).stderr(log2);
+        // SAFETY: the closure runs in the child between fork and exec and
+        // only calls prctl(2), which is async-signal-safe.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut c, || {
+                // If the test process dies without running Drop (SIGKILL,
+                // abort), scripts/guest gets SIGTERM and kills QEMU. The
+                // signal follows the spawning thread: start guests on the
+                // test's own thread.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         guest.started = Instant::now();
         guest.child = Some(c.spawn().map_err(io("start scripts/guest run"))?);
         // QEMU's pid, for Drop, once the script has written it (bounded).
@@ -408,6 +428,46 @@ impl GuestBuilder {
         let mut g = self.start(script)?;
         let out = g.finish()?;
         Ok((g, out))
+    }
+}
+
+/// The pid a guest name `gst<pid>x<n>` was made by.
+fn owner_pid(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix("gst")?;
+    let (pid, n) = rest.split_once('x')?;
+    n.parse::<u32>().ok()?;
+    pid.parse().ok()
+}
+
+/// Removes the namespaces and exchange folders of guests whose test
+/// process was killed before its Drop could run (scripts/guest killed the
+/// QEMU, but nothing else remains to remove these). Only names this
+/// fixture makes, and only when their process is gone.
+fn sweep_leftovers() {
+    let gone = |name: &str| {
+        owner_pid(name).is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+    };
+    let listed = Command::new("ip").args(["netns", "list"]).output();
+    let text = listed.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    for ns in text
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+    {
+        if gone(ns) {
+            eprintln!("guest: removing namespace {ns} left by a killed test");
+            let _ = host(["netns", "del", ns]);
+        }
+    }
+    let tmp = std::env::temp_dir();
+    for entry in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
+        let file = entry.file_name();
+        let Some(name) = file.to_str().and_then(|f| f.strip_prefix("bypasslab-")) else {
+            continue;
+        };
+        if gone(name) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 
