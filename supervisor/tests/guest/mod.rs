@@ -134,36 +134,49 @@ pub fn prepare(igb_uio: bool) -> Result<(), GuestError> {
     })
 }
 
-/// Runs `c` to completion within `limit`, killing it (by its pid) after.
+/// Runs `c` to completion within `limit`, killing it after.
 pub fn run_bounded(mut c: Command, limit: Duration, what: &str) -> Result<Output, GuestError> {
-    let child = c
+    let mut child = c
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(io(format!("start {what}")))?;
-    let pid = child.id();
-    // The pipes are drained by wait_with_output on a helper thread, so a
-    // chatty child cannot block on a full pipe while we wait.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(out) => out.map_err(io(format!("wait for {what}"))),
-        Err(_) => {
-            if let Ok(pid) = i32::try_from(pid) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-            Err(GuestError::Timeout {
+    // Threads drain the pipes, so a chatty child cannot block on a full
+    // pipe while we wait; they end when the child's ends close.
+    let drain = |mut r: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
+    };
+    let out = child.stdout.take().map(|r| drain(Box::new(r)));
+    let err = child.stderr.take().map(|r| drain(Box::new(r)));
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(s) = child.try_wait().map_err(io(format!("wait for {what}")))? {
+            break s;
+        }
+        if Instant::now() > deadline {
+            // Not reaped yet, so the pid is still this child's.
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(GuestError::Timeout {
                 what: what.to_string(),
                 secs: limit.as_secs(),
-            })
+            });
         }
-    }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let join = |h: Option<std::thread::JoinHandle<Vec<u8>>>| {
+        h.and_then(|h| h.join().ok()).unwrap_or_default()
+    };
+    Ok(Output {
+        status,
+        stdout: join(out),
+        stderr: join(err),
+    })
 }
 
 /// The machine QEMU emulates.
