@@ -173,6 +173,126 @@ impl FstackBuild {
     }
 }
 
+/// How a kernel module stands on this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Module {
+    /// In /sys/module: loaded, or built into the kernel.
+    Present,
+    /// `modprobe -n` finds it (a dry run: nothing is loaded).
+    Loadable,
+    /// Neither; why.
+    Absent(String),
+}
+
+impl Module {
+    fn usable(&self) -> bool {
+        !matches!(self, Module::Absent(_))
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Module::Present => "loaded".into(),
+            Module::Loadable => "loadable".into(),
+            Module::Absent(why) => format!("absent ({why})"),
+        }
+    }
+}
+
+fn module(name: &str) -> Module {
+    if Path::new("/sys/module")
+        .join(name.replace('-', "_"))
+        .exists()
+    {
+        return Module::Present;
+    }
+    match command::run(&mut command::cmd("modprobe", ["-n", "-q", name]), "") {
+        Ok(_) => Module::Loadable,
+        Err(command::CommandError::Spawn { .. }) => Module::Absent("no modprobe to ask".into()),
+        Err(_) => Module::Absent("no such module for this kernel".into()),
+    }
+}
+
+/// Whether vfio can run without an IOMMU (`enable_unsafe_noiommu_mode`,
+/// only in kernels built with CONFIG_VFIO_NOIOMMU; Debian's are not).
+fn vfio_noiommu() -> bool {
+    if Path::new("/sys/module/vfio").exists() {
+        return Path::new("/sys/module/vfio/parameters/enable_unsafe_noiommu_mode").exists();
+    }
+    command::run(&mut command::cmd("modinfo", ["-F", "parm", "vfio"]), "")
+        .is_ok_and(|p| p.contains("enable_unsafe_noiommu_mode"))
+}
+
+/// The drivers a PCI NIC can be handed to DPDK with, and the original
+/// experiment's KNI module, one check each.
+fn pci_driver_checks(iommu: bool) -> Vec<Check> {
+    let uio = module("uio_pci_generic");
+    let vfio = module("vfio-pci");
+    let noiommu = vfio.usable() && vfio_noiommu();
+    let igb = module("igb_uio");
+    let kni = module("rte_kni");
+    vec![
+        check(
+            "uio_pci_generic",
+            uio.usable(),
+            uio.describe(),
+            if uio.usable() {
+                "a PCI NIC can be bound to uio_pci_generic (no IOMMU, legacy interrupts)"
+            } else {
+                "no uio_pci_generic: bind with vfio-pci or igb_uio"
+            },
+        ),
+        check(
+            "vfio_pci",
+            vfio.usable() && (iommu || noiommu),
+            format!(
+                "{}; {}",
+                vfio.describe(),
+                if iommu { "IOMMU present" } else { "no IOMMU" }
+            ),
+            match (vfio.usable(), iommu, noiommu) {
+                (false, _, _) => "no vfio-pci: bind with uio_pci_generic or igb_uio",
+                (true, true, _) => "a PCI NIC can be bound to vfio-pci (the default)",
+                (true, false, true) => "vfio-pci works only in its unsafe no-IOMMU mode here",
+                (true, false, false) => {
+                    "vfio-pci cannot be used: no IOMMU and no no-IOMMU mode; use uio_pci_generic"
+                }
+            },
+        ),
+        check(
+            "vfio_noiommu",
+            noiommu,
+            if noiommu {
+                "vfio offers enable_unsafe_noiommu_mode"
+            } else if vfio.usable() {
+                "vfio has no no-IOMMU mode (kernel built without CONFIG_VFIO_NOIOMMU)"
+            } else {
+                "no vfio-pci"
+            },
+            if noiommu {
+                "vfio-pci can run without an IOMMU (no DMA protection)"
+            } else {
+                "vfio-pci needs an IOMMU"
+            },
+        ),
+        check(
+            "igb_uio",
+            igb.usable(),
+            igb.describe(),
+            if igb.usable() {
+                "a PCI NIC can be bound to igb_uio (the original experiment's driver)"
+            } else {
+                "no igb_uio: build it from Debian's dpdk-kmods-dkms, or use uio_pci_generic / vfio-pci"
+            },
+        ),
+        check(
+            "rte_kni",
+            kni.usable(),
+            kni.describe(),
+            "not needed: no engine hands packets back to the kernel; no Debian package provides rte_kni for DPDK 22.11 (KNI was removed in DPDK 23.11; virtio-user and tap replace it)",
+        ),
+    ]
+}
+
 /// F-Stack is linked into the engine at build time: what runs is decided
 /// by the engine binary, what could be built by `FF_PATH`.
 fn fstack_check(build: &FstackBuild, dpdk_ok: bool, ff_path: Option<&Path>) -> Check {
@@ -405,8 +525,9 @@ pub fn run() -> DoctorReport {
         },
     ));
 
-    let vfio = Path::new("/sys/module/vfio_pci").exists() || Path::new("/dev/vfio/vfio").exists();
-    let uio = Path::new("/sys/module/uio").exists();
+    // Loaded, or loadable with modprobe: either way a NIC can be bound.
+    let vfio = Path::new("/dev/vfio/vfio").exists() || module("vfio-pci").usable();
+    let uio = module("uio").usable();
     checks.push(check(
         "vfio_uio",
         vfio || uio,
@@ -437,6 +558,8 @@ pub fn run() -> DoctorReport {
             "vfio-pci would need no-IOMMU mode; irrelevant for veth-based runs"
         },
     ));
+
+    checks.extend(pci_driver_checks(iommu));
 
     let modules = Path::new("/proc/modules").exists()
         && std::fs::read_to_string("/proc/sys/kernel/modules_disabled")
@@ -498,7 +621,7 @@ impl std::fmt::Display for DoctorReport {
         for c in &self.checks {
             writeln!(
                 f,
-                "{:<8} {:<11} {} — {}",
+                "{:<8} {:<15} {} — {}",
                 if c.ok { "ok" } else { "missing" },
                 c.name,
                 c.detail,
