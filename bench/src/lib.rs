@@ -20,6 +20,7 @@
 //! markdown, statistics, plots and resume) is the `bench-report` crate.
 
 pub mod availability;
+pub mod estimate;
 pub mod host;
 pub mod matrix;
 pub mod peers;
@@ -126,7 +127,7 @@ pub const EXIT_INCOMPLETE: i32 = 1;
 pub const EXIT_INTERRUPTED: i32 = 130;
 
 /// Impairment setting of a testbed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Setting {
     /// A plain bridge.
@@ -216,6 +217,14 @@ pub struct BenchArgs {
     /// Replace a report already in --out (otherwise the bench refuses).
     #[arg(long)]
     pub overwrite: bool,
+    /// Calibrate, print how long the runs the report lacks would take, and
+    /// measure nothing.
+    #[arg(long, conflicts_with = "no_estimate")]
+    pub estimate: bool,
+    /// Start measuring at once, without the calibration that prices the
+    /// matrix (about a minute).
+    #[arg(long)]
+    pub no_estimate: bool,
 }
 
 /// Why the bench could not run or report.
@@ -692,6 +701,42 @@ pub fn run(args: &BenchArgs) -> Result<i32, BenchError> {
         subjects.iter().map(|s| bench.remaining(s, setting)).sum()
     };
     let total: u64 = settings.iter().map(|&s| remaining(&bench, s)).sum();
+    let estimated = if args.no_estimate || total == 0 {
+        None
+    } else {
+        let testbeds = settings
+            .iter()
+            .map(|&s| testbed_for(&base, s).map(|c| (s, c)))
+            .collect::<Result<Vec<_>, _>>()?;
+        eprintln!("supervisor: calibrating (a short closed loop per engine and testbed) to price the matrix");
+        let calibration = estimate::calibrate(
+            &plan,
+            &testbeds,
+            &runnable,
+            peers::Cells::interrupted(&bench),
+            &mut |l| eprintln!("supervisor: {l}"),
+        );
+        let peer_names: Vec<&str> = usable_peers.iter().map(|p| p.name()).collect();
+        let eta = estimate::estimate(
+            &bench,
+            &plan,
+            &calibration,
+            &settings,
+            &runnable,
+            &peer_names,
+        );
+        eprintln!(
+            "supervisor: estimated {} for the runs this report lacks (rates from a {} calibration on this machine, whose load moves them: {})",
+            estimate::human(eta),
+            estimate::human(calibration.took),
+            calibration.describe()
+        );
+        Some(eta)
+    };
+    if args.estimate {
+        return Ok(0);
+    }
+    let measuring = std::time::Instant::now();
     bench.show_progress(progress_bar(total));
     bench.save();
     for setting in settings {
@@ -738,6 +783,14 @@ pub fn run(args: &BenchArgs) -> Result<i32, BenchError> {
         bench.save();
     }
     bench.progress().finish_and_clear();
+    eprintln!(
+        "supervisor: the matrix took {}{}",
+        estimate::human(measuring.elapsed()),
+        estimated.map_or_else(String::new, |e| format!(
+            " (estimated {})",
+            estimate::human(e)
+        ))
+    );
     let was_interrupted = bench.stopped();
     let mut results = bench.results;
     finish(&mut results, &args.out, was_interrupted)?;

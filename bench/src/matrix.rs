@@ -212,6 +212,19 @@ impl<'a> Bench<'a> {
         }
     }
 
+    /// The cells of `subject` on one testbed that lack runs, with how many.
+    #[must_use]
+    pub fn missing_keys(&self, subject: &str, setting: Setting) -> Vec<(CellKey, u32)> {
+        self.keys(subject, setting)
+            .into_iter()
+            .map(|key| {
+                let missing = self.missing(&key);
+                (key, missing)
+            })
+            .filter(|(_, missing)| *missing > 0)
+            .collect()
+    }
+
     /// Messages still to exchange for `subject` on one testbed: the weight
     /// of its work on the progress bar, zero when the report has it all.
     pub fn remaining(&self, subject: &str, setting: Setting) -> u64 {

@@ -387,6 +387,42 @@ fn bench_writes_a_real_report() {
     }
 }
 
+/// `--estimate` calibrates, prices the runs and measures nothing.
+#[test]
+fn the_estimate_prices_the_matrix_and_measures_nothing() {
+    if !require_root("the_estimate_prices_the_matrix_and_measures_nothing") {
+        return;
+    }
+    let out = std::env::temp_dir().join(format!("bypasslab-bench-estimate-{}", std::process::id()));
+    let mut bench = BenchRun::start(
+        &[
+            "--estimate",
+            "--packets",
+            "5000",
+            "--connections",
+            "1,8",
+            "--engines",
+            "kernel",
+            "--peers",
+            "iperf3",
+            "--impairment",
+            "off",
+            "--repetitions",
+            "2",
+        ],
+        out.clone(),
+    );
+    let (ok, stderr) = bench.wait(Duration::from_secs(120));
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("supervisor: estimated "), "{stderr}");
+    assert!(stderr.contains("kernel off 1 conn."), "{stderr}");
+    assert!(stderr.contains("kernel off 8 conn."), "{stderr}");
+    assert!(
+        !out.join("results.json").exists(),
+        "an estimate measures nothing"
+    );
+}
+
 #[test]
 fn bad_options_fail_clearly_and_measure_nothing() {
     let out = support::run_bounded(
@@ -451,6 +487,7 @@ fn an_interrupted_bench_resumes_where_it_stopped() {
         "2000",
         "--connections",
         "1",
+        "--no-estimate",
         "--engines",
         "kernel",
         "--peers",
