@@ -126,6 +126,8 @@ fn closed_loop_against_a_correct_server_succeeds() {
     assert_eq!(num(&json, "failed"), 0);
     assert_eq!(num(&json, "warmup_answered"), 100);
     assert_eq!(num(&json["latency"], "count"), 2000);
+    assert_eq!(num(&json["latency"], "clamped"), 0);
+    assert_eq!(json["latency"]["percentiles_are_lower_bounds"], false);
     assert_eq!(num(&json, "bytes_received"), 2000 * 4);
     assert_eq!(json["mode"], "closed");
     assert_eq!(json["stopped_by"], "packets");

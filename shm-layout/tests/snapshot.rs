@@ -84,7 +84,18 @@ fn snapshot_json_round_trip_has_every_documented_field() {
     assert_eq!(s["info"]["kind"], "closed-loop");
     assert_eq!(
         keys(&s["latency"]),
-        ["count", "max_us", "mean_us", "min_us", "p50_us", "p90_us", "p999_us", "p99_us"]
+        [
+            "clamped",
+            "count",
+            "max_us",
+            "mean_us",
+            "min_us",
+            "p50_us",
+            "p90_us",
+            "p999_us",
+            "p99_us",
+            "percentiles_are_lower_bounds"
+        ]
     );
     assert_eq!(keys(&s["ring"]), ["capacity", "dropped", "read", "written"]);
     assert_eq!(keys(&s["counters"]).len(), COUNTER_WORDS);
@@ -127,6 +138,8 @@ fn shared_histogram_summarises_like_a_local_one() {
     assert_eq!(s, local.summary());
     assert_eq!(s.count, 100_001);
     assert!((s.max_us - 30_000_000.0).abs() < 1e-6);
+    assert_eq!(s.clamped, 1, "the snapshot reports the clamped sample");
+    assert!(s.percentiles_are_lower_bounds);
 }
 
 #[test]
