@@ -433,15 +433,14 @@ fn print_stats_human(doc: &StatsDocument) {
         .map_or_else(|| "n/a".to_owned(), |l| format!("{l:.2} %"));
     println!("impairment: {} (observed loss {loss})", doc.impairment);
     for slot in &doc.segment.slots {
-        let c = &slot.counters;
+        let c = &slot.counters_or_zero();
         println!(
             "{:?} pid {} [{:?}] {}: sent {} received {} failed {} bytes out/in {}/{} conns {} proto-errors {} rx/tx pkts {}/{}",
             slot.role, slot.info.pid, slot.info.state, slot.info.kind, c.messages_sent, c.messages_received,
             c.messages_failed, c.bytes_sent, c.bytes_received, c.connections_active, c.protocol_errors,
             c.rx_packets, c.tx_packets
         );
-        if slot.latency.count > 0 {
-            let l = &slot.latency;
+        if let Some(l) = slot.latency.as_ref().filter(|l| l.count > 0) {
             println!(
                 "    rtt µs: mean {:.1} p50 {:.1} p90 {:.1} p99 {:.1} p99.9 {:.1} max {:.1} ({} samples)",
                 l.mean_us, l.p50_us, l.p90_us, l.p99_us, l.p999_us, l.max_us, l.count

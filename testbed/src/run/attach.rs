@@ -170,7 +170,7 @@ pub fn attach_once_with_output(
     let loadgen = super::session::binary(bin_dir, "loadgen")?;
     let segment_path = run.segment.clone().unwrap_or_default();
     let segment = Segment::open(&segment_path)?;
-    let engine_before = slot(&segment.snapshot(), Role::Engine).map(|s| s.counters);
+    let engine_before = slot(&segment.snapshot(), Role::Engine).map(|s| s.counters_or_zero());
 
     let mut command = net::in_namespace(&config.client_ns(), &loadgen);
     command
@@ -233,7 +233,7 @@ pub fn attach_once_with_output(
             if std::time::Instant::now() >= next_progress {
                 next_progress += PROGRESS_INTERVAL;
                 if let Some(lg) = slot(&segment.snapshot(), Role::Loadgen) {
-                    observe(lg.counters.messages_received);
+                    observe(lg.counters_or_zero().messages_received);
                 }
             }
         }
@@ -267,10 +267,10 @@ pub fn attach_once_with_output(
     }
 
     let snapshot = settled_snapshot(&segment);
-    let engine_after = slot(&snapshot, Role::Engine).map(|s| s.counters);
+    let engine_after = slot(&snapshot, Role::Engine).map(|s| s.counters_or_zero());
     let loadgen = slot(&snapshot, Role::Loadgen);
-    let counters = loadgen.map(|s| s.counters).unwrap_or_default();
-    let rtt = loadgen.map(|s| s.latency).unwrap_or_default();
+    let counters = loadgen.map(|s| s.counters_or_zero()).unwrap_or_default();
+    let rtt = loadgen.and_then(|s| s.latency).unwrap_or_default();
     let engine_received = match (engine_before, engine_after) {
         (Some(b), Some(a)) => a.messages_received.saturating_sub(b.messages_received),
         _ => 0,
@@ -295,8 +295,9 @@ pub fn attach_once_with_output(
 /// replies may not be counted yet. Two publications guarantee one that began
 /// after the exit. Bounded: a stalled engine yields what it has after 2 s.
 fn settled_snapshot(segment: &Segment) -> Snapshot {
-    let engine_elapsed =
-        |s: &Snapshot| slot(s, Role::Engine).map(|e| (e.counters.elapsed_ns, e.info.state));
+    let engine_elapsed = |s: &Snapshot| {
+        slot(s, Role::Engine).map(|e| (e.counters_or_zero().elapsed_ns, e.info.state))
+    };
     let deadline = std::time::Instant::now() + Duration::from_secs(2);
     let mut last = engine_elapsed(&segment.snapshot());
     let mut changes = 0;
