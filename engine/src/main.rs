@@ -26,7 +26,7 @@ use engine::pin::pin_current_thread;
 use engine::report::FinalReport;
 use engine::shm_sink::{ProducerState, ShmSlot};
 use engine::EngineError;
-use shm_layout::Counters;
+use shm_layout::{Counters, Measured};
 
 fn main() -> ExitCode {
     let args = EngineArgs::parse();
@@ -36,12 +36,18 @@ fn main() -> ExitCode {
     }
     match run(&args) {
         Ok(report) => {
+            if let Some(warning) = report.loss_warning() {
+                eprintln!("{warning}");
+            }
             println!("{}", report.to_json_line());
             ExitCode::SUCCESS
         }
         Err(Failure { error, report }) => {
             eprintln!("engine: {error}");
             if let Some(report) = report {
+                if let Some(warning) = report.loss_warning() {
+                    eprintln!("{warning}");
+                }
                 println!("{}", report.to_json_line());
             }
             match error {
@@ -123,8 +129,8 @@ fn serve_kind(args: &EngineArgs, setup: &Setup) -> Result<FinalReport, Failure> 
             config.drain = Duration::from_millis(args.drain_ms);
             let mut kernel = KernelBackend::bind(config)?;
             let listen = kernel.local_addr().to_string();
-            let (counters, served) = serve(&mut kernel, args, setup, &listen);
-            let report = FinalReport::new(kind, args, listen, counters)
+            let (counters, measured, served) = serve(&mut kernel, args, setup, &listen);
+            let report = FinalReport::new(kind, args, listen, &counters, measured)
                 .with("refused_connections", kernel.refused())
                 .with("so_busy_poll_failures", kernel.busy_poll_failures());
             finish(report, served)
@@ -135,16 +141,22 @@ fn serve_kind(args: &EngineArgs, setup: &Setup) -> Result<FinalReport, Failure> 
             options.drain = Duration::from_millis(args.drain_ms);
             let mut dpdk = DpdkBackend::new(options)?;
             let listen = dpdk.listen_addr().to_string();
-            let (counters, served) = serve(&mut dpdk, args, setup, &listen);
-            finish(FinalReport::new(kind, args, listen, counters), served)
+            let (counters, measured, served) = serve(&mut dpdk, args, setup, &listen);
+            finish(
+                FinalReport::new(kind, args, listen, &counters, measured),
+                served,
+            )
         }
         #[cfg(feature = "fstack")]
         EngineKind::Fstack => {
             let options = engine::fstack::FstackOptions::from_args(args);
             let mut fstack = engine::fstack::FstackBackend::new(options)?;
             let listen = fstack.listen_addr().to_string();
-            let (counters, served) = serve(&mut fstack, args, setup, &listen);
-            finish(FinalReport::new(kind, args, listen, counters), served)
+            let (counters, measured, served) = serve(&mut fstack, args, setup, &listen);
+            finish(
+                FinalReport::new(kind, args, listen, &counters, measured),
+                served,
+            )
         }
         #[cfg(not(feature = "fstack"))]
         EngineKind::Fstack => Err(EngineError::KindUnavailable {
@@ -167,14 +179,14 @@ fn finish(report: FinalReport, served: Result<(), EngineError>) -> Result<FinalR
 }
 
 /// Serves until stopped (the backend marks the slot Running once it
-/// accepts connections); returns the final counters
-/// and how serving ended.
+/// accepts connections); returns the final counters, which of them were
+/// measured, and how serving ended.
 fn serve(
     backend: &mut dyn Backend,
     args: &EngineArgs,
     setup: &Setup,
     listen: &str,
-) -> (Counters, Result<(), EngineError>) {
+) -> (Counters, Measured, Result<(), EngineError>) {
     let sink: Box<dyn StatsSink> = match &setup.slot {
         Some(slot) => Box::new(slot.sink()),
         None => Box::new(NoSink),
@@ -190,9 +202,10 @@ fn serve(
     });
     let interval = Duration::from_millis(args.publish_interval_ms.max(1));
     let mut ctx = ServeContext::new(Arc::clone(&setup.stop), sink, interval);
+    ctx.measured = backend.measured();
     ctx.publish_now();
     let served = backend.serve(&mut ctx);
-    (ctx.counters, served)
+    (ctx.counters, ctx.measured, served)
 }
 
 /// Announces the address on stderr once the backend is ready, after the
@@ -203,8 +216,8 @@ struct Announce {
 }
 
 impl StatsSink for Announce {
-    fn publish(&mut self, counters: &Counters) {
-        self.inner.publish(counters);
+    fn publish(&mut self, counters: &Counters, measured: Measured) {
+        self.inner.publish(counters, measured);
     }
 
     fn ready(&mut self) {
@@ -217,5 +230,5 @@ impl StatsSink for Announce {
 struct NoSink;
 
 impl StatsSink for NoSink {
-    fn publish(&mut self, _counters: &Counters) {}
+    fn publish(&mut self, _counters: &Counters, _measured: Measured) {}
 }

@@ -155,6 +155,12 @@ fn engine_publishes_counters_states_and_records() {
         json["counters"]["bytes_received"].as_u64()
     );
     assert_eq!(c.bytes_sent, json["counters"]["bytes_sent"].as_u64());
+    // What the kernel engine does not measure is not published as zero.
+    assert_eq!(
+        (c.rx_packets, c.tx_packets, c.busy_loops),
+        (None, None, None)
+    );
+    assert_eq!(slot.latency, None, "the engine records no latencies");
     assert_eq!(json["shm"], true);
 
     let mut consumer = guard

@@ -34,7 +34,9 @@ use std::time::Duration;
 
 use dpdk_stack::{Attached, PortPlan};
 
-use crate::backend::Backend;
+use shm_layout::{Counter, Measured};
+
+use crate::backend::{Backend, SERVING};
 use crate::context::ServeContext;
 use crate::EngineError;
 use config::DpdkConfig;
@@ -164,6 +166,15 @@ impl DpdkBackend {
 impl Backend for DpdkBackend {
     fn name(&self) -> &'static str {
         "dpdk"
+    }
+
+    /// The port's own counters join once they could be read (`stats`).
+    fn measured(&self) -> Measured {
+        SERVING
+            .with(Counter::BusyLoops)
+            .with(Counter::IdleLoops)
+            .with(Counter::TxDropped)
+            .with(Counter::PortStatsFailures)
     }
 
     fn serve(&mut self, ctx: &mut ServeContext) -> Result<(), EngineError> {

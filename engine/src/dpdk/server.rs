@@ -102,7 +102,11 @@ impl Server {
             let now = StdInstant::now();
             if now >= next_stats {
                 next_stats = now + self.config.stats_interval;
-                merge_link_counters(&device.link_counters(), &mut ctx.counters);
+                merge_link_counters(
+                    &device.link_counters(),
+                    &mut ctx.counters,
+                    &mut ctx.measured,
+                );
             }
             ctx.maybe_publish();
         }
@@ -123,7 +127,11 @@ impl Server {
         self.iface
             .poll(self.clock.now(), device, self.pool.sockets_mut());
         device.tx_flush();
-        merge_link_counters(&device.link_counters(), &mut ctx.counters);
+        merge_link_counters(
+            &device.link_counters(),
+            &mut ctx.counters,
+            &mut ctx.measured,
+        );
         ctx.publish_now();
     }
 

@@ -13,7 +13,7 @@ use std::time::Duration as StdDuration;
 
 use dpdk_stack::config::PortAddr;
 use dpdk_stack::{BurstDevice, DeviceStats, LinkCounters};
-use shm_layout::Counters;
+use shm_layout::{Counters, Measured};
 use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::socket::tcp;
@@ -140,7 +140,7 @@ impl phy::Device for MemDevice {
 struct NullSink;
 
 impl StatsSink for NullSink {
-    fn publish(&mut self, _: &Counters) {}
+    fn publish(&mut self, _: &Counters, _: Measured) {}
 }
 
 /// The server, a client stack and the wire between them, on a manual clock.

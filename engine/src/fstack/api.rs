@@ -44,17 +44,23 @@ pub enum FstackError {
     },
 }
 
-/// A port's cumulative counters.
+/// A port's cumulative counters (DPDK's `rte_eth_stats`: F-Stack keeps no
+/// count of its own transmit drops that the API exposes).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PortStats {
     /// Frames received.
     pub rx_packets: u64,
     /// Frames sent.
     pub tx_packets: u64,
-    /// Frames the port dropped for want of room.
-    pub rx_dropped: u64,
-    /// Erroneous frames received.
+    /// Frames the port dropped because its receive queue was full
+    /// (`imissed`).
+    pub rx_missed: u64,
+    /// Frames the port dropped for want of a receive mbuf (`rx_nombuf`).
+    pub rx_nombuf: u64,
+    /// Erroneous frames received (`ierrors`).
     pub rx_errors: u64,
+    /// Failed transmissions (`oerrors`).
+    pub tx_errors: u64,
 }
 
 /// What the loop body asks of `ff_run`.
@@ -254,8 +260,10 @@ impl Stack {
         (rc == 0).then_some(PortStats {
             rx_packets: stats.ipackets,
             tx_packets: stats.opackets,
-            rx_dropped: stats.imissed,
+            rx_missed: stats.imissed,
+            rx_nombuf: stats.rx_nombuf,
             rx_errors: stats.ierrors,
+            tx_errors: stats.oerrors,
         })
     }
 

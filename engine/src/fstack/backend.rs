@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use super::api::Stack;
 use super::server::Server;
-use crate::backend::Backend;
+use shm_layout::{Counter, Measured};
+
+use crate::backend::{Backend, SERVING};
 use crate::context::ServeContext;
 use crate::dpdk::config::DpdkConfig;
 use crate::dpdk::eal_args::eal_args;
@@ -135,6 +137,15 @@ impl FstackBackend {
 impl Backend for FstackBackend {
     fn name(&self) -> &'static str {
         "fstack"
+    }
+
+    /// The port's own counters join once they could be read (`server`).
+    fn measured(&self) -> Measured {
+        SERVING
+            .with(Counter::BusyLoops)
+            .with(Counter::IdleLoops)
+            .with(Counter::Resets)
+            .with(Counter::PortStatsFailures)
     }
 
     fn serve(&mut self, ctx: &mut ServeContext) -> Result<(), EngineError> {

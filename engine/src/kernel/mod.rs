@@ -28,7 +28,9 @@ use std::time::{Duration, Instant};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::backend::Backend;
+use shm_layout::{Counter, Measured};
+
+use crate::backend::{Backend, SERVING};
 use crate::context::ServeContext;
 use crate::EngineError;
 use conn::{Conn, Outcome};
@@ -269,6 +271,17 @@ impl KernelBackend {
 impl Backend for KernelBackend {
     fn name(&self) -> &'static str {
         "kernel"
+    }
+
+    /// No port and no frames: the kernel's are not the engine's to count.
+    /// Loops are counted only when it spins (blocking, a loop is a wake-up).
+    fn measured(&self) -> Measured {
+        let measured = SERVING.with(Counter::Resets);
+        if self.config.busy_poll {
+            measured.with(Counter::BusyLoops).with(Counter::IdleLoops)
+        } else {
+            measured
+        }
     }
 
     fn serve(&mut self, ctx: &mut ServeContext) -> Result<(), EngineError> {
