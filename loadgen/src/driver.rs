@@ -644,6 +644,7 @@ impl Driver {
                 resets: t.resets + w.resets,
                 bytes_sent: t.bytes_sent,
                 bytes_received: t.bytes_received,
+                answered_bytes: t.answered_bytes,
                 connections_opened: self.opened,
                 connections_closed: self.closed,
                 connections_active: active,

@@ -287,6 +287,18 @@ fn engine_and_loadgen_counters_agree_in_the_segment() {
     assert_eq!(count(&lg, Counter::MessagesFailed), 0);
     assert_eq!(count(&lg, Counter::WarmupMessages), 300);
     assert_eq!(count(&lg, Counter::BytesSent), num(&json, "bytes_sent"));
+    // Every request answered: the answered request bytes are all it sent.
+    assert_eq!(
+        count(&lg, Counter::AnsweredBytes),
+        count(&lg, Counter::BytesSent)
+    );
+    // What the load generator does not measure is not published as zero.
+    let c = lg.counters.expect("readable");
+    assert_eq!(
+        (c.protocol_errors, c.rx_packets, c.busy_loops),
+        (None, None, None),
+        "{c:?}"
+    );
     assert_eq!(
         lg.latency.map(|l| l.count),
         Some(5000),
@@ -354,6 +366,12 @@ fn a_lossy_run_marks_the_loadgen_slot_failed() {
     assert_eq!(lg.info.state, ProducerState::Failed);
     assert_eq!(count(&lg, Counter::Timeouts), 1);
     assert_eq!(count(&lg, Counter::MessagesFailed), 5);
+    assert!(count(&lg, Counter::BytesSent) > 0);
+    assert_eq!(
+        count(&lg, Counter::AnsweredBytes),
+        0,
+        "nothing was answered"
+    );
 }
 
 /// Two network namespaces joined by a veth pair, removed on drop.
