@@ -51,7 +51,7 @@ fn run(args: &Args) -> Result<loadgen::result::RunResult, LoadgenError> {
     let telemetry: Box<dyn Telemetry> = match &cfg.shm {
         Some(path) => Box::new(ShmTelemetry::claim(
             path,
-            cfg.mode.slot_kind(),
+            cfg.pacing.mode().slot_kind(),
             cfg.core,
             telemetry::measured(cfg.busy_poll),
         )?),
