@@ -1,8 +1,10 @@
 //! The kernel engine as a process on loopback: misbehaving clients do not
 //! disturb a good one, SIGTERM ends it cleanly with its counters printed.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -120,17 +122,47 @@ fn good_client(addr: SocketAddr, count: u32) {
     }
 }
 
-/// Whether the engine closed the connection (EOF or reset) in time.
+/// Whether the engine closed the connection (EOF or reset) within
+/// `IO_TIMEOUT`; a connection still open then is not closed.
 fn closed_by_engine(stream: &mut TcpStream) -> bool {
-    let mut buf = [0u8; 64];
-    let deadline = Instant::now() + IO_TIMEOUT;
-    while Instant::now() < deadline {
-        match stream.read(&mut buf) {
-            Ok(0) | Err(_) => return true,
-            Ok(_) => {}
-        }
-    }
-    false
+    common::closed_within(stream, IO_TIMEOUT).is_some()
+}
+
+/// The check itself can fail: a peer that never closes is reported open,
+/// one that closes as EOF, one that aborts as a reset.
+#[test]
+fn the_closed_check_tells_an_open_connection_from_a_closed_one() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let mut open = TcpStream::connect(addr).expect("connect");
+    let (held, _) = listener.accept().expect("accept");
+    assert_eq!(
+        common::closed_within(&mut open, Duration::from_millis(300)),
+        None
+    );
+
+    drop(held);
+    assert_eq!(
+        common::closed_within(&mut open, IO_TIMEOUT),
+        Some(common::Closed::Eof)
+    );
+
+    let mut aborted = TcpStream::connect(addr).expect("connect");
+    let (held, _) = listener.accept().expect("accept");
+    nix::sys::socket::setsockopt(
+        &held,
+        nix::sys::socket::sockopt::Linger,
+        &nix::libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        },
+    )
+    .expect("SO_LINGER 0");
+    drop(held);
+    assert_eq!(
+        common::closed_within(&mut aborted, IO_TIMEOUT),
+        Some(common::Closed::Reset)
+    );
 }
 
 fn counter(json: &Value, name: &str) -> u64 {
