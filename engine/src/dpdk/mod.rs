@@ -22,6 +22,8 @@ pub mod server;
 mod stats;
 
 #[cfg(test)]
+mod pool_tests;
+#[cfg(test)]
 mod testing;
 
 /// `config.ini`, as the fstack backend reads it too.

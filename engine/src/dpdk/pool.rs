@@ -1,12 +1,28 @@
 //! The socket pool: smoltcp has no accept(), so a connection is a
 //! listening socket that a SYN turned into a connected one. The pool keeps
 //! enough sockets listening on the port, tracks which ones carry a
-//! connection (and count it once), and gives a finished socket back to
+//! connection (and counts it once), and gives a finished socket back to
 //! listening.
+//!
+//! Order matters. smoltcp hands a segment to the first socket of its set
+//! that accepts it, and a listening socket accepts any SYN to its port. A
+//! listener placed before a socket in SYN-RECEIVED would take that
+//! connection's retransmitted SYN (its SYN-ACK was lost) and open a second
+//! half-connection for the same 4-tuple; the client's ACK then meets the
+//! wrong one and a reset, or the first is left half-open for good. So the
+//! set is kept in two regions: positions `[0, taken)` carry connections
+//! (SYN-RECEIVED onwards), `[taken, len)` listen. A SYN always lands on the
+//! first listener, position `taken`, which then joins the first region; a
+//! finished connection swaps places with the last one of its region and
+//! listens there, at the region's new border. No listener ever precedes a
+//! connection's socket, and the number of listeners is `len − taken`, kept
+//! without counting.
 
 use shm_layout::Counters;
-use smoltcp::iface::{SocketHandle, SocketSet};
+use smoltcp::iface::{Interface, PollResult, SocketHandle, SocketSet};
+use smoltcp::phy::Device;
 use smoltcp::socket::tcp;
+use smoltcp::time::Instant;
 
 use super::app::Exchange;
 
@@ -24,7 +40,7 @@ pub struct PoolConfig {
     pub socket_buffer: usize,
 }
 
-/// One socket of the pool and the connection it carries.
+/// One position of the pool: its socket and the connection it carries.
 struct Slot {
     handle: SocketHandle,
     exchange: Exchange,
@@ -36,7 +52,14 @@ struct Slot {
 pub(super) struct SocketPool {
     config: PoolConfig,
     sockets: SocketSet<'static>,
+    /// `slots[i]` is the socket at position `i` of the set (smoltcp's
+    /// dispatch order): sockets are only ever added at the end and removed
+    /// from the end, so positions never have holes.
     slots: Vec<Slot>,
+    /// Positions `[0, taken)` carry connections, the rest listen.
+    taken: usize,
+    /// Positions found finished in the current pass (kept to reuse).
+    finished: Vec<usize>,
 }
 
 impl SocketPool {
@@ -46,29 +69,56 @@ impl SocketPool {
             config,
             sockets: SocketSet::new(Vec::new()),
             slots: Vec::new(),
+            taken: 0,
+            finished: Vec::new(),
         };
         pool.top_up();
         pool
     }
 
-    /// The socket set, for the interface to poll.
-    pub(super) fn sockets_mut(&mut self) -> &mut SocketSet<'static> {
-        &mut self.sockets
+    /// Polls `iface` over the pool's sockets, then moves the listeners a
+    /// SYN turned into connections out of the listening region. Every poll
+    /// goes through here, so the regions are right after each one.
+    pub(super) fn poll(
+        &mut self,
+        iface: &mut Interface,
+        now: Instant,
+        device: &mut impl Device,
+    ) -> bool {
+        let changed = iface.poll(now, device, &mut self.sockets) == PollResult::SocketStateChanged;
+        // smoltcp gives a SYN to the first listener, so new connections
+        // are at the front of the listening region.
+        while self.taken < self.slots.len() && self.state(self.taken) != tcp::State::Listen {
+            self.taken += 1;
+        }
+        changed
     }
 
-    /// The socket set, for the interface's timers.
-    pub(super) fn sockets(&self) -> &SocketSet<'static> {
-        &self.sockets
+    /// When the stack next needs a poll without received frames.
+    pub(super) fn poll_at(&self, iface: &mut Interface, now: Instant) -> Option<Instant> {
+        iface.poll_at(now, &self.sockets)
     }
 
-    /// Moves bytes between sockets and sessions and recycles finished
-    /// sockets; whether anything moved.
+    fn state(&self, position: usize) -> tcp::State {
+        self.sockets
+            .get::<tcp::Socket>(self.slots[position].handle)
+            .state()
+    }
+
+    /// Sockets listening.
+    pub(super) fn listeners(&self) -> usize {
+        self.slots.len() - self.taken
+    }
+
+    /// Moves bytes between the connections' sockets and sessions, and
+    /// gives finished sockets back to listening; whether anything moved.
+    /// Only connections are visited, never the listeners.
     pub(super) fn serve(&mut self, c: &mut Counters) -> bool {
         let mut worked = false;
-        for slot in &mut self.slots {
+        self.finished.clear();
+        for (position, slot) in self.slots[..self.taken].iter_mut().enumerate() {
             let socket = self.sockets.get_mut::<tcp::Socket>(slot.handle);
-            let state = socket.state();
-            if !slot.open && is_connected(state) {
+            if !slot.open && is_connected(socket.state()) {
                 slot.open = true;
                 c.connections_opened += 1;
                 worked = true;
@@ -77,42 +127,72 @@ impl SocketPool {
                 worked |= slot.exchange.serve(socket, c);
             }
             match socket.state() {
-                tcp::State::Closed | tcp::State::TimeWait => {
-                    if socket.state() == tcp::State::TimeWait {
-                        // The peer has acknowledged our FIN; holding the
-                        // socket for 2 MSL would only starve the pool.
-                        socket.abort();
-                    }
-                    if slot.open {
-                        c.connections_closed += 1;
-                        if slot.exchange.mid_request() {
-                            c.half_messages += 1;
-                        }
-                    }
-                    slot.exchange.reset();
-                    slot.open = false;
-                    // Fails only when the socket is not closed, which it is.
-                    let _ = socket.listen(self.config.port);
-                    worked = true;
-                }
+                // The peer has acknowledged our FIN; holding the socket for
+                // 2 MSL would only starve the pool.
+                tcp::State::TimeWait | tcp::State::Closed => self.finished.push(position),
+                // A reset in SYN-RECEIVED sends smoltcp's socket back to
+                // listening, inside the connections' region.
+                tcp::State::Listen => self.finished.push(position),
                 _ => {}
             }
+        }
+        worked |= !self.finished.is_empty();
+        // From the back, so that every position still to recycle is below
+        // the ones already moved.
+        while let Some(position) = self.finished.pop() {
+            self.recycle(position, c);
         }
         c.connections_active = c.connections_opened - c.connections_closed;
         worked
     }
 
+    /// Counts the connection at `position` closed and makes its socket the
+    /// first listener: it swaps places with the last connection, and the
+    /// border moves down over it.
+    fn recycle(&mut self, position: usize, c: &mut Counters) {
+        let slot = &mut self.slots[position];
+        if slot.open {
+            c.connections_closed += 1;
+            if slot.exchange.mid_request() {
+                c.half_messages += 1;
+            }
+        }
+        slot.exchange.reset();
+        slot.open = false;
+        let last = self.taken - 1;
+        self.swap(position, last);
+        self.taken = last;
+        let socket = self.sockets.get_mut::<tcp::Socket>(self.slots[last].handle);
+        if socket.state() != tcp::State::Listen {
+            // Closed or TIME-WAIT: listen() forgets the old connection
+            // (no segment is sent for it). Fails only for port 0, which
+            // the CLI cannot produce.
+            let _ = socket.listen(self.config.port);
+        }
+    }
+
+    /// Exchanges the sockets, and the connections they carry, at positions
+    /// `a` and `b`: the smoltcp sockets move between the set's slots (a
+    /// socket holds no reference to its slot), the handles stay with the
+    /// positions.
+    fn swap(&mut self, a: usize, b: usize) {
+        if a == b {
+            return;
+        }
+        let (ha, hb) = (self.slots[a].handle, self.slots[b].handle);
+        let sa = std::mem::replace(self.sockets.get_mut::<tcp::Socket>(ha), placeholder());
+        let sb = std::mem::replace(self.sockets.get_mut::<tcp::Socket>(hb), sa);
+        *self.sockets.get_mut::<tcp::Socket>(ha) = sb;
+        self.slots.swap(a, b);
+        self.slots[a].handle = ha;
+        self.slots[b].handle = hb;
+    }
+
     /// Keeps `listen_backlog` sockets listening (up to `max_sockets`).
     pub(super) fn top_up(&mut self) {
-        let listening = self
-            .slots
-            .iter()
-            .filter(|s| self.sockets.get::<tcp::Socket>(s.handle).state() == tcp::State::Listen)
-            .count();
-        for _ in listening..self.config.listen_backlog {
-            if self.slots.len() >= self.config.max_sockets {
-                break;
-            }
+        while self.listeners() < self.config.listen_backlog
+            && self.slots.len() < self.config.max_sockets
+        {
             let size = self.config.socket_buffer;
             let mut socket = tcp::Socket::new(
                 tcp::SocketBuffer::new(vec![0; size]),
@@ -123,6 +203,7 @@ impl SocketPool {
             socket.set_nagle_enabled(false);
             // Fails only for port 0, which the CLI cannot produce.
             let _ = socket.listen(self.config.port);
+            // No holes below the end: the set puts it at position len.
             let handle = self.sockets.add(socket);
             self.slots.push(Slot {
                 handle,
@@ -135,7 +216,7 @@ impl SocketPool {
     /// Whether every connection has handed its replies to its socket and
     /// every socket has sent them.
     pub(super) fn all_sent(&self) -> bool {
-        self.slots.iter().all(|s| {
+        self.slots[..self.taken].iter().all(|s| {
             s.exchange.all_handed_over()
                 && self.sockets.get::<tcp::Socket>(s.handle).send_queue() == 0
         })
@@ -155,6 +236,31 @@ impl SocketPool {
         }
         c.connections_active = 0;
     }
+
+    /// The state of every socket, in dispatch order (tests check the
+    /// regions with it).
+    #[cfg(test)]
+    pub(super) fn states(&self) -> Vec<tcp::State> {
+        (0..self.slots.len()).map(|p| self.state(p)).collect()
+    }
+
+    /// The remote endpoint of every socket, in dispatch order.
+    #[cfg(test)]
+    pub(super) fn remotes(&self) -> Vec<Option<smoltcp::wire::IpEndpoint>> {
+        self.slots
+            .iter()
+            .map(|s| self.sockets.get::<tcp::Socket>(s.handle).remote_endpoint())
+            .collect()
+    }
+}
+
+/// What stands in a slot for the instant a socket is moved out of it: no
+/// buffers, so nothing is allocated.
+fn placeholder() -> tcp::Socket<'static> {
+    tcp::Socket::new(
+        tcp::SocketBuffer::new(Vec::new()),
+        tcp::SocketBuffer::new(Vec::new()),
+    )
 }
 
 /// Whether a socket in `state` carries an accepted connection.

@@ -13,7 +13,7 @@ use std::time::{Duration as StdDuration, Instant as StdInstant};
 
 use dpdk_stack::config::PortAddr;
 use dpdk_stack::{BurstDevice, StackClock};
-use smoltcp::iface::{Interface, PollResult};
+use smoltcp::iface::Interface;
 use smoltcp::time::{Duration, Instant};
 
 use super::pool::{PoolConfig, SocketPool};
@@ -124,8 +124,7 @@ impl Server {
             }
         }
         self.pool.close_all(&mut ctx.counters);
-        self.iface
-            .poll(self.clock.now(), device, self.pool.sockets_mut());
+        self.pool.poll(&mut self.iface, self.clock.now(), device);
         device.tx_flush();
         merge_link_counters(
             &device.link_counters(),
@@ -133,6 +132,12 @@ impl Server {
             &mut ctx.measured,
         );
         ctx.publish_now();
+    }
+
+    /// The socket pool (tests look at its regions).
+    #[cfg(test)]
+    pub(super) fn pool(&self) -> &SocketPool {
+        &self.pool
     }
 
     /// One pass of the loop at `now`; whether it found any work.
@@ -146,20 +151,19 @@ impl Server {
         if received == 0 && now < self.next_poll {
             return device.tx_pending() && device.tx_flush() > 0;
         }
-        let changed =
-            self.iface.poll(now, device, self.pool.sockets_mut()) == PollResult::SocketStateChanged;
+        let changed = self.pool.poll(&mut self.iface, now, device);
         let served = self.pool.serve(&mut ctx.counters);
         if served {
             // The replies just queued leave in this same pass.
-            self.iface.poll(now, device, self.pool.sockets_mut());
+            self.pool.poll(&mut self.iface, now, device);
         }
         if changed || served {
             self.pool.top_up();
         }
         let sweep = now + SWEEP;
         self.next_poll = self
-            .iface
-            .poll_at(now, self.pool.sockets())
+            .pool
+            .poll_at(&mut self.iface, now)
             .map_or(sweep, |at| at.min(sweep));
         let sent = device.tx_flush();
         received > 0 || changed || served || sent > 0

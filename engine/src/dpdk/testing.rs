@@ -137,6 +137,32 @@ impl phy::Device for MemDevice {
     }
 }
 
+/// TCP flags of an Ethernet/IPv4/TCP frame, if it is one.
+pub(super) fn tcp_flags(frame: &[u8]) -> Option<u8> {
+    tcp_header(frame).and_then(|tcp| tcp.get(13).copied())
+}
+
+/// Source and destination ports of an Ethernet/IPv4/TCP frame.
+pub(super) fn tcp_ports(frame: &[u8]) -> Option<(u16, u16)> {
+    let tcp = tcp_header(frame)?;
+    Some((
+        u16::from_be_bytes([*tcp.first()?, *tcp.get(1)?]),
+        u16::from_be_bytes([*tcp.get(2)?, *tcp.get(3)?]),
+    ))
+}
+
+fn tcp_header(frame: &[u8]) -> Option<&[u8]> {
+    if frame.len() < 14 + 20 || frame[12..14] != [0x08, 0x00] || frame[23] != 6 {
+        return None;
+    }
+    let ihl = usize::from(frame[14] & 0x0f) * 4;
+    frame.get(14 + ihl..)
+}
+
+pub(super) const SYN: u8 = 0x02;
+pub(super) const RST: u8 = 0x04;
+pub(super) const ACK: u8 = 0x10;
+
 struct NullSink;
 
 impl StatsSink for NullSink {
@@ -189,9 +215,15 @@ impl Net {
 
     /// A client socket connecting to the server.
     pub(super) fn connect(&mut self) -> SocketHandle {
+        self.connect_with_buffer(8192).0
+    }
+
+    /// A client socket with `buffer` bytes each way connecting to the
+    /// server, and its port.
+    pub(super) fn connect_with_buffer(&mut self, buffer: usize) -> (SocketHandle, u16) {
         let mut socket = tcp::Socket::new(
-            tcp::SocketBuffer::new(vec![0; 8192]),
-            tcp::SocketBuffer::new(vec![0; 8192]),
+            tcp::SocketBuffer::new(vec![0; buffer]),
+            tcp::SocketBuffer::new(vec![0; buffer]),
         );
         socket.set_nagle_enabled(false);
         self.next_port += 1;
@@ -202,7 +234,7 @@ impl Net {
                 (CLIENT_IP, self.next_port),
             )
             .expect("connect");
-        self.clients.add(socket)
+        (self.clients.add(socket), self.next_port)
     }
 
     pub(super) fn client(&mut self, handle: SocketHandle) -> &mut tcp::Socket<'static> {

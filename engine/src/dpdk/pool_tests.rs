@@ -1,0 +1,159 @@
+//! The socket pool under loss and churn, over the in-memory wire.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use smoltcp::socket::tcp;
+use smoltcp::time::Duration;
+use smoltcp::wire::IpEndpoint;
+
+use super::testing::{request, tcp_flags, tcp_ports, Net, ACK, CLIENT_IP, RST, SYN};
+
+/// No listener precedes a socket that carries a connection (smoltcp gives
+/// a segment to the first socket that accepts it).
+fn assert_listeners_last(net: &Net) {
+    let states = net.server.pool().states();
+    if let Some(first) = states.iter().position(|&s| s == tcp::State::Listen) {
+        assert!(
+            states[first..].iter().all(|&s| s == tcp::State::Listen),
+            "a listener before a connection: {states:?}"
+        );
+    }
+}
+
+/// A SYN-ACK is lost; meanwhile an earlier connection ends and its socket
+/// goes back to listening. The client's retransmitted SYN must reach the
+/// socket already in SYN-RECEIVED for it, not that listener: one server
+/// socket per connection, no reset, the connection served.
+#[test]
+fn a_retransmitted_syn_reaches_its_half_connection_not_a_listener_before_it() {
+    let mut net = Net::new(|_| {});
+    let a = net.connect();
+    assert!(
+        net.run_until(1000, |n| n.client(a).may_send()),
+        "A connects"
+    );
+
+    // B's first SYN-ACK is lost.
+    let (b, b_port) = net.connect_with_buffer(8192);
+    let resets = Rc::new(Cell::new(0));
+    let (seen, mut dropped) = (Rc::clone(&resets), false);
+    net.server_dev.filter = Some(Box::new(move |frame| {
+        let flags = tcp_flags(frame).unwrap_or(0);
+        if flags & RST != 0 {
+            seen.set(seen.get() + 1);
+        }
+        let to_b = tcp_ports(frame).is_some_and(|(_, dst)| dst == b_port);
+        if to_b && flags & (SYN | ACK) == SYN | ACK && !dropped {
+            dropped = true;
+            return false;
+        }
+        true
+    }));
+    assert!(net.run_until(100, |n| n
+        .server
+        .pool()
+        .states()
+        .contains(&tcp::State::SynReceived)));
+
+    // A ends; its socket listens again.
+    net.client(a).close();
+    assert!(net.run_until(1000, |n| n.counters().connections_closed == 1));
+    assert_listeners_last(&net);
+
+    // B's SYN is retransmitted (smoltcp's client waits about a second).
+    assert!(
+        net.run_until(5000, |n| n.client(b).may_send()),
+        "B never connected"
+    );
+    net.run(50, Duration::from_millis(1));
+    let b_endpoint = IpEndpoint::new(CLIENT_IP.into(), b_port);
+    let sockets_for_b = net
+        .server
+        .pool()
+        .remotes()
+        .iter()
+        .filter(|r| **r == Some(b_endpoint))
+        .count();
+    assert_eq!(sockets_for_b, 1, "one server socket per connection");
+
+    net.client(b).send_slice(&request(700, 1)).expect("send");
+    assert!(net.run_until(1000, |n| n.client(b).recv_queue() >= 4));
+    let mut reply = [0u8; 4];
+    assert_eq!(net.client(b).recv_slice(&mut reply), Ok(4));
+    assert_eq!(u32::from_be_bytes(reply), 700);
+    net.client(b).close();
+    assert!(net.run_until(3000, |n| n.counters().connections_closed == 2));
+    net.run(100, Duration::from_millis(1));
+    assert_eq!(resets.get(), 0, "the server sent a reset");
+    assert_eq!(net.counters().connections_opened, 2);
+    assert!(
+        net.server
+            .pool()
+            .states()
+            .iter()
+            .all(|&s| s == tcp::State::Listen),
+        "a socket left half-open: {:?}",
+        net.server.pool().states()
+    );
+}
+
+/// Many short connections, several at once, with every 7th frame from the
+/// server lost: every connection is served, none is reset, no listener ever
+/// precedes a connection, and the pool ends with only listeners.
+#[test]
+fn short_connections_under_loss_are_all_served_without_a_reset() {
+    let mut net = Net::new(|_| {});
+    let resets = Rc::new(Cell::new(0));
+    let (seen, mut n) = (Rc::clone(&resets), 0u32);
+    net.server_dev.filter = Some(Box::new(move |frame| {
+        if tcp_flags(frame).is_some_and(|f| f & RST != 0) {
+            seen.set(seen.get() + 1);
+        }
+        n += 1;
+        n % 7 != 0
+    }));
+    let total = 200;
+    let at_once = 8;
+    let mut started = 0;
+    let mut done = 0;
+    let mut live: Vec<(smoltcp::iface::SocketHandle, bool)> = Vec::new();
+    for _ in 0..200_000 {
+        while live.len() < at_once && started < total {
+            live.push((net.connect(), false));
+            started += 1;
+        }
+        net.run(1, Duration::from_millis(1));
+        assert_listeners_last(&net);
+        let mut i = 0;
+        while i < live.len() {
+            let (h, sent) = live[i];
+            let socket = net.client(h);
+            if !sent && socket.may_send() {
+                socket.send_slice(&request(512, 0)).expect("send");
+                live[i].1 = true;
+            } else if sent && socket.recv_queue() >= 4 {
+                let mut reply = [0u8; 4];
+                assert_eq!(socket.recv_slice(&mut reply), Ok(4));
+                assert_eq!(u32::from_be_bytes(reply), 512);
+                socket.close();
+                live.swap_remove(i);
+                done += 1;
+                continue;
+            } else {
+                assert!(
+                    socket.state() != tcp::State::Closed,
+                    "a client connection was reset"
+                );
+            }
+            i += 1;
+        }
+        if done == total && net.counters().connections_closed == total {
+            break;
+        }
+    }
+    assert_eq!(done, total, "served");
+    assert_eq!(net.counters().connections_opened, total);
+    assert_eq!(net.counters().connections_closed, total);
+    assert_eq!(resets.get(), 0, "the server sent a reset");
+}
