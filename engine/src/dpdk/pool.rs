@@ -72,7 +72,7 @@ impl SocketPool {
             taken: 0,
             finished: Vec::new(),
         };
-        pool.top_up();
+        pool.balance_listeners();
         pool
     }
 
@@ -188,8 +188,18 @@ impl SocketPool {
         self.slots[b].handle = hb;
     }
 
-    /// Keeps `listen_backlog` sockets listening (up to `max_sockets`).
-    pub(super) fn top_up(&mut self) {
+    /// Keeps exactly `listen_backlog` sockets listening (fewer only at
+    /// `max_sockets`): new ones are added at the end, and the listeners a
+    /// burst of connections left behind are removed from the end, so the
+    /// pool shrinks back after a peak and positions keep no holes.
+    pub(super) fn balance_listeners(&mut self) {
+        while self.listeners() > self.config.listen_backlog {
+            if let Some(slot) = self.slots.pop() {
+                // Frees its buffers; the set's slot stays empty until the
+                // next socket is added, at this position.
+                drop(self.sockets.remove(slot.handle));
+            }
+        }
         while self.listeners() < self.config.listen_backlog
             && self.slots.len() < self.config.max_sockets
         {
@@ -235,6 +245,12 @@ impl SocketPool {
             }
         }
         c.connections_active = 0;
+    }
+
+    /// Sockets in the pool.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.slots.len()
     }
 
     /// The state of every socket, in dispatch order (tests check the

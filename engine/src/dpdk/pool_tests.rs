@@ -157,3 +157,96 @@ fn short_connections_under_loss_are_all_served_without_a_reset() {
     assert_eq!(net.counters().connections_closed, total);
     assert_eq!(resets.get(), 0, "the server sent a reset");
 }
+
+/// More connections at once than the backlog, then all closed: the pool
+/// grows for the peak (the backlog stays listening meanwhile) and shrinks
+/// back to the backlog after it, instead of keeping every socket it ever
+/// had listening.
+#[test]
+fn listeners_shrink_back_to_the_backlog_after_a_peak() {
+    let mut net = Net::new(|_| {});
+    let peak: u64 = 150;
+    // A few at a time, as clients arrive: the backlog is how many SYNs one
+    // poll can take.
+    let mut clients = Vec::new();
+    while (clients.len() as u64) < peak {
+        for _ in 0..10.min(peak - clients.len() as u64) {
+            clients.push(net.connect());
+        }
+        net.run(5, Duration::from_millis(1));
+    }
+    assert!(net.run_until(2000, |n| clients.iter().all(|&c| n.client(c).may_send())));
+    assert_eq!(net.counters().connections_active, peak);
+    assert_eq!(net.server.pool().listeners(), 64, "the backlog listens");
+    assert_eq!(net.server.pool().len(), 150 + 64);
+    for &c in &clients {
+        net.client(c).close();
+    }
+    assert!(net.run_until(3000, |n| n.counters().connections_closed == peak));
+    net.run(10, Duration::from_millis(1));
+    assert_eq!(net.server.pool().listeners(), 64);
+    assert_eq!(net.server.pool().len(), 64, "idle listeners are capped");
+    assert_listeners_last(&net);
+
+    // Shrunk, it still serves.
+    let c = net.connect();
+    assert!(net.run_until(1000, |n| n.client(c).may_send()));
+    assert_eq!(net.server.pool().len(), 65);
+}
+
+/// What one pass of the server costs with `n` open, idle connections and
+/// one listener, on this machine: a pass that answers one request on one
+/// of them (rx, stack poll, serve, stack poll, tx) and a sweep pass (no
+/// frame, the stack's timer due). Run with
+/// `cargo test -p engine --release --lib pass_cost -- --ignored --nocapture`;
+/// the in-memory device copies each frame once, as af_packet does.
+#[test]
+#[ignore = "a measurement: prints figures, asserts nothing about speed"]
+fn pass_cost() {
+    for n in [1usize, 64, 1024] {
+        let mut net = Net::new(|c| {
+            c.pool.listen_backlog = 1;
+            c.pool.max_sockets = n + 1;
+        });
+        let mut clients = Vec::new();
+        while clients.len() < n {
+            clients.push(net.connect());
+            net.run(3, Duration::from_millis(1));
+        }
+        assert!(net.run_until(5000, |m| clients.iter().all(|&c| m.client(c).may_send())));
+        net.run(50, Duration::from_millis(1));
+        let rounds = 2000;
+        let (mut work, mut sweep) = (Vec::new(), Vec::new());
+        let mut reply = [0u8; 4];
+        for round in 0..rounds {
+            let c = clients[round % n];
+            net.client(c).send_slice(&request(600, 0)).expect("send");
+            net.client_step();
+            let before = net.counters().messages_received;
+            let started = std::time::Instant::now();
+            net.server_pass();
+            work.push(started.elapsed());
+            // The pass measured is the one that answered.
+            assert_eq!(net.counters().messages_received, before + 1);
+            net.client_step();
+            assert_eq!(net.client(c).recv_slice(&mut reply), Ok(4));
+            net.now += Duration::from_millis(2);
+            let started = std::time::Instant::now();
+            net.server_pass();
+            sweep.push(started.elapsed());
+            net.client_step();
+        }
+        work.sort();
+        sweep.sort();
+        let median = |v: &[std::time::Duration]| v[v.len() / 2];
+        let p90 = |v: &[std::time::Duration]| v[v.len() * 9 / 10];
+        println!(
+            "pass cost, {n} connections + 1 listener: request pass median {:?} p90 {:?}; \
+             sweep pass median {:?} p90 {:?}",
+            median(&work),
+            p90(&work),
+            median(&sweep),
+            p90(&sweep)
+        );
+    }
+}

@@ -158,7 +158,7 @@ impl Server {
             self.pool.poll(&mut self.iface, now, device);
         }
         if changed || served {
-            self.pool.top_up();
+            self.pool.balance_listeners();
         }
         let sweep = now + SWEEP;
         self.next_poll = self

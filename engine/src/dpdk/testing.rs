@@ -245,14 +245,25 @@ impl Net {
     /// advancing the clock by `tick`.
     pub(super) fn run(&mut self, steps: usize, tick: Duration) {
         for _ in 0..steps {
-            self.client_dev.rx_burst();
-            self.client
-                .poll(self.now, &mut self.client_dev, &mut self.clients);
-            self.client_dev.tx_flush();
-            self.server
-                .pass(&mut self.server_dev, &mut self.ctx, self.now);
+            self.client_step();
+            self.server_pass();
             self.now += tick;
         }
+    }
+
+    /// The client's half of a step: its frames in, its stack, its frames
+    /// out.
+    pub(super) fn client_step(&mut self) {
+        self.client_dev.rx_burst();
+        self.client
+            .poll(self.now, &mut self.client_dev, &mut self.clients);
+        self.client_dev.tx_flush();
+    }
+
+    /// The server's half of a step: one pass.
+    pub(super) fn server_pass(&mut self) {
+        self.server
+            .pass(&mut self.server_dev, &mut self.ctx, self.now);
     }
 
     /// Runs until `done` or `limit` steps of 1 ms; whether `done` held.
