@@ -16,8 +16,10 @@ pub(super) struct Exchange {
     /// Reply bytes the socket accepted on this connection (to count whole
     /// replies however the socket splits them).
     reply_bytes: u64,
-    /// We decided to close (protocol error, or the peer finished).
+    /// We decided to close (the peer finished).
     closing: bool,
+    /// The peer broke the protocol and was aborted.
+    aborted: bool,
 }
 
 impl Exchange {
@@ -27,6 +29,12 @@ impl Exchange {
         self.pending.clear();
         self.reply_bytes = 0;
         self.closing = false;
+        self.aborted = false;
+    }
+
+    /// Whether the connection was aborted for a protocol error.
+    pub(super) fn aborted(&self) -> bool {
+        self.aborted
     }
 
     /// Whether every decided reply is in the socket's send buffer.
@@ -41,6 +49,9 @@ impl Exchange {
 
     /// Flushes, reads and answers; whether anything moved.
     pub(super) fn serve(&mut self, socket: &mut tcp::Socket<'_>, c: &mut Counters) -> bool {
+        if self.aborted {
+            return false;
+        }
         let mut worked = self.flush(socket, c);
         // Read only once every earlier reply is in the send buffer: a peer
         // that does not read its replies sees its window close instead of
@@ -63,9 +74,14 @@ impl Exchange {
                     c.bytes_received += stats.bytes_in;
                 }
                 Err(_) => {
-                    // Answer the good prefix, then close; others keep going.
+                    // A reset, not a FIN: a peer that breaks the protocol
+                    // may never close its side, and a closed socket waiting
+                    // in FIN-WAIT-2 for it would be lost to the pool. Replies
+                    // to a good prefix not yet sent go with it.
                     c.protocol_errors += 1;
-                    self.closing = true;
+                    socket.abort();
+                    self.aborted = true;
+                    return true;
                 }
             }
             self.flush(socket, c);

@@ -175,6 +175,8 @@ impl Backend for DpdkBackend {
         SERVING
             .with(Counter::BusyLoops)
             .with(Counter::IdleLoops)
+            .with(Counter::Resets)
+            .with(Counter::IdleTimeouts)
             .with(Counter::TxDropped)
             .with(Counter::PortStatsFailures)
     }

@@ -17,12 +17,19 @@
 //! listens there, at the region's new border. No listener ever precedes a
 //! connection's socket, and the number of listeners is `len − taken`, kept
 //! without counting.
+//!
+//! No connection holds a socket for ever: a peer that broke the protocol
+//! is aborted (`app`), a connection half-closed for longer than
+//! `half_close_timeout` (a FIN one way, never the other's) is aborted and
+//! counted in `idle_timeouts`, and keep-alive with smoltcp's timeout ends
+//! connections whose peer went silent. An aborted socket listens again only
+//! once its reset has left.
 
 use shm_layout::Counters;
 use smoltcp::iface::{Interface, PollResult, SocketHandle, SocketSet};
 use smoltcp::phy::Device;
 use smoltcp::socket::tcp;
-use smoltcp::time::Instant;
+use smoltcp::time::{Duration, Instant};
 
 use super::app::Exchange;
 
@@ -38,6 +45,15 @@ pub struct PoolConfig {
     pub max_sockets: usize,
     /// Receive and send buffer of each socket, in bytes.
     pub socket_buffer: usize,
+    /// Longest time a connection may stay half-closed (FIN-WAIT-1/2,
+    /// CLOSING, LAST-ACK, CLOSE-WAIT) before it is aborted.
+    pub half_close_timeout: Duration,
+    /// Idle time after which a keep-alive probe is sent.
+    pub keep_alive: Duration,
+    /// A connection whose peer sends nothing for this long while we wait on
+    /// it (data unacknowledged, or keep-alives unanswered) is aborted by
+    /// smoltcp.
+    pub peer_timeout: Duration,
 }
 
 /// One position of the pool: its socket and the connection it carries.
@@ -46,6 +62,13 @@ struct Slot {
     exchange: Exchange,
     /// Counted in `connections_opened`, not yet in `connections_closed`.
     open: bool,
+    /// The state the previous pass found (a connection that went from
+    /// ESTABLISHED to CLOSED between two passes was reset or timed out).
+    last_state: tcp::State,
+    /// Since when the connection has been half-closed.
+    half_closed_since: Option<Instant>,
+    /// Aborted for staying half-closed too long.
+    timed_out: bool,
 }
 
 /// The sockets and their connections.
@@ -110,12 +133,14 @@ impl SocketPool {
         self.slots.len() - self.taken
     }
 
-    /// Moves bytes between the connections' sockets and sessions, and
-    /// gives finished sockets back to listening; whether anything moved.
-    /// Only connections are visited, never the listeners.
-    pub(super) fn serve(&mut self, c: &mut Counters) -> bool {
+    /// Moves bytes between the connections' sockets and sessions, ends
+    /// connections half-closed for too long, and gives finished sockets back
+    /// to listening; whether anything moved. Only connections are visited,
+    /// never the listeners.
+    pub(super) fn serve(&mut self, c: &mut Counters, now: Instant) -> bool {
         let mut worked = false;
         self.finished.clear();
+        let half_close_timeout = self.config.half_close_timeout;
         for (position, slot) in self.slots[..self.taken].iter_mut().enumerate() {
             let socket = self.sockets.get_mut::<tcp::Socket>(slot.handle);
             if !slot.open && is_connected(socket.state()) {
@@ -126,14 +151,28 @@ impl SocketPool {
             if slot.open {
                 worked |= slot.exchange.serve(socket, c);
             }
+            if is_half_closed(socket.state()) {
+                let since = *slot.half_closed_since.get_or_insert(now);
+                if now - since >= half_close_timeout {
+                    socket.abort();
+                    slot.timed_out = true;
+                    c.idle_timeouts += 1;
+                    worked = true;
+                }
+            }
             match socket.state() {
                 // The peer has acknowledged our FIN; holding the socket for
                 // 2 MSL would only starve the pool.
-                tcp::State::TimeWait | tcp::State::Closed => self.finished.push(position),
+                tcp::State::TimeWait => self.finished.push(position),
+                // Reset, timed out, or aborted with its reset sent (an
+                // aborted socket keeps its peer until the reset leaves).
+                tcp::State::Closed if socket.remote_endpoint().is_none() => {
+                    self.finished.push(position);
+                }
                 // A reset in SYN-RECEIVED sends smoltcp's socket back to
                 // listening, inside the connections' region.
                 tcp::State::Listen => self.finished.push(position),
-                _ => {}
+                state => slot.last_state = state,
             }
         }
         worked |= !self.finished.is_empty();
@@ -156,9 +195,20 @@ impl SocketPool {
             if slot.exchange.mid_request() {
                 c.half_messages += 1;
             }
+            // Straight from ESTABLISHED to CLOSED, and not by us: the peer
+            // reset it, or it went silent and smoltcp gave up on it.
+            if slot.last_state == tcp::State::Established
+                && !slot.exchange.aborted()
+                && !slot.timed_out
+            {
+                c.resets += 1;
+            }
         }
         slot.exchange.reset();
         slot.open = false;
+        slot.last_state = tcp::State::Listen;
+        slot.half_closed_since = None;
+        slot.timed_out = false;
         let last = self.taken - 1;
         self.swap(position, last);
         self.taken = last;
@@ -211,6 +261,9 @@ impl SocketPool {
             // Replies are 4 bytes: Nagle would hold each one back until the
             // previous is acknowledged.
             socket.set_nagle_enabled(false);
+            // Kept across listen(): a peer that vanishes is found out.
+            socket.set_keep_alive(Some(self.config.keep_alive));
+            socket.set_timeout(Some(self.config.peer_timeout));
             // Fails only for port 0, which the CLI cannot produce.
             let _ = socket.listen(self.config.port);
             // No holes below the end: the set puts it at position len.
@@ -219,6 +272,9 @@ impl SocketPool {
                 handle,
                 exchange: Exchange::default(),
                 open: false,
+                last_state: tcp::State::Listen,
+                half_closed_since: None,
+                timed_out: false,
             });
         }
     }
@@ -276,6 +332,19 @@ fn placeholder() -> tcp::Socket<'static> {
     tcp::Socket::new(
         tcp::SocketBuffer::new(Vec::new()),
         tcp::SocketBuffer::new(Vec::new()),
+    )
+}
+
+/// Whether a socket in `state` has one direction closed and waits for the
+/// other.
+fn is_half_closed(state: tcp::State) -> bool {
+    matches!(
+        state,
+        tcp::State::FinWait1
+            | tcp::State::FinWait2
+            | tcp::State::Closing
+            | tcp::State::LastAck
+            | tcp::State::CloseWait
     )
 }
 

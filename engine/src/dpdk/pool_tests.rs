@@ -250,3 +250,130 @@ fn pass_cost() {
         );
     }
 }
+
+/// The flags of every frame the server sends.
+fn record_server_flags(net: &mut Net) -> Rc<std::cell::RefCell<Vec<u8>>> {
+    let flags = Rc::new(std::cell::RefCell::new(Vec::new()));
+    let seen = Rc::clone(&flags);
+    net.server_dev.filter = Some(Box::new(move |frame| {
+        if let Some(f) = tcp_flags(frame) {
+            seen.borrow_mut().push(f);
+        }
+        true
+    }));
+    flags
+}
+
+const FIN: u8 = 0x01;
+
+/// A client that breaks the protocol and then never closes is reset, not
+/// sent a FIN: its socket is back to listening at once, instead of waiting
+/// in FIN-WAIT-2 for a FIN that never comes.
+#[test]
+fn a_protocol_error_is_answered_with_a_reset_and_frees_the_socket() {
+    let mut net = Net::new(|_| {});
+    let flags = record_server_flags(&mut net);
+    let c = net.connect();
+    assert!(net.run_until(1000, |n| n.client(c).may_send()));
+    net.client(c)
+        .send_slice(b"GET / HTTP/1.1\r\n\r\n")
+        .expect("send");
+    // The client never closes; a minute passes.
+    net.run(60_000, Duration::from_millis(1));
+    assert_eq!(net.counters().protocol_errors, 1);
+    assert!(flags.borrow().iter().any(|f| f & RST != 0), "no reset");
+    assert!(!flags.borrow().iter().any(|f| f & FIN != 0), "a FIN");
+    assert_eq!(
+        net.client(c).state(),
+        tcp::State::Closed,
+        "the client was reset"
+    );
+    assert!(
+        net.server
+            .pool()
+            .states()
+            .iter()
+            .all(|&s| s == tcp::State::Listen),
+        "{:?}",
+        net.server.pool().states()
+    );
+    let c = net.counters();
+    assert_eq!((c.connections_opened, c.connections_closed), (1, 1));
+    assert_eq!(
+        (c.resets, c.idle_timeouts),
+        (0, 0),
+        "aborted by us, counted once"
+    );
+}
+
+/// A connection stuck half-closed with a live peer (it sent its request and
+/// its FIN, then never reads: the reply and our FIN cannot leave) is
+/// aborted after the half-close timeout and counted.
+#[test]
+fn a_connection_stuck_half_closed_is_aborted_and_counted() {
+    let mut net = Net::new(|c| c.pool.half_close_timeout = Duration::from_secs(2));
+    // A 2-byte receive buffer, never read: the 4-byte reply never fits.
+    let (c, _) = net.connect_with_buffer(2);
+    assert!(net.run_until(1000, |n| n.client(c).may_send()));
+    net.client(c)
+        .send_slice(&request(512, 0)[..2])
+        .expect("send");
+    net.run(10, Duration::from_millis(1));
+    // The rest of the request, a byte at a time (the buffer is 2 bytes).
+    let rest = request(512, 0);
+    let mut sent = 2;
+    assert!(net.run_until(20_000, |n| {
+        while sent < rest.len() && n.client(c).can_send() {
+            sent += n.client(c).send_slice(&rest[sent..]).expect("send");
+        }
+        sent == rest.len() && n.client(c).send_queue() == 0
+    }));
+    net.client(c).close();
+    assert!(net.run_until(1000, |n| n.counters().messages_received == 1));
+    net.run(1000, Duration::from_millis(1));
+    assert_eq!(net.counters().idle_timeouts, 0, "not before the timeout");
+    assert!(net
+        .server
+        .pool()
+        .states()
+        .iter()
+        .any(|&s| s != tcp::State::Listen));
+    net.run(2000, Duration::from_millis(1));
+    assert_eq!(net.counters().idle_timeouts, 1);
+    net.run(100, Duration::from_millis(1));
+    assert!(
+        net.server
+            .pool()
+            .states()
+            .iter()
+            .all(|&s| s == tcp::State::Listen),
+        "{:?}",
+        net.server.pool().states()
+    );
+    assert_eq!(net.counters().connections_closed, 1);
+}
+
+/// A peer that vanishes (every frame it would send is lost) is found out by
+/// keep-alive; smoltcp's timeout ends the connection, counted as a reset.
+#[test]
+fn a_vanished_peer_is_timed_out_and_counted_as_a_reset() {
+    let mut net = Net::new(|c| {
+        c.pool.keep_alive = Duration::from_secs(1);
+        c.pool.peer_timeout = Duration::from_secs(3);
+    });
+    let c = net.connect();
+    assert!(net.run_until(1000, |n| n.client(c).may_send()));
+    net.run(10, Duration::from_millis(1));
+    assert_eq!(net.counters().connections_opened, 1);
+    net.client_dev.filter = Some(Box::new(|_| false));
+    net.run(10_000, Duration::from_millis(1));
+    let counters = net.counters();
+    assert_eq!(counters.connections_closed, 1);
+    assert_eq!(counters.resets, 1);
+    assert!(net
+        .server
+        .pool()
+        .states()
+        .iter()
+        .all(|&s| s == tcp::State::Listen));
+}

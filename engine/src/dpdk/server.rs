@@ -46,6 +46,12 @@ impl ServerConfig {
                 listen_backlog: 64,
                 max_sockets: 4096,
                 socket_buffer: 32 * 1024,
+                // Linux waits 60 s in FIN-WAIT-2; a benchmark's peers close
+                // within milliseconds, and a stuck socket is lost to the
+                // pool until then.
+                half_close_timeout: Duration::from_secs(10),
+                keep_alive: Duration::from_secs(10),
+                peer_timeout: Duration::from_secs(30),
             },
             drain: StdDuration::from_millis(200),
             stats_interval: StdDuration::from_millis(100),
@@ -152,7 +158,7 @@ impl Server {
             return device.tx_pending() && device.tx_flush() > 0;
         }
         let changed = self.pool.poll(&mut self.iface, now, device);
-        let served = self.pool.serve(&mut ctx.counters);
+        let served = self.pool.serve(&mut ctx.counters, now);
         if served {
             // The replies just queued leave in this same pass.
             self.pool.poll(&mut self.iface, now, device);
