@@ -149,7 +149,7 @@ impl Backend for FstackBackend {
     }
 
     fn serve(&mut self, ctx: &mut ServeContext) -> Result<(), EngineError> {
-        let stack = Stack::init(
+        let mut stack = Stack::init(
             &self.options.config_path,
             self.config.file_prefix.as_deref(),
             &self.extra_eal_args,
@@ -158,7 +158,7 @@ impl Backend for FstackBackend {
             step: "initialise F-Stack".to_owned(),
             source: std::io::Error::other(e),
         })?;
-        let result = serve_on(&stack, &self.options, &self.config, ctx);
+        let result = serve_on(&mut stack, &self.options, &self.config, ctx);
         // EAL's runtime files; this process was their only user.
         if let Some(prefix) = &self.config.file_prefix {
             let _ = std::fs::remove_dir_all(PathBuf::from("/var/run/dpdk").join(prefix));
@@ -168,7 +168,7 @@ impl Backend for FstackBackend {
 }
 
 fn serve_on(
-    stack: &Stack,
+    stack: &mut Stack,
     options: &FstackOptions,
     config: &DpdkConfig,
     ctx: &mut ServeContext,

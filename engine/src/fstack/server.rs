@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use protocol::ServerSession;
 use shm_layout::{Counter, Counters, Measured};
 
-use super::api::{Epoll, Flow, Socket, Stack};
+use super::api::{Epoll, Flow, InLoop, Socket};
 use crate::context::ServeContext;
 use crate::replies::Replies;
 
@@ -70,7 +70,7 @@ impl Server {
     }
 
     /// One pass over what is ready.
-    pub(super) fn turn(&mut self, stack: &Stack, ctx: &mut ServeContext) -> Flow {
+    pub(super) fn turn(&mut self, stack: InLoop<'_>, ctx: &mut ServeContext) -> Flow {
         let now = Instant::now();
         if now >= self.next_stats {
             // Port counters on the publication timer, not per packet.
@@ -197,7 +197,7 @@ const PORT_COUNTERS: [Counter; 6] = [
 /// (never the link emulator's `rx_dropped`). F-Stack serves DPDK port 0
 /// (`port_list=0`). A failed read is counted and keeps the last good
 /// values; until one read works the port counters are not measured.
-fn merge_port_stats(stack: &Stack, counters: &mut Counters, measured: &mut Measured) {
+fn merge_port_stats(stack: InLoop<'_>, counters: &mut Counters, measured: &mut Measured) {
     let Some(port) = stack.port_stats(0) else {
         counters.port_stats_failures += 1;
         return;
