@@ -35,6 +35,9 @@ pub trait Backend {
     /// while serving, e.g. the port's once they could be read).
     fn measured(&self) -> Measured;
 
+    /// Whether its loop spins instead of sleeping.
+    fn busy_polls(&self) -> bool;
+
     /// Serves until `ctx.should_stop()`; then finishes what is in flight,
     /// publishes final counters with `ctx.publish_now()` and returns.
     ///

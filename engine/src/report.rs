@@ -35,7 +35,8 @@ pub struct FinalReport {
     pub listen: String,
     /// Core the loop was pinned to.
     pub core: Option<usize>,
-    /// Whether the loop spun instead of sleeping.
+    /// Whether the loop spun instead of sleeping (what it did: the bypass
+    /// engines always spin).
     pub busy_poll: bool,
     /// Whether counters were published into a shared-memory segment.
     pub shm: bool,
@@ -48,7 +49,7 @@ pub struct FinalReport {
 
 impl FinalReport {
     /// A report of `counters`, of which `measured` are measurements, for
-    /// the engine started with `args`.
+    /// the engine started with `args`, whose loop spun if `busy_poll`.
     #[must_use]
     pub fn new(
         kind: &'static str,
@@ -56,12 +57,13 @@ impl FinalReport {
         listen: String,
         counters: &Counters,
         measured: Measured,
+        busy_poll: bool,
     ) -> Self {
         Self {
             kind,
             listen,
             core: args.core,
-            busy_poll: args.busy_poll,
+            busy_poll,
             shm: args.shm.is_some(),
             counters: CounterReadings::new(counters, measured),
             extra: Map::new(),
@@ -112,7 +114,14 @@ mod tests {
     fn losses_inside_the_engine_are_said_and_absent_ones_are_not() {
         let args = EngineArgs::default();
         let measured = Measured::ALL.without(Counter::TxDropped);
-        let clean = FinalReport::new("dpdk", &args, "x".into(), &Counters::default(), measured);
+        let clean = FinalReport::new(
+            "dpdk",
+            &args,
+            "x".into(),
+            &Counters::default(),
+            measured,
+            true,
+        );
         assert_eq!(clean.loss_warning(), None);
         let lossy = Counters {
             rx_missed: 3,
@@ -120,7 +129,7 @@ mod tests {
             tx_dropped: 9, // not measured: not said
             ..Counters::default()
         };
-        let report = FinalReport::new("dpdk", &args, "x".into(), &lossy, measured);
+        let report = FinalReport::new("dpdk", &args, "x".into(), &lossy, measured, true);
         let line = report.loss_warning().expect("a warning");
         assert!(
             line.contains("rx_missed 3") && line.contains("tx_errors 1"),

@@ -364,6 +364,48 @@ fn a_core_that_does_not_exist_is_a_configuration_error() {
     assert!(stderr.contains("core 4096"), "{stderr}");
 }
 
+/// A DPDK configuration that cannot be read or that a flag contradicts is
+/// a configuration error (exit 2), found before any port is touched, so no
+/// root or DPDK is needed here.
+#[test]
+fn a_bad_dpdk_configuration_or_flag_exits_2() {
+    let dir = std::env::temp_dir().join(format!("engine-exit2-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    struct Remove(std::path::PathBuf);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _remove = Remove(dir.clone());
+    let missing = dir.join("missing.ini");
+    let broken = dir.join("broken.ini");
+    std::fs::write(
+        &broken,
+        "[dpdk]\niface=veth9\n[port0]\nnetmask=255.255.255.0\n",
+    )
+    .unwrap();
+    let good = dir.join("good.ini");
+    std::fs::write(
+        &good,
+        "[dpdk]\niface=veth9\nno_huge=1\n[port0]\naddr=10.9.0.3\nnetmask=255.255.255.0\n",
+    )
+    .unwrap();
+    let cases: [(&[&str], &std::path::Path, &str); 4] = [
+        (&["--listen", "0.0.0.0:7000"], &missing, "missing.ini"),
+        (&["--listen", "0.0.0.0:7000"], &broken, "port0.addr"),
+        (&["--listen", "0.0.0.0:0"], &good, "--listen"),
+        (&["--listen", "10.1.2.3:7000"], &good, "10.9.0.3"),
+    ];
+    for (flags, config, says) in cases {
+        let mut args = vec!["--kind", "dpdk", "--dpdk-config", config.to_str().unwrap()];
+        args.extend_from_slice(flags);
+        let (code, stderr) = run_expecting_failure(&args);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}
+
 #[test]
 #[cfg_attr(
     feature = "fstack",

@@ -91,29 +91,19 @@ pub struct DpdkBackend {
     plan: PortPlan,
 }
 
-fn step_error(
-    step: impl Into<String>,
-    e: impl std::error::Error + Send + Sync + 'static,
-) -> EngineError {
-    EngineError::Io {
-        step: step.into(),
-        source: std::io::Error::other(e),
-    }
-}
-
 impl DpdkBackend {
     /// Reads `options.config_path` and prepares EAL's arguments.
     ///
     /// # Errors
-    /// [`EngineError::Io`] naming the config file and the key at fault.
+    /// [`EngineError::DpdkConfig`] naming the config file and the key at
+    /// fault, [`EngineError::BadFlag`] for a `--listen` the stack cannot
+    /// serve.
     pub fn new(options: DpdkOptions) -> Result<Self, EngineError> {
-        let config = DpdkConfig::load(&options.config_path).map_err(|e| EngineError::Io {
-            step: format!(
-                "read the DPDK configuration {}",
-                options.config_path.display()
-            ),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
-        })?;
+        let config =
+            DpdkConfig::load(&options.config_path).map_err(|source| EngineError::DpdkConfig {
+                path: options.config_path.clone(),
+                source,
+            })?;
         if !config.ignored.is_empty() {
             eprintln!(
                 "engine: dpdk: keys not used by this engine: {}",
@@ -121,25 +111,19 @@ impl DpdkBackend {
             );
         }
         if options.port == 0 {
-            return Err(EngineError::Io {
-                step: "choose the TCP port".to_owned(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    "--listen must name a port other than 0",
-                ),
+            return Err(EngineError::BadFlag {
+                flag: "--listen",
+                problem: "the stack needs a port other than 0".to_owned(),
             });
         }
         if let Some(ip) = options.listen_ip {
             if ip != std::net::IpAddr::V4(config.port0.addr) {
-                return Err(EngineError::Io {
-                    step: "choose the listening address".to_owned(),
-                    source: std::io::Error::new(
-                        std::io::ErrorKind::InvalidInput,
-                        format!(
-                            "--listen names {ip}, but the stack's address is [port0] addr = {} \
-                             (pass 0.0.0.0:PORT or that address)",
-                            config.port0.addr
-                        ),
+                return Err(EngineError::BadFlag {
+                    flag: "--listen",
+                    problem: format!(
+                        "names {ip}, but the stack's address is [port0] addr = {} \
+                         (pass 0.0.0.0:PORT or that address)",
+                        config.port0.addr
                     ),
                 });
             }
@@ -170,6 +154,11 @@ impl Backend for DpdkBackend {
         "dpdk"
     }
 
+    /// A poll-mode driver has nothing to sleep on: the loop always spins.
+    fn busy_polls(&self) -> bool {
+        true
+    }
+
     /// The port's own counters join once they could be read (`stats`).
     fn measured(&self) -> Measured {
         SERVING
@@ -184,7 +173,7 @@ impl Backend for DpdkBackend {
     fn serve(&mut self, ctx: &mut ServeContext) -> Result<(), EngineError> {
         let (options, config) = (&self.options, &self.config);
         dpdk_stack::attach(&self.plan, |port| serve_on(port, options, config, ctx))
-            .map_err(|e| step_error("bring up the DPDK port", e))
+            .map_err(EngineError::DpdkSetup)
     }
 }
 

@@ -60,52 +60,46 @@ pub struct FstackBackend {
     extra_eal_args: Vec<String>,
 }
 
-fn invalid(step: impl Into<String>, why: impl Into<String>) -> EngineError {
-    EngineError::Io {
-        step: step.into(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, why.into()),
-    }
-}
-
 impl FstackBackend {
     /// Reads and checks the configuration.
     ///
     /// # Errors
-    /// [`EngineError::Io`] naming the file and the key at fault.
+    /// [`EngineError::DpdkConfig`] naming the file and the key at fault,
+    /// [`EngineError::BadFlag`] for a `--listen` or `--core` F-Stack cannot
+    /// serve with.
     pub fn new(options: FstackOptions) -> Result<Self, EngineError> {
-        let step = format!(
-            "read the F-Stack configuration {}",
-            options.config_path.display()
-        );
         let config =
-            DpdkConfig::load(&options.config_path).map_err(|e| invalid(&step, e.to_string()))?;
+            DpdkConfig::load(&options.config_path).map_err(|source| EngineError::DpdkConfig {
+                path: options.config_path.clone(),
+                source,
+            })?;
         if options.port == 0 {
-            return Err(invalid(
-                "choose the TCP port",
-                "--listen must name a port other than 0",
-            ));
+            return Err(EngineError::BadFlag {
+                flag: "--listen",
+                problem: "the stack needs a port other than 0".to_owned(),
+            });
         }
         if let Some(ip) = options.listen_ip {
             if ip != IpAddr::V4(config.port0.addr) {
-                return Err(invalid(
-                    "choose the listening address",
-                    format!(
-                        "--listen names {ip}, but the stack's address is [port0] addr = {}",
+                return Err(EngineError::BadFlag {
+                    flag: "--listen",
+                    problem: format!(
+                        "names {ip}, but the stack's address is [port0] addr = {}",
                         config.port0.addr
                     ),
-                ));
+                });
             }
         }
         if let Some(core) = options.core {
             if core != config.main_lcore() {
-                return Err(invalid(
-                    "choose the serving core",
-                    format!(
-                        "--core {core} differs from lcore_mask's lcore {} (F-Stack pins \
-                         itself to lcore_mask)",
+                return Err(EngineError::BadFlag {
+                    flag: "--core",
+                    problem: format!(
+                        "{core} differs from lcore_mask's lcore {} (F-Stack pins itself to \
+                         lcore_mask)",
                         config.main_lcore()
                     ),
-                ));
+                });
             }
         }
         // What F-Stack 1.24's config cannot say: the vdev on a Linux
@@ -139,6 +133,12 @@ impl Backend for FstackBackend {
         "fstack"
     }
 
+    /// `ff_run` polls the port on every pass; it sleeps only when
+    /// config.ini sets `[dpdk] idle_sleep`, which the supervisor's sets to 0.
+    fn busy_polls(&self) -> bool {
+        true
+    }
+
     /// The port's own counters join once they could be read (`server`).
     fn measured(&self) -> Measured {
         SERVING
@@ -154,10 +154,7 @@ impl Backend for FstackBackend {
             self.config.file_prefix.as_deref(),
             &self.extra_eal_args,
         )
-        .map_err(|e| EngineError::Io {
-            step: "initialise F-Stack".to_owned(),
-            source: std::io::Error::other(e),
-        })?;
+        .map_err(EngineError::FstackInit)?;
         let result = serve_on(&mut stack, &self.options, &self.config, ctx);
         // EAL's runtime files; this process was their only user.
         if let Some(prefix) = &self.config.file_prefix {

@@ -280,6 +280,10 @@ impl Backend for KernelBackend {
         "kernel"
     }
 
+    fn busy_polls(&self) -> bool {
+        self.config.busy_poll
+    }
+
     /// No port and no frames: the kernel's are not the engine's to count.
     /// Loops are counted only when it spins (blocking, a loop is a wake-up).
     fn measured(&self) -> Measured {

@@ -141,6 +141,8 @@ impl Drop for Testbed {
 struct Engine {
     child: Child,
     runtime_dir: PathBuf,
+    /// The engine's `engine: listening on ...` line.
+    listening: String,
     _config: TempFile,
 }
 
@@ -194,29 +196,27 @@ impl Engine {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn engine");
-        let engine = Self {
-            runtime_dir: PathBuf::from("/var/run/dpdk").join(&prefix),
-            _config: config,
-            child: {
-                let stderr = child.stderr.take().expect("stderr piped");
-                let (tx, rx) = mpsc::channel();
-                thread::spawn(move || {
-                    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                        if line.starts_with(&format!("engine: {kind} ready")) {
-                            let _ = tx.send(());
-                        }
-                        eprintln!("[engine] {line}");
-                    }
-                });
-                if rx.recv_timeout(Duration::from_secs(30)).is_err() {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!("engine ({pmd}) did not become ready");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.starts_with("engine: listening on ") {
+                    let _ = tx.send(line.clone());
                 }
-                child
-            },
+                eprintln!("[engine] {line}");
+            }
+        });
+        let Ok(listening) = rx.recv_timeout(Duration::from_secs(30)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("engine ({pmd}) did not become ready");
         };
-        engine
+        Self {
+            runtime_dir: PathBuf::from("/var/run/dpdk").join(&prefix),
+            listening,
+            _config: config,
+            child,
+        }
     }
 
     /// SIGTERM, then waits (bounded) for the exit and the final JSON line.
@@ -388,6 +388,12 @@ pub fn exercise(kind: &'static str, pmd: &'static str) {
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let bed = Testbed::new(kind, &pmd[3..4]);
     let engine = Engine::start(&bed, kind, pmd);
+    // Started without --busy-poll: the line says what the loop does.
+    assert!(
+        engine.listening.contains(&format!("({kind}, busy-poll)")),
+        "{}",
+        engine.listening
+    );
 
     let rtts = in_netns(&bed.client_ns, || {
         let mut rng = Rng(0x2545_F491_4F6C_DD1D);
@@ -422,6 +428,7 @@ pub fn exercise(kind: &'static str, pmd: &'static str) {
             .unwrap_or_else(|| panic!("{key} in {report}"))
     };
     assert_eq!(report["kind"], kind);
+    assert_eq!(report["busy_poll"], true, "a bypass engine always polls");
     let messages = (MESSAGES + CONCURRENT * 4) as u64;
     let connections = 2 + CONCURRENT as u64;
     assert_eq!(count("messages_received"), messages);
