@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 #[path = "../common/mod.rs"]
 mod common;
+pub mod load;
 
 use nix::sched::{setns, CloneFlags};
 use nix::sys::signal::{kill, Signal};
@@ -127,6 +128,111 @@ impl Testbed {
     }
 }
 
+impl Testbed {
+    /// Drops `percent` of the frames leaving the server's namespace, on
+    /// the client's side (nftables: this machine's kernel has no netem),
+    /// as the experiment's impairment does, and counts the resets either
+    /// side sends. Deleting the namespace removes the rules.
+    fn lose_server_frames(&self, percent: u32) {
+        let nft = |args: &[&str]| {
+            let mut all = vec!["netns", "exec", self.client_ns.as_str(), "nft"];
+            all.extend_from_slice(args);
+            run("ip", &all);
+        };
+        nft(&["add", "table", "inet", "lossy"]);
+        for counter in ["dropped", "rst_from_server", "rst_from_client"] {
+            nft(&["add", "counter", "inet", "lossy", counter]);
+        }
+        for (chain, hook) in [("input", "input"), ("output", "output")] {
+            let spec = format!("{{ type filter hook {hook} priority 0; policy accept; }}");
+            nft(&["add", "chain", "inet", "lossy", chain, &spec]);
+        }
+        // Resets are counted before the loss, so a dropped one counts too.
+        let rst = ["tcp", "flags", "&", "rst", "==", "rst", "counter", "name"];
+        nft(&[
+            &["add", "rule", "inet", "lossy", "input"],
+            &rst[..],
+            &["rst_from_server"],
+        ]
+        .concat());
+        nft(&[
+            &["add", "rule", "inet", "lossy", "output"],
+            &rst[..],
+            &["rst_from_client"],
+        ]
+        .concat());
+        let percent = percent.to_string();
+        nft(&[
+            "add", "rule", "inet", "lossy", "input", "ip", "saddr", SERVER_IP, "numgen", "random",
+            "mod", "100", "<", &percent, "counter", "name", "dropped", "drop",
+        ]);
+    }
+
+    /// Also drops `percent` of the server's SYN-ACKs (after the link's own
+    /// loss): a client's SYN then often needs its retransmission.
+    fn lose_syn_acks(&self, percent: u32) {
+        let percent = percent.to_string();
+        run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &self.client_ns,
+                "nft",
+                "add",
+                "rule",
+                "inet",
+                "lossy",
+                "input",
+                "ip",
+                "saddr",
+                SERVER_IP,
+                "tcp",
+                "flags",
+                "&",
+                "(syn|ack)",
+                "==",
+                "syn|ack",
+                "numgen",
+                "random",
+                "mod",
+                "100",
+                "<",
+                &percent,
+                "counter",
+                "name",
+                "dropped",
+                "drop",
+            ],
+        );
+    }
+
+    /// The packets counter `name` of [`Testbed::lose_server_frames`] has
+    /// seen.
+    fn counted(&self, name: &str) -> u64 {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.client_ns,
+                "nft",
+                "list",
+                "counter",
+                "inet",
+                "lossy",
+            ])
+            .arg(name)
+            .output()
+            .expect("nft list counter");
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.split_whitespace()
+            .skip_while(|w| *w != "packets")
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no counter {name}: {text}"))
+    }
+}
+
 impl Drop for Testbed {
     fn drop(&mut self) {
         // Deleting a namespace deletes the veth pair with it.
@@ -155,7 +261,8 @@ impl Drop for TempFile {
 }
 
 impl Engine {
-    fn start(bed: &Testbed, kind: &'static str, pmd: &str) -> Self {
+    /// Starts engine `kind` on `pmd` with `extra` flags.
+    fn start(bed: &Testbed, kind: &'static str, pmd: &str, extra: &[&str]) -> Self {
         let prefix = format!("{}-{pmd}", bed.server_ns);
         let config = TempFile(std::env::temp_dir().join(format!("{prefix}.ini")));
         let core = engine_core();
@@ -190,7 +297,9 @@ impl Engine {
                 "--core",
                 &core,
             ])
-            .args(["--drain-ms", "300", "--dpdk-config"])
+            .args(["--drain-ms", "300"])
+            .args(extra)
+            .arg("--dpdk-config")
             .arg(&config.0)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -387,7 +496,7 @@ pub fn exercise(kind: &'static str, pmd: &'static str) {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let bed = Testbed::new(kind, &pmd[3..4]);
-    let engine = Engine::start(&bed, kind, pmd);
+    let engine = Engine::start(&bed, kind, pmd, &[]);
     // Started without --busy-poll: the line says what the loop does.
     assert!(
         engine.listening.contains(&format!("({kind}, busy-poll)")),
