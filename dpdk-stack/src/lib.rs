@@ -15,7 +15,7 @@
 //! - [`device`]: the port as a smoltcp `phy::Device` over mbufs, zero-copy
 //!   on receive ([`device::MbufDevice`]), and the [`device::BurstDevice`]
 //!   trait a poll loop drives (tests implement it over memory).
-//! - [`interface`]: the smoltcp interface with `[port0]`'s address and
+//! - [`mod@interface`]: the smoltcp interface with `[port0]`'s address and
 //!   route, and the stack's clock.
 
 pub mod config;

@@ -6,8 +6,8 @@
 //! serve (each connection: flush replies, read, answer) → stack poll again
 //! when anything was served (its replies leave in this same pass) → tx
 //! flush. Without received frames the stack is only polled when one of its
-//! timers is due or every [`SWEEP`], so an idle pass costs one rx burst and
-//! a clock read, whatever the number of sockets.
+//! timers is due or every `SWEEP` (1 ms), so an idle pass costs one rx
+//! burst and a clock read, whatever the number of sockets.
 
 use std::time::{Duration as StdDuration, Instant as StdInstant};
 
