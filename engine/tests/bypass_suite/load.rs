@@ -135,16 +135,18 @@ fn raise_fd_limit(want: u64) {
 /// 2000 short connections, 40 at a time, over the lossy link: every one
 /// answered, none reset or refused, and the engine counts exactly them.
 pub fn short_connections_over_a_lossy_link(kind: &'static str, pmd: &'static str) {
-    short_connections(kind, pmd, SHORT_CONNECTIONS, None);
+    short_connections(kind, pmd, SHORT_CONNECTIONS, None, "l");
 }
 
 /// Short connections over the lossy link, `total` of them, and with
-/// `syn_ack_loss` percent of the server's SYN-ACKs lost on top.
+/// `syn_ack_loss` percent of the server's SYN-ACKs lost on top; `tag` makes
+/// the namespaces' names the test's own.
 fn short_connections(
     kind: &'static str,
     pmd: &'static str,
     total: usize,
     syn_ack_loss: Option<u32>,
+    tag: &str,
 ) {
     if !is_root() {
         eprintln!("skipped: namespaces and EAL need root");
@@ -153,7 +155,7 @@ fn short_connections(
     let _serial = SERIAL
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let bed = Testbed::new(kind, "l");
+    let bed = Testbed::new(kind, tag);
     bed.lose_server_frames(1);
     if let Some(percent) = syn_ack_loss {
         bed.lose_syn_acks(percent);
@@ -285,5 +287,5 @@ pub fn garbage_clients_that_never_close(kind: &'static str, pmd: &'static str) {
 /// client's retransmitted SYN (after the server's retransmitted SYN-ACK
 /// was lost too) must find the connection's own half-open socket.
 pub fn short_connections_with_lost_syn_acks(kind: &'static str, pmd: &'static str) {
-    short_connections(kind, pmd, 500, Some(25));
+    short_connections(kind, pmd, 500, Some(25), "s");
 }
