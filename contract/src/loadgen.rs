@@ -141,8 +141,8 @@ Exit codes:
 Result (stdout, one JSON object): packets_requested, sent, answered, failed,
 mismatches, timeouts, resets, bytes_sent, bytes_received, elapsed_s,
 messages_per_s, goodput_kB_per_s (request bytes answered correctly per
-second / 1000), latency {count, min_us, mean_us, p50_us, p90_us, p99_us,
-p999_us, max_us}, mode, connections, busy_poll, seed, core, warmup, ...";
+second / 1000), latency {count, clamped, percentiles_are_lower_bounds,
+min_us, mean_us, p50_us, p90_us, p99_us, p999_us, max_us}, mode, connections, busy_poll, seed, core, warmup, ...";
 
 impl LoadgenArgs {
     /// Every flag at its default, against `connect`.

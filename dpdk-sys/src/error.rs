@@ -45,6 +45,13 @@ pub enum DpdkError {
         /// How many ports EAL did find.
         available: u16,
     },
+    /// The port is already started by a live [`crate::Port`] of this
+    /// process.
+    #[error("DPDK port {port} is already started by this process")]
+    PortInUse {
+        /// The port id.
+        port: u16,
+    },
     /// An `rte_eth_*` call on a port returned an error.
     #[error("{call} on port {port} failed: {message} ({code})")]
     Port {

@@ -3,6 +3,7 @@
 use std::ffi::CString;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::strerror;
 use crate::{ffi, DpdkError, Eal, Mbuf, Mempool};
@@ -53,12 +54,47 @@ pub struct EthStats {
     pub rx_nombuf: u64,
 }
 
+/// Port ids a live [`Port`] holds in this process. A port is started by
+/// one `Port` at a time: a second `Port::start` on a running port would
+/// fail half-way, and its guard's `Drop` would stop and close the live
+/// port under its owner. Like `EAL_USED`, the claim is taken before any
+/// DPDK call and released only after the port is closed.
+static PORTS_IN_USE: [AtomicBool; MAX_PORTS] = [const { AtomicBool::new(false) }; MAX_PORTS];
+
+/// `RTE_MAX_ETHPORTS`: port ids are below it.
+const MAX_PORTS: usize = ffi::RTE_MAX_ETHPORTS as usize;
+
+/// This process's claim on one port id; released on drop.
+#[derive(Debug)]
+struct PortClaim(u16);
+
+impl PortClaim {
+    /// Claims `id`, or `None` when a live `Port` (or claim) holds it.
+    fn take(id: u16) -> Option<Self> {
+        let slot = PORTS_IN_USE.get(usize::from(id))?;
+        // SeqCst: a plain flag with no data published through it; the
+        // strongest order costs nothing here (once per port start).
+        (!slot.swap(true, Ordering::SeqCst)).then_some(Self(id))
+    }
+}
+
+impl Drop for PortClaim {
+    fn drop(&mut self) {
+        if let Some(slot) = PORTS_IN_USE.get(usize::from(self.0)) {
+            slot.store(false, Ordering::SeqCst);
+        }
+    }
+}
+
 /// A started Ethernet port using queue 0 in each direction; stopped and
 /// closed on drop. Every mbuf it receives comes from the pool it was started
 /// with, hence the shared lifetime.
 #[derive(Debug)]
 pub struct Port<'pool> {
     id: u16,
+    /// Declared after `id` and dropped after `Drop::drop` ran: the id is
+    /// free again only once the port is closed.
+    _claim: PortClaim,
     _pool: PhantomData<&'pool ()>,
     /// Queue 0 belongs to one thread.
     _single_thread: PhantomData<*const ()>,
@@ -104,7 +140,9 @@ impl<'pool> Port<'pool> {
     /// one transmit queue, and starts it.
     ///
     /// # Errors
-    /// [`DpdkError::NoSuchPort`] or the [`DpdkError::Port`] step that failed.
+    /// [`DpdkError::NoSuchPort`], [`DpdkError::PortInUse`] when a live
+    /// `Port` of this process holds `id` (that port is left untouched), or
+    /// the [`DpdkError::Port`] step that failed.
     pub fn start(
         eal: &Eal,
         pool: &'pool Mempool<'_>,
@@ -118,9 +156,12 @@ impl<'pool> Port<'pool> {
                 available,
             });
         }
-        // From here on, a failure closes the port again through Drop.
+        let claim = PortClaim::take(id).ok_or(DpdkError::PortInUse { port: id })?;
+        // From here on, a failure closes the port again through Drop: the
+        // claim makes sure it is ours to close.
         let port = Self {
             id,
+            _claim: claim,
             _pool: PhantomData,
             _single_thread: PhantomData,
         };
@@ -248,5 +289,22 @@ impl Drop for Port<'_> {
             let _ = ffi::rte_eth_dev_stop(self.id);
             let _ = ffi::rte_eth_dev_close(self.id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_id_is_claimed_once_until_released() {
+        // The highest id: no other test of this crate starts it.
+        let id = u16::try_from(MAX_PORTS - 1).unwrap();
+        let first = PortClaim::take(id).expect("free");
+        assert!(PortClaim::take(id).is_none(), "claimed twice");
+        drop(first);
+        assert!(PortClaim::take(id).is_some(), "released on drop");
+        let beyond = u16::try_from(MAX_PORTS).unwrap();
+        assert!(PortClaim::take(beyond).is_none(), "no such id");
     }
 }

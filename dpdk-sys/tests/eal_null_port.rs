@@ -53,6 +53,13 @@ fn null_port_round_trip() {
     ));
     let mut port = Port::start(&eal, &pool, id, &PortConfig::default()).expect("start");
     assert_eq!(port.mac_addr().unwrap().len(), 6);
+    // A second start of the running port is refused before any DPDK call,
+    // and leaves the first one running (the round trip below uses it).
+    assert!(matches!(
+        Port::start(&eal, &pool, id, &PortConfig::default()),
+        Err(DpdkError::PortInUse { port }) if port == id
+    ));
+    assert!(port.stats().is_ok(), "the running port was left alone");
 
     let mut out = Vec::new();
     for i in 0..4u8 {

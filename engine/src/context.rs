@@ -5,13 +5,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shm_layout::Counters;
+use shm_layout::{Counters, Measured};
 
 /// Where counters go when published (the engine's shm slot in production, a
 /// vector in tests).
 pub trait StatsSink {
-    /// Publishes a consistent copy of `counters`.
-    fn publish(&mut self, counters: &Counters);
+    /// Publishes a consistent copy of `counters`, of which only `measured`
+    /// are measurements.
+    fn publish(&mut self, counters: &Counters, measured: Measured);
 
     /// The backend accepts connections from now on (the supervisor waits for
     /// this before attaching a load generator).
@@ -23,6 +24,9 @@ pub struct ServeContext {
     stop: Arc<AtomicBool>,
     /// Cumulative counters, owned by the loop; published on a timer.
     pub counters: Counters,
+    /// Which of them the backend measures (the others are published as
+    /// not measured).
+    pub measured: Measured,
     sink: Box<dyn StatsSink>,
     interval: Duration,
     started: Instant,
@@ -38,6 +42,7 @@ impl ServeContext {
         Self {
             stop,
             counters: Counters::default(),
+            measured: Measured::NOTHING,
             sink,
             interval,
             started: now,
@@ -76,6 +81,6 @@ impl ServeContext {
     fn publish_at(&mut self, now: Instant) {
         self.counters.elapsed_ns =
             u64::try_from(now.duration_since(self.started).as_nanos()).unwrap_or(u64::MAX);
-        self.sink.publish(&self.counters);
+        self.sink.publish(&self.counters, self.measured);
     }
 }

@@ -50,6 +50,29 @@ pub enum EngineError {
         /// The underlying error.
         source: shm_layout::ShmError,
     },
+    /// The bypass engines' config.ini cannot be read or is invalid.
+    #[error("read the DPDK configuration {path}: {source}")]
+    DpdkConfig {
+        /// The file (`--dpdk-config`).
+        path: std::path::PathBuf,
+        /// Which key or line is at fault.
+        source: dpdk_stack::config::ConfigError,
+    },
+    /// A flag contradicts itself or the configuration file.
+    #[error("{flag}: {problem}")]
+    BadFlag {
+        /// The flag at fault.
+        flag: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// Bringing the DPDK port up failed (EAL, mempool, port, MAC).
+    #[error("bring up the DPDK port: {0}")]
+    DpdkSetup(#[source] dpdk_stack::SetupError),
+    /// F-Stack's initialisation failed.
+    #[cfg(feature = "fstack")]
+    #[error("initialise F-Stack: {0}")]
+    FstackInit(#[source] fstack::api::FstackError),
     /// An I/O step failed.
     #[error("{step}: {source}")]
     Io {
@@ -58,4 +81,49 @@ pub enum EngineError {
         /// The underlying error.
         source: std::io::Error,
     },
+}
+
+impl EngineError {
+    /// The exit code `main` documents: 2 for usage and configuration
+    /// errors (nothing was served), 1 when serving failed.
+    #[must_use]
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::KindUnavailable { .. }
+            | Self::CoreUnavailable { .. }
+            | Self::PinFailed { .. }
+            | Self::Shm { .. }
+            | Self::DpdkConfig { .. }
+            | Self::BadFlag { .. } => 2,
+            Self::DpdkSetup(_) | Self::Io { .. } => 1,
+            #[cfg(feature = "fstack")]
+            Self::FstackInit(_) => 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configuration_errors_exit_2_and_serving_errors_exit_1() {
+        let config = EngineError::DpdkConfig {
+            path: "x.ini".into(),
+            source: dpdk_stack::config::ConfigError::Missing { key: "port0.addr" },
+        };
+        let flag = EngineError::BadFlag {
+            flag: "--listen",
+            problem: "port 0".into(),
+        };
+        let io = EngineError::Io {
+            step: "accept a connection".into(),
+            source: std::io::ErrorKind::Other.into(),
+        };
+        assert_eq!(
+            (config.exit_code(), flag.exit_code(), io.exit_code()),
+            (2, 2, 1)
+        );
+        assert!(config.to_string().contains("port0.addr"), "{config}");
+    }
 }

@@ -3,12 +3,17 @@
 //! the `--shm` segment.
 //!
 //! Exit codes: 0 after a clean stop (SIGTERM or SIGINT), 1 when serving
-//! failed, 2 for usage or configuration errors (bad flags, a core that does
-//! not exist, a backend not built in, a segment that cannot be opened or
-//! whose engine slot is held by a live process). On every exit after serving started,
-//! one JSON line with the final counters is printed on stdout (see
+//! failed (the port or F-Stack could not be brought up, a socket step
+//! failed), 2 for usage or configuration errors (bad flags, a core that
+//! does not exist, a backend not built in, a DPDK config.ini that cannot be
+//! read or is invalid, a `--listen` or `--core` the bypass stack cannot
+//! serve with, a segment that cannot be opened or whose engine slot is held
+//! by a live process): [`EngineError::exit_code`]. On every exit after
+//! serving started, one JSON line with the final counters is printed on
+//! stdout (see
 //! [`engine::report`]); the bound address is announced on stderr as
-//! `engine: listening on ADDR` once connections are accepted.
+//! `engine: listening on ADDR (KIND, busy-poll|blocking)` once connections
+//! are accepted, the mode being what the loop does.
 
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -26,7 +31,7 @@ use engine::pin::pin_current_thread;
 use engine::report::FinalReport;
 use engine::shm_sink::{ProducerState, ShmSlot};
 use engine::EngineError;
-use shm_layout::Counters;
+use shm_layout::{Counters, Measured};
 
 fn main() -> ExitCode {
     let args = EngineArgs::parse();
@@ -36,21 +41,21 @@ fn main() -> ExitCode {
     }
     match run(&args) {
         Ok(report) => {
+            if let Some(warning) = report.loss_warning() {
+                eprintln!("{warning}");
+            }
             println!("{}", report.to_json_line());
             ExitCode::SUCCESS
         }
         Err(Failure { error, report }) => {
             eprintln!("engine: {error}");
             if let Some(report) = report {
+                if let Some(warning) = report.loss_warning() {
+                    eprintln!("{warning}");
+                }
                 println!("{}", report.to_json_line());
             }
-            match error {
-                EngineError::KindUnavailable { .. }
-                | EngineError::CoreUnavailable { .. }
-                | EngineError::PinFailed { .. }
-                | EngineError::Shm { .. } => ExitCode::from(2),
-                _ => ExitCode::from(1),
-            }
+            ExitCode::from(error.exit_code())
         }
     }
 }
@@ -123,11 +128,12 @@ fn serve_kind(args: &EngineArgs, setup: &Setup) -> Result<FinalReport, Failure> 
             config.drain = Duration::from_millis(args.drain_ms);
             let mut kernel = KernelBackend::bind(config)?;
             let listen = kernel.local_addr().to_string();
-            let (counters, served) = serve(&mut kernel, args, setup, &listen);
-            let report = FinalReport::new(kind, args, listen, counters)
+            let served = serve(&mut kernel, args, setup, &listen);
+            let report = served
+                .report(kind, args, listen)
                 .with("refused_connections", kernel.refused())
                 .with("so_busy_poll_failures", kernel.busy_poll_failures());
-            finish(report, served)
+            finish(report, served.result)
         }
         EngineKind::Dpdk => {
             let mut options = DpdkOptions::from_args(args);
@@ -135,16 +141,16 @@ fn serve_kind(args: &EngineArgs, setup: &Setup) -> Result<FinalReport, Failure> 
             options.drain = Duration::from_millis(args.drain_ms);
             let mut dpdk = DpdkBackend::new(options)?;
             let listen = dpdk.listen_addr().to_string();
-            let (counters, served) = serve(&mut dpdk, args, setup, &listen);
-            finish(FinalReport::new(kind, args, listen, counters), served)
+            let served = serve(&mut dpdk, args, setup, &listen);
+            finish(served.report(kind, args, listen), served.result)
         }
         #[cfg(feature = "fstack")]
         EngineKind::Fstack => {
             let options = engine::fstack::FstackOptions::from_args(args);
             let mut fstack = engine::fstack::FstackBackend::new(options)?;
             let listen = fstack.listen_addr().to_string();
-            let (counters, served) = serve(&mut fstack, args, setup, &listen);
-            finish(FinalReport::new(kind, args, listen, counters), served)
+            let served = serve(&mut fstack, args, setup, &listen);
+            finish(served.report(kind, args, listen), served.result)
         }
         #[cfg(not(feature = "fstack"))]
         EngineKind::Fstack => Err(EngineError::KindUnavailable {
@@ -166,33 +172,54 @@ fn finish(report: FinalReport, served: Result<(), EngineError>) -> Result<FinalR
     }
 }
 
+/// How serving went: the final counters, which of them were measured,
+/// whether the loop spun, and how it ended.
+struct Served {
+    counters: Counters,
+    measured: Measured,
+    busy_poll: bool,
+    result: Result<(), EngineError>,
+}
+
+impl Served {
+    fn report(&self, kind: &'static str, args: &EngineArgs, listen: String) -> FinalReport {
+        FinalReport::new(
+            kind,
+            args,
+            listen,
+            &self.counters,
+            self.measured,
+            self.busy_poll,
+        )
+    }
+}
+
 /// Serves until stopped (the backend marks the slot Running once it
-/// accepts connections); returns the final counters
-/// and how serving ended.
-fn serve(
-    backend: &mut dyn Backend,
-    args: &EngineArgs,
-    setup: &Setup,
-    listen: &str,
-) -> (Counters, Result<(), EngineError>) {
+/// accepts connections).
+fn serve(backend: &mut dyn Backend, args: &EngineArgs, setup: &Setup, listen: &str) -> Served {
     let sink: Box<dyn StatsSink> = match &setup.slot {
         Some(slot) => Box::new(slot.sink()),
         None => Box::new(NoSink),
     };
-    let mode = if args.busy_poll {
-        "busy-poll"
-    } else {
-        "blocking"
-    };
+    // What the loop does, not what was asked: the bypass engines always
+    // poll, whatever --busy-poll says.
+    let busy_poll = backend.busy_polls();
+    let mode = if busy_poll { "busy-poll" } else { "blocking" };
     let sink = Box::new(Announce {
         inner: sink,
         line: format!("engine: listening on {listen} ({}, {mode})", backend.name()),
     });
     let interval = Duration::from_millis(args.publish_interval_ms.max(1));
     let mut ctx = ServeContext::new(Arc::clone(&setup.stop), sink, interval);
+    ctx.measured = backend.measured();
     ctx.publish_now();
-    let served = backend.serve(&mut ctx);
-    (ctx.counters, served)
+    let result = backend.serve(&mut ctx);
+    Served {
+        counters: ctx.counters,
+        measured: ctx.measured,
+        busy_poll,
+        result,
+    }
 }
 
 /// Announces the address on stderr once the backend is ready, after the
@@ -203,8 +230,8 @@ struct Announce {
 }
 
 impl StatsSink for Announce {
-    fn publish(&mut self, counters: &Counters) {
-        self.inner.publish(counters);
+    fn publish(&mut self, counters: &Counters, measured: Measured) {
+        self.inner.publish(counters, measured);
     }
 
     fn ready(&mut self) {
@@ -217,5 +244,5 @@ impl StatsSink for Announce {
 struct NoSink;
 
 impl StatsSink for NoSink {
-    fn publish(&mut self, _counters: &Counters) {}
+    fn publish(&mut self, _counters: &Counters, _measured: Measured) {}
 }

@@ -15,7 +15,7 @@ use std::cell::RefCell;
 use std::path::Path;
 use std::rc::Rc;
 
-use shm_layout::{Counters, PeriodicRecord, Producer, ProducerInfo, Role};
+use shm_layout::{Counters, Measured, PeriodicRecord, Producer, ProducerInfo, Role};
 
 pub use shm_layout::ProducerState;
 
@@ -77,8 +77,9 @@ impl StatsSink for ShmSink {
         self.slot.set_state(ProducerState::Running);
     }
 
-    fn publish(&mut self, c: &Counters) {
+    fn publish(&mut self, c: &Counters, measured: Measured) {
         let mut inner = self.slot.inner.borrow_mut();
+        inner.producer.set_measured(measured);
         inner.producer.publish(c);
         let record = PeriodicRecord::new(
             inner.seq,

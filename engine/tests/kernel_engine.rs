@@ -1,8 +1,10 @@
 //! The kernel engine as a process on loopback: misbehaving clients do not
 //! disturb a good one, SIGTERM ends it cleanly with its counters printed.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -120,17 +122,47 @@ fn good_client(addr: SocketAddr, count: u32) {
     }
 }
 
-/// Whether the engine closed the connection (EOF or reset) in time.
+/// Whether the engine closed the connection (EOF or reset) within
+/// `IO_TIMEOUT`; a connection still open then is not closed.
 fn closed_by_engine(stream: &mut TcpStream) -> bool {
-    let mut buf = [0u8; 64];
-    let deadline = Instant::now() + IO_TIMEOUT;
-    while Instant::now() < deadline {
-        match stream.read(&mut buf) {
-            Ok(0) | Err(_) => return true,
-            Ok(_) => {}
-        }
-    }
-    false
+    common::closed_within(stream, IO_TIMEOUT).is_some()
+}
+
+/// The check itself can fail: a peer that never closes is reported open,
+/// one that closes as EOF, one that aborts as a reset.
+#[test]
+fn the_closed_check_tells_an_open_connection_from_a_closed_one() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let mut open = TcpStream::connect(addr).expect("connect");
+    let (held, _) = listener.accept().expect("accept");
+    assert_eq!(
+        common::closed_within(&mut open, Duration::from_millis(300)),
+        None
+    );
+
+    drop(held);
+    assert_eq!(
+        common::closed_within(&mut open, IO_TIMEOUT),
+        Some(common::Closed::Eof)
+    );
+
+    let mut aborted = TcpStream::connect(addr).expect("connect");
+    let (held, _) = listener.accept().expect("accept");
+    nix::sys::socket::setsockopt(
+        &held,
+        nix::sys::socket::sockopt::Linger,
+        &nix::libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        },
+    )
+    .expect("SO_LINGER 0");
+    drop(held);
+    assert_eq!(
+        common::closed_within(&mut aborted, IO_TIMEOUT),
+        Some(common::Closed::Reset)
+    );
 }
 
 fn counter(json: &Value, name: &str) -> u64 {
@@ -222,10 +254,16 @@ fn sigterm_exits_zero_with_final_counters() {
         assert_eq!(counter(&json, "messages_sent"), 100);
         assert_eq!(counter(&json, "bytes_sent"), 400);
         if mode.is_empty() {
-            assert_eq!(counter(&json, "busy_loops"), 0);
+            // Blocking: a loop is a wake-up, not counted; not a zero.
+            assert!(json["counters"]["busy_loops"].is_null(), "{json}");
+            assert!(json["counters"]["idle_loops"].is_null(), "{json}");
         } else {
             assert!(counter(&json, "busy_loops") > 0, "{json}");
             assert!(counter(&json, "idle_loops") > 0, "{json}");
+        }
+        // The kernel's frames are not the engine's to count.
+        for name in ["rx_packets", "tx_packets", "rx_missed", "tx_dropped"] {
+            assert!(json["counters"][name].is_null(), "{name}: {json}");
         }
     }
 }
@@ -324,6 +362,48 @@ fn a_core_that_does_not_exist_is_a_configuration_error() {
     ]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("core 4096"), "{stderr}");
+}
+
+/// A DPDK configuration that cannot be read or that a flag contradicts is
+/// a configuration error (exit 2), found before any port is touched, so no
+/// root or DPDK is needed here.
+#[test]
+fn a_bad_dpdk_configuration_or_flag_exits_2() {
+    let dir = std::env::temp_dir().join(format!("engine-exit2-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    struct Remove(std::path::PathBuf);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _remove = Remove(dir.clone());
+    let missing = dir.join("missing.ini");
+    let broken = dir.join("broken.ini");
+    std::fs::write(
+        &broken,
+        "[dpdk]\niface=veth9\n[port0]\nnetmask=255.255.255.0\n",
+    )
+    .unwrap();
+    let good = dir.join("good.ini");
+    std::fs::write(
+        &good,
+        "[dpdk]\niface=veth9\nno_huge=1\n[port0]\naddr=10.9.0.3\nnetmask=255.255.255.0\n",
+    )
+    .unwrap();
+    let cases: [(&[&str], &std::path::Path, &str); 4] = [
+        (&["--listen", "0.0.0.0:7000"], &missing, "missing.ini"),
+        (&["--listen", "0.0.0.0:7000"], &broken, "port0.addr"),
+        (&["--listen", "0.0.0.0:0"], &good, "--listen"),
+        (&["--listen", "10.1.2.3:7000"], &good, "10.9.0.3"),
+    ];
+    for (flags, config, says) in cases {
+        let mut args = vec!["--kind", "dpdk", "--dpdk-config", config.to_str().unwrap()];
+        args.extend_from_slice(flags);
+        let (code, stderr) = run_expecting_failure(&args);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
 }
 
 #[test]

@@ -5,7 +5,7 @@
 //! address that is a host, a prefix of at most 32 bits, a serving lcore, an
 //! interface name that fits Linux's limit. Nothing may panic.
 //!
-//! The parser is compiled in from the engine's source (it depends on std
+//! The parser is compiled in from dpdk-stack's source (it depends on std
 //! and thiserror only), so the fuzz build does not link DPDK.
 //!
 //! ```text
@@ -16,7 +16,7 @@
 #![cfg_attr(fuzzing, no_main)]
 
 #[allow(dead_code)]
-#[path = "../../engine/src/dpdk/config.rs"]
+#[path = "../../dpdk-stack/src/config.rs"]
 mod config;
 
 use config::{ConfigError, DpdkConfig};

@@ -22,10 +22,8 @@ pub struct Config {
     pub connections: usize,
     /// Spin instead of sleeping.
     pub busy_poll: bool,
-    /// Pacing.
-    pub mode: Mode,
-    /// Open loop: messages per second in total.
-    pub rate: Option<f64>,
+    /// Pacing, the open loop's rate with it.
+    pub pacing: Pacing,
     /// Size generator seed.
     pub seed: u64,
     /// Smallest message.
@@ -42,6 +40,39 @@ pub struct Config {
     pub shm: Option<PathBuf>,
     /// Whether to draw the progress bar.
     pub progress: bool,
+}
+
+/// How requests are paced, with what each way needs: the open loop cannot
+/// exist without its rate, so no default rate can ever apply.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pacing {
+    /// One request in flight per connection, the next on each reply.
+    Closed,
+    /// Requests on a fixed schedule, whatever is in flight.
+    Open {
+        /// Messages per second, all connections together (finite, > 0).
+        rate: f64,
+    },
+}
+
+impl Pacing {
+    /// The command line's mode.
+    #[must_use]
+    pub fn mode(self) -> Mode {
+        match self {
+            Pacing::Closed => Mode::Closed,
+            Pacing::Open { .. } => Mode::Open,
+        }
+    }
+
+    /// The open loop's rate.
+    #[must_use]
+    pub fn rate(self) -> Option<f64> {
+        match self {
+            Pacing::Closed => None,
+            Pacing::Open { rate } => Some(rate),
+        }
+    }
 }
 
 /// Most connections one load generator opens.
@@ -104,11 +135,11 @@ impl Validate for Args {
         if self.connections == 0 || self.connections > MAX_CONNECTIONS {
             return Err(ConfigError::Connections(self.connections));
         }
-        let rate = match (self.mode, self.rate) {
-            (Mode::Open, Some(r)) if r.is_finite() && r > 0.0 => Some(r),
+        let pacing = match (self.mode, self.rate) {
+            (Mode::Open, Some(rate)) if rate.is_finite() && rate > 0.0 => Pacing::Open { rate },
             (Mode::Open, _) => return Err(ConfigError::MissingRate),
             (Mode::Closed, Some(_)) => return Err(ConfigError::RateInClosedLoop),
-            (Mode::Closed, None) => None,
+            (Mode::Closed, None) => Pacing::Closed,
         };
         let duration = match self.duration {
             None => None,
@@ -130,8 +161,7 @@ impl Validate for Args {
             duration,
             connections: self.connections,
             busy_poll: self.busy_poll,
-            mode: self.mode,
-            rate,
+            pacing,
             seed: self.seed,
             min_size: self.min_size,
             max_size: self.max_size,
@@ -164,7 +194,7 @@ mod tests {
         let c = args(&[]).validate(false).expect("valid");
         assert_eq!(c.packets, Some(10_000));
         assert_eq!((c.min_size, c.max_size), (512, 1024));
-        assert_eq!(c.mode, Mode::Closed);
+        assert_eq!(c.pacing, Pacing::Closed);
         assert_eq!(c.connections, 1);
         assert_eq!(c.warmup, 1000);
         assert!(!c.progress);
@@ -189,7 +219,7 @@ mod tests {
         let err = args(&["--rate", "10"]).validate(false);
         assert!(matches!(err, Err(ConfigError::RateInClosedLoop)));
         let ok = args(&["--mode", "open", "--rate", "1000"]).validate(false);
-        assert_eq!(ok.map(|c| c.rate), Ok(Some(1000.0)));
+        assert_eq!(ok.map(|c| c.pacing), Ok(Pacing::Open { rate: 1000.0 }));
     }
 
     #[test]

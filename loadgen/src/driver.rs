@@ -26,7 +26,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use shm_layout::{Counters, LocalHistogram, ProducerState};
 
-use crate::config::{Config, Mode};
+use crate::config::{Config, Pacing};
 use crate::progress::Progress;
 use crate::result::{RunResult, StoppedBy};
 use crate::telemetry::Telemetry;
@@ -44,11 +44,24 @@ const READS_PER_TURN: usize = 64;
 
 struct InFlight {
     len: u32,
-    /// Latency origin: the send (closed loop) or the intended send time
-    /// (open loop).
-    origin: Instant,
-    /// When it was handed to the socket: the timeout counts from here.
+    /// Open loop: the intended send time, the latency's origin whatever
+    /// happened since (no coordinated omission).
+    intended: Option<Instant>,
+    /// Taken just before the write call that carries the request's first
+    /// byte (until then, when it was queued): the closed loop's latency
+    /// origin, and where the timeout counts from. Never before: with N
+    /// connections, request k's round trip must not include the k − 1
+    /// writes of the others.
     sent_at: Instant,
+    /// Where its bytes start in the connection's output buffer.
+    start: usize,
+}
+
+impl InFlight {
+    /// Where its latency counts from.
+    fn origin(&self) -> Instant {
+        self.intended.unwrap_or(self.sent_at)
+    }
 }
 
 struct Conn {
@@ -56,9 +69,36 @@ struct Conn {
     out: Vec<u8>,
     out_pos: usize,
     inflight: VecDeque<InFlight>,
+    /// Requests at the back of `inflight` none of whose bytes the socket
+    /// has taken yet.
+    unwritten: usize,
     decoder: ReplyDecoder,
     alive: bool,
     wants_write: bool,
+}
+
+impl Conn {
+    /// Gives every request not yet written the send time `now`: the write
+    /// about to happen carries its first byte (or, if the socket takes
+    /// less, it is stamped again before the next write).
+    fn stamp_unwritten(&mut self, now: Instant) {
+        let first = self.inflight.len() - self.unwritten;
+        for request in self.inflight.range_mut(first..) {
+            request.sent_at = now;
+        }
+    }
+
+    /// After a write: the requests whose first byte the socket took are
+    /// written, their send time final.
+    fn note_written(&mut self) {
+        while self.unwritten > 0 {
+            let first = self.inflight.len() - self.unwritten;
+            if self.inflight[first].start >= self.out_pos {
+                break;
+            }
+            self.unwritten -= 1;
+        }
+    }
 }
 
 /// Counts of one phase.
@@ -157,6 +197,7 @@ impl Driver {
                 out: Vec::with_capacity(2048),
                 out_pos: 0,
                 inflight: VecDeque::new(),
+                unwritten: 0,
                 decoder: ReplyDecoder::default(),
                 alive: true,
                 wants_write: false,
@@ -250,8 +291,8 @@ impl Driver {
             messages_per_s: per_s(t.answered),
             goodput_kb_per_s: per_s(t.answered_bytes) / 1000.0,
             latency: self.hist.summary(),
-            mode: self.cfg.mode.name(),
-            rate: self.cfg.rate,
+            mode: self.cfg.pacing.mode().name(),
+            rate: self.cfg.pacing.rate(),
             connections: self.cfg.connections,
             busy_poll: self.cfg.busy_poll,
             seed: self.cfg.seed,
@@ -333,21 +374,20 @@ impl Driver {
     fn issue(&mut self, t0: Instant, now: Instant, issued: u64, count: Option<u64>) -> u64 {
         let left = count.map_or(u64::MAX, |n| n - issued);
         let mut new = 0u64;
-        match self.cfg.mode {
-            Mode::Closed => {
+        match self.cfg.pacing {
+            Pacing::Closed => {
                 for index in 0..self.conns.len() {
                     if new == left {
                         break;
                     }
                     let conn = &self.conns[index];
                     if conn.alive && conn.inflight.is_empty() {
-                        self.enqueue(index, now, now);
+                        self.enqueue(index, None, now);
                         new += 1;
                     }
                 }
             }
-            Mode::Open => {
-                let rate = self.cfg.rate.unwrap_or(1.0);
+            Pacing::Open { rate } => {
                 while new < left.min(MAX_BURST) {
                     let due = t0 + Duration::from_secs_f64((issued + new) as f64 / rate);
                     if due > now {
@@ -356,7 +396,7 @@ impl Driver {
                     let Some(index) = self.next_alive() else {
                         break;
                     };
-                    self.enqueue(index, due, now);
+                    self.enqueue(index, Some(due), now);
                     new += 1;
                 }
             }
@@ -366,12 +406,9 @@ impl Driver {
 
     /// When the next open-loop request is due.
     fn next_due(&self, t0: Instant, issued: u64) -> Option<Instant> {
-        match self.cfg.mode {
-            Mode::Closed => None,
-            Mode::Open => {
-                let rate = self.cfg.rate.unwrap_or(1.0);
-                Some(t0 + Duration::from_secs_f64(issued as f64 / rate))
-            }
+        match self.cfg.pacing {
+            Pacing::Closed => None,
+            Pacing::Open { rate } => Some(t0 + Duration::from_secs_f64(issued as f64 / rate)),
         }
     }
 
@@ -387,9 +424,12 @@ impl Driver {
         None
     }
 
-    fn enqueue(&mut self, index: usize, origin: Instant, now: Instant) {
+    /// Queues one request on connection `index`; `intended` is the open
+    /// loop's schedule. Its send time is taken when it is written.
+    fn enqueue(&mut self, index: usize, intended: Option<Instant>, now: Instant) {
         let len = self.rng.gen_range(self.cfg.min_size..=self.cfg.max_size);
         let conn = &mut self.conns[index];
+        let start = conn.out.len();
         // The sizes were validated against the protocol's range.
         if encode_request(len, self.tag, &mut conn.out).is_err() {
             return;
@@ -397,9 +437,11 @@ impl Driver {
         self.tag += 1;
         conn.inflight.push_back(InFlight {
             len,
-            origin,
+            intended,
             sent_at: now,
+            start,
         });
+        conn.unwritten += 1;
         self.phase.sent += 1;
     }
 
@@ -475,6 +517,7 @@ impl Driver {
         let conn = &mut self.conns[index];
         let mut failed = false;
         while conn.out_pos < conn.out.len() {
+            conn.stamp_unwritten(Instant::now());
             match conn.stream.write(&conn.out[conn.out_pos..]) {
                 Ok(0) => {
                     failed = true;
@@ -482,6 +525,7 @@ impl Driver {
                 }
                 Ok(n) => {
                     conn.out_pos += n;
+                    conn.note_written();
                     self.phase.bytes_sent += n as u64;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -566,7 +610,7 @@ impl Driver {
         self.phase.answered += 1;
         self.phase.answered_bytes += u64::from(request.len);
         if self.measuring {
-            let ns = u64::try_from(now.saturating_duration_since(request.origin).as_nanos())
+            let ns = u64::try_from(now.saturating_duration_since(request.origin()).as_nanos())
                 .unwrap_or(u64::MAX);
             self.hist.record_ns(ns);
             self.interval_hist.record_ns(ns);
@@ -601,6 +645,7 @@ impl Driver {
         conn.alive = false;
         let lost = conn.inflight.len() as u64;
         conn.inflight.clear();
+        conn.unwritten = 0;
         conn.out.clear();
         conn.out_pos = 0;
         if let Some(poll) = &self.poll {
@@ -644,6 +689,7 @@ impl Driver {
                 resets: t.resets + w.resets,
                 bytes_sent: t.bytes_sent,
                 bytes_received: t.bytes_received,
+                answered_bytes: t.answered_bytes,
                 connections_opened: self.opened,
                 connections_closed: self.closed,
                 connections_active: active,
@@ -681,6 +727,95 @@ impl Driver {
                 counters.messages_failed,
                 in_flight,
             ],
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::thread;
+
+    use protocol::ServerSession;
+
+    use super::*;
+    use crate::telemetry::NoTelemetry;
+
+    /// Answers every request on `conns` connections until they close (or
+    /// 10 s pass).
+    fn echo_server(conns: usize) -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        thread::spawn(move || {
+            for stream in listener.incoming().take(conns) {
+                let Ok(mut stream) = stream else { return };
+                thread::spawn(move || {
+                    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                    let _ = stream.set_nodelay(true);
+                    let mut session = ServerSession::default();
+                    let (mut buf, mut replies) = ([0u8; 4096], Vec::new());
+                    while let Ok(n @ 1..) = stream.read(&mut buf) {
+                        replies.clear();
+                        if session.on_bytes(&buf[..n], &mut replies).is_err()
+                            || stream.write_all(&replies).is_err()
+                        {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    fn config(addr: std::net::SocketAddr, connections: usize) -> Config {
+        Config {
+            connect: addr,
+            packets: Some(connections as u64),
+            duration: None,
+            connections,
+            busy_poll: false,
+            pacing: Pacing::Closed,
+            seed: 1,
+            min_size: 512,
+            max_size: 1024,
+            core: None,
+            warmup: 0,
+            timeout: Duration::from_secs(5),
+            shm: None,
+            progress: false,
+        }
+    }
+
+    /// The closed loop's round trip counts from the write of the request,
+    /// not from when the turn that issued it began: time spent before the
+    /// write (here a stall between issuing and writing, standing for the
+    /// writes of the other connections) is not the server's.
+    #[test]
+    fn closed_loop_latency_starts_at_the_write_of_the_request() {
+        let addr = echo_server(4);
+        let stall = Duration::from_millis(200);
+        let mut d = Driver::connect(
+            config(addr, 4),
+            Box::new(NoTelemetry),
+            Arc::new(AtomicBool::new(false)),
+        )
+        .expect("connect");
+        d.measuring = true;
+        let t0 = Instant::now();
+        assert_eq!(d.issue(t0, t0, 0, Some(4)), 4);
+        thread::sleep(stall);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while d.phase.answered < 4 {
+            assert!(Instant::now() < deadline, "replies within 10 s");
+            d.exchange(t0, 4, Some(4), false);
+        }
+        let s = d.hist.summary();
+        assert_eq!(s.count, 4);
+        assert!(
+            s.max_us < stall.as_secs_f64() * 1e6 / 2.0,
+            "the stall before the write was measured: {s:?}"
         );
     }
 }

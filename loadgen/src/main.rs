@@ -9,7 +9,7 @@ use std::sync::Arc;
 use clap::Parser;
 use loadgen::config::{Args, Validate};
 use loadgen::driver::Driver;
-use loadgen::telemetry::{NoTelemetry, ShmTelemetry, Telemetry};
+use loadgen::telemetry::{self, NoTelemetry, ShmTelemetry, Telemetry};
 use loadgen::{pin_current_thread, LoadgenError};
 
 fn main() -> ExitCode {
@@ -49,7 +49,12 @@ fn run(args: &Args) -> Result<loadgen::result::RunResult, LoadgenError> {
     }
     // 4. Claim the loadgen slot (Starting until the warm-up is done).
     let telemetry: Box<dyn Telemetry> = match &cfg.shm {
-        Some(path) => Box::new(ShmTelemetry::claim(path, cfg.mode.slot_kind(), cfg.core)?),
+        Some(path) => Box::new(ShmTelemetry::claim(
+            path,
+            cfg.pacing.mode().slot_kind(),
+            cfg.core,
+            telemetry::measured(cfg.busy_poll),
+        )?),
         None => Box::new(NoTelemetry),
     };
     // 5. Connect, warm up, measure.

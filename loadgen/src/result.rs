@@ -5,7 +5,8 @@
 //!  "mismatches":0,"timeouts":0,"resets":0,"lost_in_flight":0,"unsent":0,
 //!  "unexpected_replies":0,"bytes_sent":7675031,"bytes_received":40000,
 //!  "elapsed_s":1.21,"messages_per_s":8264.4,"goodput_kB_per_s":6343.0,
-//!  "latency":{"count":10000,"min_us":88.2,"mean_us":120.9,"p50_us":118.0,
+//!  "latency":{"count":10000,"clamped":0,"percentiles_are_lower_bounds":false,
+//!             "min_us":88.2,"mean_us":120.9,"p50_us":118.0,
 //!             "p90_us":131.0,"p99_us":170.1,"p999_us":260.3,"max_us":911.0},
 //!  "mode":"closed","rate":null,"connections":1,"busy_poll":false,"seed":1,
 //!  "core":null,"warmup":1000,"warmup_answered":1000,"min_size":512,
@@ -73,7 +74,9 @@ pub struct RunResult {
     #[serde(rename = "goodput_kB_per_s")]
     pub goodput_kb_per_s: f64,
     /// Round-trip latency of correct replies (closed loop: from the send;
-    /// open loop: from the intended send time).
+    /// open loop: from the intended send time), with the samples beyond the
+    /// histogram's ~17 s range (`clamped`) and whether the percentiles are
+    /// therefore lower bounds.
     pub latency: LatencySummary,
     /// `closed` or `open`.
     pub mode: &'static str,

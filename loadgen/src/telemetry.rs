@@ -10,9 +10,40 @@
 
 use std::path::Path;
 
-use shm_layout::{Counters, PeriodicRecord, Producer, ProducerInfo, ProducerState, Role};
+use shm_layout::{
+    Counter, Counters, Measured, PeriodicRecord, Producer, ProducerInfo, ProducerState, Role,
+};
 
 use crate::LoadgenError;
+
+/// What the load generator measures: its messages, bytes (the answered
+/// requests' too), failures, connections, warm-up, time and latencies; its
+/// loops only when it spins. No port, no frames, nothing of the engine's.
+#[must_use]
+pub fn measured(busy_poll: bool) -> Measured {
+    let measured = Measured::counters(&[
+        Counter::MessagesSent,
+        Counter::MessagesReceived,
+        Counter::MessagesFailed,
+        Counter::Mismatches,
+        Counter::Timeouts,
+        Counter::Resets,
+        Counter::BytesSent,
+        Counter::BytesReceived,
+        Counter::AnsweredBytes,
+        Counter::ConnectionsOpened,
+        Counter::ConnectionsClosed,
+        Counter::ConnectionsActive,
+        Counter::WarmupMessages,
+        Counter::ElapsedNs,
+    ])
+    .with_latency();
+    if busy_poll {
+        measured.with(Counter::BusyLoops).with(Counter::IdleLoops)
+    } else {
+        measured
+    }
+}
 
 /// Sink of the load generator's counters, latencies and records.
 pub trait Telemetry {
@@ -42,20 +73,27 @@ pub struct ShmTelemetry {
 }
 
 impl ShmTelemetry {
-    /// Opens the segment and claims the loadgen slot (state `Starting`).
+    /// Opens the segment and claims the loadgen slot (state `Starting`),
+    /// publishing `measured` as what it measures.
     ///
     /// # Errors
     /// [`LoadgenError::Shm`] when the segment cannot be opened or its
     /// loadgen slot is held by a live process.
-    pub fn claim(path: &Path, kind: &str, core: Option<usize>) -> Result<Self, LoadgenError> {
+    pub fn claim(
+        path: &Path,
+        kind: &str,
+        core: Option<usize>,
+        measured: Measured,
+    ) -> Result<Self, LoadgenError> {
         let info = ProducerInfo::starting(kind, core);
-        let producer =
+        let mut producer =
             Producer::claim_for_process(path, Role::Loadgen, &info).map_err(|source| {
                 LoadgenError::Shm {
                     step: format!("open segment {} and claim its loadgen slot", path.display()),
                     source,
                 }
             })?;
+        producer.set_measured(measured);
         Ok(Self { producer, seq: 0 })
     }
 }

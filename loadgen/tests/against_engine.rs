@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
-use shm_layout::{CreateOptions, ProducerState, Role, Segment, SlotSnapshot};
+use shm_layout::{Counter, CreateOptions, ProducerState, Role, Segment, SlotSnapshot};
 
 fn engine_binary() -> PathBuf {
     let loadgen = Path::new(env!("CARGO_BIN_EXE_loadgen"));
@@ -242,6 +242,13 @@ fn slot(segment: &Segment, role: Role) -> SlotSnapshot {
         .unwrap_or_else(|| panic!("{role:?} slot not claimed"))
 }
 
+/// A counter of `slot`, which its producer must measure.
+fn count(slot: &SlotSnapshot, counter: Counter) -> u64 {
+    slot.counters
+        .and_then(|c| c.get(counter))
+        .unwrap_or_else(|| panic!("{} unreadable or not measured", counter.name()))
+}
+
 #[test]
 fn engine_and_loadgen_counters_agree_in_the_segment() {
     let name = format!("loadgen-test-{}", std::process::id());
@@ -275,33 +282,46 @@ fn engine_and_loadgen_counters_agree_in_the_segment() {
     let lg = slot(segment, Role::Loadgen);
     assert_eq!(lg.info.state, ProducerState::Finished);
     assert_eq!(lg.info.kind, "closed-loop");
-    assert_eq!(lg.counters.messages_sent, 5000);
-    assert_eq!(lg.counters.messages_received, 5000);
-    assert_eq!(lg.counters.messages_failed, 0);
-    assert_eq!(lg.counters.warmup_messages, 300);
-    assert_eq!(lg.counters.bytes_sent, num(&json, "bytes_sent"));
+    assert_eq!(count(&lg, Counter::MessagesSent), 5000);
+    assert_eq!(count(&lg, Counter::MessagesReceived), 5000);
+    assert_eq!(count(&lg, Counter::MessagesFailed), 0);
+    assert_eq!(count(&lg, Counter::WarmupMessages), 300);
+    assert_eq!(count(&lg, Counter::BytesSent), num(&json, "bytes_sent"));
+    // Every request answered: the answered request bytes are all it sent.
     assert_eq!(
-        lg.latency.count, 5000,
+        count(&lg, Counter::AnsweredBytes),
+        count(&lg, Counter::BytesSent)
+    );
+    // What the load generator does not measure is not published as zero.
+    let c = lg.counters.expect("readable");
+    assert_eq!(
+        (c.protocol_errors, c.rx_packets, c.busy_loops),
+        (None, None, None),
+        "{c:?}"
+    );
+    assert_eq!(
+        lg.latency.map(|l| l.count),
+        Some(5000),
         "shared histogram holds every sample"
     );
 
     // The engine publishes on its timer: wait for it to catch up.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while slot(segment, Role::Engine).counters.messages_received < 5300 {
+    while count(&slot(segment, Role::Engine), Counter::MessagesReceived) < 5300 {
         assert!(Instant::now() < deadline, "engine slot never reached 5300");
         thread::sleep(Duration::from_millis(10));
     }
     let final_json = engine.stop();
     let en = slot(segment, Role::Engine);
     assert_eq!(en.info.state, ProducerState::Finished);
-    assert_eq!(en.counters.messages_received, 5000 + 300);
-    assert_eq!(en.counters.messages_sent, 5000 + 300);
+    assert_eq!(count(&en, Counter::MessagesReceived), 5000 + 300);
+    assert_eq!(count(&en, Counter::MessagesSent), 5000 + 300);
     assert_eq!(
-        Some(en.counters.messages_received),
+        Some(count(&en, Counter::MessagesReceived)),
         final_json["counters"]["messages_received"].as_u64()
     );
     // Loadgen bytes out (measured phase) are engine bytes in minus warm-up.
-    assert!(en.counters.bytes_received > lg.counters.bytes_sent);
+    assert!(count(&en, Counter::BytesReceived) > count(&lg, Counter::BytesSent));
 
     let mut ring = segment.consumer(Role::Loadgen).expect("loadgen ring");
     let mut last = None;
@@ -311,7 +331,7 @@ fn engine_and_loadgen_counters_agree_in_the_segment() {
     }
     let last = last.expect("loadgen records");
     assert_eq!(last.values[0], 5000, "messages_received");
-    assert_eq!(last.values[1], lg.counters.bytes_sent);
+    assert_eq!(last.values[1], count(&lg, Counter::BytesSent));
     assert_eq!(last.values[3], 0, "failed");
     assert_eq!(last.values[4], 0, "in flight");
 }
@@ -344,8 +364,14 @@ fn a_lossy_run_marks_the_loadgen_slot_failed() {
     assert_eq!(out.status.code(), Some(1), "{json}");
     let lg = slot(segment, Role::Loadgen);
     assert_eq!(lg.info.state, ProducerState::Failed);
-    assert_eq!(lg.counters.timeouts, 1);
-    assert_eq!(lg.counters.messages_failed, 5);
+    assert_eq!(count(&lg, Counter::Timeouts), 1);
+    assert_eq!(count(&lg, Counter::MessagesFailed), 5);
+    assert!(count(&lg, Counter::BytesSent) > 0);
+    assert_eq!(
+        count(&lg, Counter::AnsweredBytes),
+        0,
+        "nothing was answered"
+    );
 }
 
 /// Two network namespaces joined by a veth pair, removed on drop.

@@ -21,6 +21,9 @@ enum Behaviour {
     Silent,
     /// Answers this many requests, then closes the connection.
     HangUpAfter(u64),
+    /// Answers every request, but once, before answering request number
+    /// `after` (0-based) of a connection, stops for `stall`.
+    StallOnce { after: u64, stall: Duration },
 }
 
 /// Serves up to `max_conns` connections, each on its own thread, each
@@ -75,6 +78,12 @@ fn serve(mut stream: TcpStream, behaviour: Behaviour) {
                     }
                     len
                 }
+                Behaviour::StallOnce { after, stall } => {
+                    if answered == after {
+                        thread::sleep(stall);
+                    }
+                    len
+                }
             };
             answered += 1;
             if stream.write_all(&answer.to_be_bytes()).is_err() {
@@ -126,6 +135,8 @@ fn closed_loop_against_a_correct_server_succeeds() {
     assert_eq!(num(&json, "failed"), 0);
     assert_eq!(num(&json, "warmup_answered"), 100);
     assert_eq!(num(&json["latency"], "count"), 2000);
+    assert_eq!(num(&json["latency"], "clamped"), 0);
+    assert_eq!(json["latency"]["percentiles_are_lower_bounds"], false);
     assert_eq!(num(&json, "bytes_received"), 2000 * 4);
     assert_eq!(json["mode"], "closed");
     assert_eq!(json["stopped_by"], "packets");
@@ -158,6 +169,56 @@ fn open_loop_busy_poll_against_a_correct_server_succeeds() {
     // 2000 messages at 4000/s take about half a second, not less.
     assert!(json["elapsed_s"].as_f64().unwrap_or(0.0) >= 0.45, "{json}");
     assert!(elapsed < Duration::from_secs(20));
+}
+
+fn float(json: &Value, key: &str) -> f64 {
+    json[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{key} missing in {json}"))
+}
+
+/// The open loop's claim: latency counts from the intended send time, so a
+/// server stall shows in every message scheduled during it (no coordinated
+/// omission). One server stalls 200 ms once per connection. Open loop at
+/// 1000/s for 600 messages, the stall after 100: about 200 messages are
+/// scheduled during it, waiting from 200 ms down to nothing, so the slowest
+/// 1 % all waited at least 0.9 × the stall (a message scheduled at the
+/// stall's end waits nothing: no percentile can hold the whole stall). The
+/// closed loop against the same server sends nothing while its one message
+/// waits: one sample holds the stall, the 99th percentile does not.
+#[test]
+fn an_open_loop_carries_a_server_stall_in_every_message_scheduled_during_it() {
+    let stall = Duration::from_millis(200);
+    let stall_us = stall.as_secs_f64() * 1e6;
+    let addr = fake_server(Behaviour::StallOnce { after: 100, stall }, 2);
+    let common = ["--packets", "600", "--warmup", "0", "--connections", "1"];
+
+    let open_args = [&common[..], &["--mode", "open", "--rate", "1000"]].concat();
+    let (out, _) = loadgen(addr, &open_args);
+    let open = result(&out);
+    assert_eq!(out.status.code(), Some(0), "{open}");
+    let l = &open["latency"];
+    println!("open loop: {l}");
+    assert!(float(l, "max_us") >= stall_us, "{l}");
+    assert!(
+        float(l, "p99_us") >= 0.9 * stall_us,
+        "messages scheduled during the stall must carry it: {l}"
+    );
+    assert!(float(l, "p90_us") >= 0.5 * stall_us, "{l}");
+
+    let (out, _) = loadgen(addr, &[&common[..], &["--mode", "closed"]].concat());
+    let closed = result(&out);
+    assert_eq!(out.status.code(), Some(0), "{closed}");
+    let l = &closed["latency"];
+    println!("closed loop: {l}");
+    assert!(
+        float(l, "max_us") >= stall_us,
+        "the one waiting message: {l}"
+    );
+    assert!(
+        float(l, "p99_us") < 0.5 * stall_us,
+        "the closed loop waits instead of sending: {l}"
+    );
 }
 
 #[test]

@@ -56,13 +56,27 @@ pub(crate) fn bucket_bounds(idx: usize) -> (u64, u64) {
 
 /// Latency statistics of one histogram, microseconds (f64, so sub-µs
 /// resolution is kept). All zero when `count` is zero.
+///
+/// Samples above [`HISTOGRAM_MAX_NS`] (~17.2 s) are kept in the top
+/// bucket: the minimum, mean and maximum stay exact, but a percentile that
+/// falls among them reads as at most ~17.2 s whatever the samples were.
+/// `clamped` says how many there were and `percentiles_are_lower_bounds`
+/// says so whenever there were any, so an overloaded run cannot show a
+/// p99.9 that stopped at the histogram's top as if it were measured.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq)]
 pub struct LatencySummary {
     /// Samples recorded.
     pub count: u64,
+    /// Samples above the histogram's range (~17.2 s), counted in its top
+    /// bucket.
+    pub clamped: u64,
+    /// True when `clamped` is not zero: p50 to p99.9 are then lower bounds
+    /// (any of them may belong to a clamped sample).
+    pub percentiles_are_lower_bounds: bool,
     /// Smallest sample, µs (exact).
     pub min_us: f64,
-    /// Arithmetic mean, µs (exact up to clamping of samples above ~17 s).
+    /// Arithmetic mean, µs (exact: sums keep the true value of clamped
+    /// samples).
     pub mean_us: f64,
     /// Median, µs (within 0.1 %).
     pub p50_us: f64,
@@ -187,6 +201,8 @@ impl LocalHistogram {
         let mean_us = self.sum as f64 / self.count as f64 / 1000.0;
         LatencySummary {
             count: self.count,
+            clamped: self.clamped,
+            percentiles_are_lower_bounds: self.clamped > 0,
             min_us: us(self.min),
             mean_us,
             p50_us: us(self.value_at_quantile(0.50)),
@@ -269,6 +285,35 @@ mod tests {
         assert!((s.p999_us - 200_000.0).abs() / 200_000.0 <= 0.001);
         assert!((s.max_us - 60_000_000.0).abs() < 1e-6, "max is exact");
         assert_eq!(h.clamped(), 1);
+    }
+
+    #[test]
+    fn samples_above_the_range_reach_the_summary_and_mark_the_percentiles() {
+        let mut h = LocalHistogram::new();
+        for _ in 0..99 {
+            h.record_ns(1_000);
+        }
+        h.record_ns(60_000_000_000);
+        let s = h.summary();
+        assert_eq!(s.clamped, 1);
+        assert!(s.percentiles_are_lower_bounds);
+        // The reason for the flag: p99.9 is the 60 s sample, read from the
+        // top bucket as less than it was.
+        assert!(
+            s.p999_us < 60_000_000.0 && s.p999_us > 17_000_000.0,
+            "{s:?}"
+        );
+        assert!((s.max_us - 60_000_000.0).abs() < 1e-6, "max stays exact");
+
+        let mut within = LocalHistogram::new();
+        within.record_ns(HISTOGRAM_MAX_NS);
+        let s = within.summary();
+        assert_eq!((s.clamped, s.percentiles_are_lower_bounds), (0, false));
+
+        let mut merged = LocalHistogram::new();
+        merged.merge(&h);
+        merged.merge(&within);
+        assert_eq!(merged.summary().clamped, 1);
     }
 
     #[test]

@@ -20,6 +20,10 @@
 use crossbeam_utils::CachePadded;
 
 use crate::counters::COUNTER_WORDS;
+
+/// Words of a slot's counters seqlock: the [`crate::Measured`] mask, then
+/// the [`crate::Counters`], published together.
+pub(crate) const LATCH_WORDS: usize = 1 + COUNTER_WORDS;
 use crate::histogram::BUCKETS;
 use crate::latch::Latch;
 use crate::ring::{RecordCell, RingIndices, RECORD_WORDS};
@@ -153,9 +157,10 @@ pub(crate) struct SlotShm {
     /// Claims, state and producer info (written at claim and on state
     /// changes; cold).
     pub(crate) control: CachePadded<SlotControl>,
-    /// The producer's [`crate::Counters`] as a latch of 21 words (see
-    /// `latch` for the encoding of its sequence).
-    pub(crate) counters: CachePadded<Latch<COUNTER_WORDS>>,
+    /// The producer's [`crate::Measured`] mask and [`crate::Counters`] as a
+    /// latch of [`LATCH_WORDS`] words (see `latch` for the encoding of its
+    /// sequence).
+    pub(crate) counters: CachePadded<Latch<LATCH_WORDS>>,
     /// The ring's `tail`/`dropped` line (producer) and `head` line
     /// (consumer); the cells are in the rings section.
     pub(crate) ring: RingIndices,
@@ -173,7 +178,13 @@ const _: () = assert!(core::mem::offset_of!(SlotShm, counters) % SECTION_ALIGN =
 const _: () = assert!(core::mem::offset_of!(SlotShm, histogram) % SECTION_ALIGN == 0);
 const _: () = assert!(core::mem::size_of::<RingIndices>() == 2 * SECTION_ALIGN);
 const _: () = assert!(core::mem::size_of::<RecordCell<RECORD_WORDS>>() == 64);
-const _: () = assert!(core::mem::size_of::<Latch<COUNTER_WORDS>>() == 8 * (1 + 2 * COUNTER_WORDS));
+const _: () = assert!(core::mem::size_of::<Latch<LATCH_WORDS>>() == 8 * (1 + 2 * LATCH_WORDS));
+const _: () = assert!(LATCH_WORDS == 30);
+// Layout 2: control (128), counters latch (488 bytes, padded to 512), ring
+// indices (256), histogram.
+const _: () = assert!(core::mem::offset_of!(SlotShm, counters) == 128);
+const _: () = assert!(core::mem::offset_of!(SlotShm, ring) == 640);
+const _: () = assert!(core::mem::offset_of!(SlotShm, histogram) == 896);
 const _: () = assert!(core::mem::size_of::<SharedHistogram>() == 8 * (5 + BUCKETS));
 
 /// Page size files are rounded to when not on a larger hugetlbfs page.

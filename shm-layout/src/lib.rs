@@ -24,7 +24,9 @@
 //!    and returned as [`Segment::fallback_reason`]), open with validation
 //!    (each failure a [`ShmError`] naming the file), RAII [`Producer`] and
 //!    [`RingConsumer`] claims identified by pid + process start time, and
-//!    [`Snapshot`], the JSON schema of the stats.
+//!    [`Snapshot`], the JSON schema of the stats: a counter the producer
+//!    does not measure ([`Measured`]) is `null`, never a zero, and counters
+//!    that cannot be read consistently are `null` as a whole.
 //!
 //! Create, then open "from another process" (the same calls work across
 //! processes; the tests do exactly that with real ones):
@@ -48,7 +50,8 @@
 //! assert!(p.push_record(&PeriodicRecord::new(0, 0, [1, 2, 3, 4, 5])));
 //! // In the supervisor:
 //! let snap = seg.snapshot();
-//! assert_eq!(snap.slots[0].counters.messages_sent, 10);
+//! let counters = snap.slots[0].counters.expect("readable");
+//! assert_eq!(counters.messages_sent, Some(10));
 //! println!("{}", serde_json::to_string(&snap)?);
 //! drop(p);
 //! seg.unlink()?;
@@ -70,7 +73,7 @@ mod proc;
 #[cfg(not(loom))]
 mod segment;
 
-pub use counters::{Counters, COUNTER_WORDS};
+pub use counters::{Counter, CounterReadings, Counters, Measured, COUNTER_WORDS};
 pub use histogram::{LatencySummary, LocalHistogram, HISTOGRAM_MAX_NS};
 pub use ring::{PeriodicRecord, RingStats};
 
@@ -90,7 +93,10 @@ pub const MAGIC: u64 = u64::from_le_bytes(*b"BYPSLAB\x01");
 /// Version of the layout in this crate. Bump on any change of a `#[repr(C)]`
 /// structure, the bucket scheme or an encoding; readers refuse other
 /// versions.
-pub const LAYOUT_VERSION: u32 = 1;
+///
+/// 2: the counters seqlock starts with the producer's [`Measured`] mask, and
+/// eight counters joined (`rx_missed` to `setup_failures`).
+pub const LAYOUT_VERSION: u32 = 2;
 
 /// Producer slots in a segment: one per [`Role`].
 pub const SLOT_COUNT: usize = 4;

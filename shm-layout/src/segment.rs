@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::counters::{Counters, COUNTER_WORDS};
+use crate::counters::{CounterReadings, Counters, Measured, COUNTER_WORDS};
 use crate::error::ShmError;
 use crate::histogram::{bucket_of, LatencySummary, LocalHistogram, HISTOGRAM_MAX_NS};
 use crate::layout::{
     claim_word, split_claim, Header, Layout, Mapping, SlotShm, CLAIM_REWINDING,
-    FLAG_DEVSHM_FALLBACK, HUGE_PAGE_SIZE, KNOWN_FLAGS,
+    FLAG_DEVSHM_FALLBACK, HUGE_PAGE_SIZE, KNOWN_FLAGS, LATCH_WORDS,
 };
 use crate::proc;
 use crate::ring::{PeriodicRecord, RecordCell, RingReader, RingStats, RingWriter, RECORD_WORDS};
@@ -211,13 +211,19 @@ pub struct HeaderInfo {
 ///
 /// ```json
 /// {"segment":{"path":"/dev/hugepages/bypasslab-run","backing":"hugetlbfs",
-///   "fallback_reason":null,"magic":...,"layout_version":1,...},
+///   "fallback_reason":null,"magic":...,"layout_version":2,...},
 ///  "slots":[{"role":"loadgen","info":{"pid":4242,"core":1,
 ///    "kind":"closed-loop","state":"running"},"generation":1,
-///    "counters":{"messages_sent":10000,...},
-///    "latency":{"count":10000,"min_us":95.1,"mean_us":120.4,...},
-///    "ring":{"capacity":4096,"written":12,"read":12,"dropped":0}}]}
+///    "counters":{"messages_sent":10000,...,"rx_packets":null,...},
+///    "latency":{"count":10000,"clamped":0,"percentiles_are_lower_bounds":false,
+///      "min_us":95.1,"mean_us":120.4,...},
+///    "ring":{"capacity":4096,"written":12,"read":12,"dropped":0}},
+///   {"role":"engine",...,"latency":null,...}]}
 /// ```
+///
+/// `null` always means "not known", never zero: a counter the producer does
+/// not measure, counters that could not be read consistently, or the
+/// latency of a producer that records none.
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct Snapshot {
     /// The header.
@@ -235,14 +241,27 @@ pub struct SlotSnapshot {
     pub info: ProducerInfo,
     /// Claims of this slot so far (1 for the first producer).
     pub generation: u64,
-    /// The counters of the last `publish`, never torn (all zero in the
-    /// unlikely case the producer republished without pause for the whole
-    /// 100 ms the reader retries).
-    pub counters: Counters,
-    /// The latency histogram, summarised (µs).
-    pub latency: LatencySummary,
+    /// The counters of the last `publish`, never torn; a counter the
+    /// producer does not measure is `None`. `None` as a whole: unreadable
+    /// (the producer republished without pause for the whole 100 ms the
+    /// reader retries), never shown as zeros.
+    pub counters: Option<CounterReadings>,
+    /// The latency histogram, summarised (µs); `None` when the producer
+    /// records no latencies (or, with unreadable counters, has recorded
+    /// none so far).
+    pub latency: Option<LatencySummary>,
     /// The ring's counters (records).
     pub ring: RingStats,
+}
+
+impl SlotSnapshot {
+    /// The counters with every unknown value as 0: what layout 1 showed,
+    /// for a caller that has yet to tell "not measured" and "unreadable"
+    /// from zero.
+    #[must_use]
+    pub fn counters_or_zero(&self) -> Counters {
+        self.counters.map(|c| c.or_zero()).unwrap_or_default()
+    }
 }
 
 /// A mapped segment. `Send + Sync`: everything shared is atomics; writers
@@ -732,7 +751,8 @@ impl Segment {
                 pid,
             })?;
 
-        slot.counters.write(&[0; COUNTER_WORDS]);
+        // Mask and values zero: nothing published, nothing measured yet.
+        slot.counters.write(&[0; LATCH_WORDS]);
         let hist = &slot.histogram;
         for b in &hist.buckets {
             b.store(0, Ordering::Relaxed);
@@ -786,6 +806,7 @@ impl Segment {
             seg: self,
             slot,
             ring: RingWriter::attach(&slot.ring, self.cells(role)),
+            measured: Measured::ALL,
         })
     }
 
@@ -811,18 +832,19 @@ impl Segment {
         })
     }
 
-    /// The counters `role`'s producer last published (never torn); `None`
-    /// if the slot was never claimed, or if the producer kept republishing
-    /// for the whole ~100 ms of retries.
+    /// The counters `role`'s producer last published (never torn), those
+    /// it does not measure as `None`; `None` if the slot was never claimed,
+    /// or if the producer kept republishing for the whole ~100 ms of
+    /// retries.
     #[must_use]
-    pub fn read_counters(&self, role: Role) -> Option<Counters> {
+    pub fn read_counters(&self, role: Role) -> Option<CounterReadings> {
         let slot = self.slot(role);
         // SYNC: Acquire pairs with the Release store of `state` at claim.
         if ProducerState::decode(slot.control.state.load(Ordering::Acquire)) == ProducerState::Empty
         {
             return None;
         }
-        read_latch(slot)
+        read_latch(slot).map(|(measured, values)| CounterReadings::new(&values, measured))
     }
 
     /// The lifecycle state `role`'s producer last set (`Empty` if never
@@ -836,6 +858,12 @@ impl Segment {
     /// Everything every claimed slot published.
     #[must_use]
     pub fn snapshot(&self) -> Snapshot {
+        self.snapshot_with(read_latch)
+    }
+
+    /// [`Segment::snapshot`] with the counters read by `read` (the tests
+    /// make them unreadable at will).
+    fn snapshot_with(&self, read: impl Fn(&SlotShm) -> Option<(Measured, Counters)>) -> Snapshot {
         let mut slots = Vec::new();
         for role in Role::ALL {
             let slot = self.slot(role);
@@ -851,6 +879,14 @@ impl Segment {
             }
             let n = usize::from(kind[0]).min(31);
             let core = c.info_core.load(Ordering::Relaxed);
+            let published = read(slot);
+            let histogram = local_histogram(slot);
+            // Unreadable counters hide the mask too: then samples are what
+            // shows latencies are recorded.
+            let has_latency = match published {
+                Some((measured, _)) => measured.latency(),
+                None => histogram.count() > 0,
+            };
             slots.push(SlotSnapshot {
                 role,
                 info: ProducerInfo {
@@ -860,8 +896,9 @@ impl Segment {
                     state,
                 },
                 generation: c.generation.load(Ordering::Relaxed),
-                counters: read_latch(slot).unwrap_or_default(),
-                latency: local_histogram(slot).summary(),
+                counters: published
+                    .map(|(measured, values)| CounterReadings::new(&values, measured)),
+                latency: has_latency.then(|| histogram.summary()),
                 ring: slot.ring.stats(self.layout.ring_capacity),
             });
         }
@@ -884,12 +921,15 @@ impl Segment {
     }
 }
 
-/// A consistent read of the slot's counters, retrying for about 100 ms.
-fn read_latch(slot: &SlotShm) -> Option<Counters> {
+/// A consistent read of the slot's mask and counters, retrying for about
+/// 100 ms.
+fn read_latch(slot: &SlotShm) -> Option<(Measured, Counters)> {
     let deadline = Instant::now() + Duration::from_millis(100);
     loop {
         if let Some(words) = slot.counters.read(1024) {
-            return Some(Counters::from_words(&words));
+            let mut values = [0; COUNTER_WORDS];
+            values.copy_from_slice(&words[1..]);
+            return Some((Measured::from_bits(words[0]), Counters::from_words(&values)));
         }
         if Instant::now() > deadline {
             return None;
@@ -918,6 +958,8 @@ pub struct Producer<'a> {
     seg: &'a Segment,
     slot: &'a SlotShm,
     ring: RingWriter<'a, RECORD_WORDS>,
+    /// Published with every update of the counters.
+    measured: Measured,
 }
 
 impl Producer<'static> {
@@ -951,9 +993,21 @@ impl Producer<'_> {
             .store(state.encode(), Ordering::Release);
     }
 
-    /// Publishes `counters` as one value (seqlock write; wait-free).
+    /// Declares which counters this producer measures and whether it
+    /// records latencies; readers see the others as `null`. Takes effect
+    /// with the next [`Producer::publish`]. A producer that declares
+    /// nothing claims [`Measured::ALL`].
+    pub fn set_measured(&mut self, measured: Measured) {
+        self.measured = measured;
+    }
+
+    /// Publishes `counters` and the measured set as one value (seqlock
+    /// write; wait-free).
     pub fn publish(&mut self, counters: &Counters) {
-        self.slot.counters.write(&counters.to_words());
+        let mut words = [0; LATCH_WORDS];
+        words[0] = self.measured.bits();
+        words[1..].copy_from_slice(&counters.to_words());
+        self.slot.counters.write(&words);
     }
 
     /// Records one latency sample, nanoseconds (relaxed single-writer
@@ -1046,5 +1100,55 @@ impl Drop for RingConsumer<'_> {
         self.ring.flush();
         // SYNC: Release hands our `head` to the next consumer's Acquire claim.
         self.slot.control.consumer_claim.store(0, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A scratch directory, removed on drop.
+    struct Scratch(PathBuf);
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn counters_that_cannot_be_read_are_none_never_zeros() {
+        let dir = Scratch(
+            std::env::temp_dir().join(format!("shm-layout-unit-unreadable-{}", std::process::id())),
+        );
+        std::fs::create_dir_all(&dir.0).unwrap();
+        let mut opts = CreateOptions::new("unreadable");
+        opts.hugetlbfs_dir = Some(dir.0.clone());
+        opts.fallback_dir = dir.0.clone();
+        let seg = Segment::create(&opts).unwrap();
+        let mut p = seg
+            .producer(Role::Loadgen, &ProducerInfo::starting("test", None))
+            .unwrap();
+        p.publish(&Counters {
+            messages_received: 3,
+            ..Counters::default()
+        });
+        p.record_latency_ns(1_000);
+
+        // As if the producer republished for the whole 100 ms of retries.
+        let snap = seg.snapshot_with(|_| None);
+        let slot = &snap.slots[0];
+        assert_eq!(slot.counters, None);
+        let json = serde_json::to_value(&snap).unwrap();
+        assert!(json["slots"][0]["counters"].is_null(), "{json}");
+        assert_eq!(
+            slot.latency.map(|l| l.count),
+            Some(1),
+            "its samples still show"
+        );
+
+        let readable = seg.snapshot();
+        let counters = readable.slots[0].counters.expect("readable");
+        assert_eq!(counters.messages_received, Some(3));
     }
 }

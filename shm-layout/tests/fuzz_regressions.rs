@@ -44,7 +44,11 @@ fn template(dir: &std::path::Path) -> (Segment, Vec<u8>) {
 #[test]
 fn corrupt_histogram_buckets_do_not_overflow_a_reader() {
     let dir = TempDir::new("fuzzhist");
-    let (_owner, mut image) = template(dir.path());
+    let (owner, mut image) = template(dir.path());
+    let pristine_p50 = owner.histogram(Role::Engine).value_at_quantile(0.5);
+    // Both offsets fall in slot 0's (the engine's) histogram buckets in
+    // layout 2 as in layout 1 (buckets from byte 1192 to 206 000): the
+    // high bytes of two bucket words.
     for (offset, value) in [(0xffff_usize, 0x05_u8), (0x24ff, 0xff)] {
         let at = offset % image.len();
         image[at] = value;
@@ -55,7 +59,10 @@ fn corrupt_histogram_buckets_do_not_overflow_a_reader() {
         .expect("the patch leaves the header valid");
     let snapshot = segment.snapshot();
     for slot in &snapshot.slots {
-        let l = &slot.latency;
+        let l = slot
+            .latency
+            .as_ref()
+            .expect("the template recorded latencies");
         assert!(
             l.p50_us <= l.p90_us && l.p90_us <= l.p99_us && l.p99_us <= l.p999_us,
             "percentiles out of order: {l:?}"
@@ -63,4 +70,9 @@ fn corrupt_histogram_buckets_do_not_overflow_a_reader() {
     }
     let engine = segment.histogram(Role::Engine);
     assert!(engine.value_at_quantile(0.5) <= engine.value_at_quantile(1.0));
+    assert_ne!(
+        engine.value_at_quantile(0.5),
+        pristine_p50,
+        "the patch reached the buckets (the regression is still exercised)"
+    );
 }

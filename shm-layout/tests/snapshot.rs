@@ -6,8 +6,8 @@ mod common;
 use common::{scratch_opts, TempDir};
 use serde_json::Value;
 use shm_layout::{
-    Counters, LatencySummary, LocalHistogram, PeriodicRecord, ProducerInfo, ProducerState, Role,
-    Segment, Snapshot, COUNTER_WORDS,
+    Counter, CounterReadings, Counters, LocalHistogram, Measured, PeriodicRecord, ProducerInfo,
+    ProducerState, Role, Segment, Snapshot, COUNTER_WORDS,
 };
 
 fn info(kind: &str, core: Option<u32>) -> ProducerInfo {
@@ -84,7 +84,18 @@ fn snapshot_json_round_trip_has_every_documented_field() {
     assert_eq!(s["info"]["kind"], "closed-loop");
     assert_eq!(
         keys(&s["latency"]),
-        ["count", "max_us", "mean_us", "min_us", "p50_us", "p90_us", "p999_us", "p99_us"]
+        [
+            "clamped",
+            "count",
+            "max_us",
+            "mean_us",
+            "min_us",
+            "p50_us",
+            "p90_us",
+            "p999_us",
+            "p99_us",
+            "percentiles_are_lower_bounds"
+        ]
     );
     assert_eq!(keys(&s["ring"]), ["capacity", "dropped", "read", "written"]);
     assert_eq!(keys(&s["counters"]).len(), COUNTER_WORDS);
@@ -94,6 +105,8 @@ fn snapshot_json_round_trip_has_every_documented_field() {
     assert_eq!(s["latency"]["min_us"], 95.0);
     assert_eq!(s["latency"]["max_us"], 207_000.0);
     assert_eq!(s["ring"]["written"], 1);
+
+    assert_eq!(keys(&s["counters"]).len(), COUNTER_WORDS);
 
     let back: Snapshot = serde_json::from_str(&text).unwrap();
     assert_eq!(serde_json::to_string_pretty(&back).unwrap(), text);
@@ -123,10 +136,45 @@ fn shared_histogram_summarises_like_a_local_one() {
     let shared = seg.histogram(Role::Loadgen);
     assert_eq!(shared.summary(), local.summary());
     assert_eq!(shared.clamped(), 1);
-    let s = seg.snapshot().slots[0].latency;
+    p.publish(&Counters::default());
+    let s = seg.snapshot().slots[0]
+        .latency
+        .expect("the loadgen records latencies");
     assert_eq!(s, local.summary());
     assert_eq!(s.count, 100_001);
     assert!((s.max_us - 30_000_000.0).abs() < 1e-6);
+    assert_eq!(s.clamped, 1, "the snapshot reports the clamped sample");
+    assert!(s.percentiles_are_lower_bounds);
+}
+
+/// What a producer does not measure is `null` in the JSON; a measured zero
+/// is a number. The kernel engine, for one, has no port counters, no busy
+/// loops outside busy-poll, and no latency histogram.
+#[test]
+fn counters_not_measured_are_null_and_measured_zeros_are_numbers() {
+    let dir = TempDir::new("null");
+    let seg = Segment::create(&scratch_opts(dir.path(), "null")).unwrap();
+    let mut p = seg.producer(Role::Engine, &info("kernel", None)).unwrap();
+    p.set_measured(Measured::counters(&[
+        Counter::MessagesReceived,
+        Counter::ProtocolErrors,
+        Counter::ElapsedNs,
+    ]));
+    p.publish(&Counters {
+        messages_received: 7,
+        rx_packets: 99, // published, but not measured: must not show
+        ..Counters::default()
+    });
+    let v: Value = serde_json::to_value(seg.snapshot()).unwrap();
+    let slot = &v["slots"][0];
+    let c = &slot["counters"];
+    assert_eq!(c["messages_received"], 7);
+    assert_eq!(c["protocol_errors"], 0, "a measured zero is a number");
+    for name in ["rx_packets", "tx_packets", "busy_loops", "rx_missed"] {
+        assert!(c[name].is_null(), "{name} is not measured: {c}");
+    }
+    assert!(slot["latency"].is_null(), "{slot}");
+    assert_eq!(seg.read_counters(Role::Engine).unwrap().rx_packets, None);
 }
 
 #[test]
@@ -148,8 +196,9 @@ fn claim_resets_the_slot_and_release_keeps_final_numbers() {
     // Released: readers still see the final numbers.
     let s = seg.snapshot();
     assert_eq!(s.slots[0].info.state, ProducerState::Finished);
-    assert_eq!(s.slots[0].counters.messages_received, 5);
-    assert_eq!(s.slots[0].latency.count, 1);
+    let counters = s.slots[0].counters.expect("readable");
+    assert_eq!(counters.messages_received, Some(5));
+    assert_eq!(s.slots[0].latency.map(|l| l.count), Some(1));
     assert_eq!(s.segment.generation, 1);
 
     // A new claim without a consumer attached resets everything.
@@ -161,8 +210,9 @@ fn claim_resets_the_slot_and_release_keeps_final_numbers() {
     assert_eq!(slot.info.kind, "dpdk");
     assert_eq!(slot.info.core, None);
     assert_eq!(slot.info.state, ProducerState::Starting);
-    assert_eq!(slot.counters, Counters::default());
-    assert_eq!(slot.latency, LatencySummary::default());
+    // Nothing published yet: nothing measured, not zeros.
+    assert_eq!(slot.counters, Some(CounterReadings::default()));
+    assert_eq!(slot.latency, None);
     assert_eq!(
         (slot.ring.written, slot.ring.read, slot.ring.dropped),
         (0, 0, 0)

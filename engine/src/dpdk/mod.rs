@@ -1,11 +1,13 @@
 //! The `dpdk` backend: DPDK's poll-mode driver moves frames, smoltcp runs
 //! ARP, IPv4 and TCP in userspace, [`protocol::ServerSession`] answers.
 //!
-//! Layers, bottom-up: [`config`] reads F-Stack's `config.ini`;
-//! [`eal_args`] turns it into EAL's argv (a vdev on a Linux interface, or
-//! a PCI device); `dpdk_sys` brings up EAL, the mbuf pool and the port;
-//! [`device`] presents the port as a smoltcp `phy::Device`; [`server`]
-//! holds the sockets and runs the busy-poll loop.
+//! Bringing the port up (config.ini, EAL's argv, EAL, the mbuf pool, the
+//! port, the smoltcp device over mbufs and the interface) is
+//! [`dpdk_stack`]'s, shared with any DPDK client. What is the server's is
+//! here, one job per module, bottom-up: `app` answers requests on one
+//! socket; `pool` keeps the listening sockets and recycles finished ones;
+//! `stats` turns the port's counters into the engine's; [`server`] is the
+//! poll loop.
 //!
 //! The engine's readiness is announced on stderr once the port is started
 //! and the sockets listen:
@@ -14,30 +16,34 @@
 //! engine: dpdk ready: net_af_xdp0 (port 0, 02:00:00:00:00:03) 10.0.0.3/24 port 7000 lcore 1
 //! ```
 
-pub mod config;
-pub mod device;
-pub mod eal_args;
+mod app;
+mod pool;
 pub mod server;
+mod stats;
+
+#[cfg(test)]
+mod pool_tests;
+#[cfg(test)]
+mod testing;
+
+/// `config.ini`, as the fstack backend reads it too.
+pub use dpdk_stack::config;
+/// EAL's argv from `config.ini`.
+pub use dpdk_stack::eal_args;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use dpdk_sys::{Eal, Mempool, Port, PortConfig, MBUF_DEFAULT_BUF_SIZE};
+use dpdk_stack::{Attached, PortPlan};
 
-use crate::backend::Backend;
+use shm_layout::{Counter, Measured};
+
+use crate::backend::{Backend, SERVING};
 use crate::context::ServeContext;
 use crate::EngineError;
 use config::DpdkConfig;
 use contract::engine::EngineArgs;
-use device::MbufDevice;
-use eal_args::{eal_args, port_selector, PortSelector};
 use server::{Server, ServerConfig};
-
-/// Mbufs in the pool: the receive and transmit rings (1024 each) plus what
-/// sits in smoltcp's queues and the per-lcore cache, with room to spare.
-const POOL_MBUFS: u32 = 8191;
-/// Per-lcore mempool cache.
-const POOL_CACHE: u32 = 256;
 
 /// What the backend is built from (the engine's flags and its config file).
 #[derive(Debug, Clone)]
@@ -82,32 +88,22 @@ impl DpdkOptions {
 pub struct DpdkBackend {
     options: DpdkOptions,
     config: DpdkConfig,
-    eal_args: Vec<String>,
-}
-
-fn step_error(
-    step: impl Into<String>,
-    e: impl std::error::Error + Send + Sync + 'static,
-) -> EngineError {
-    EngineError::Io {
-        step: step.into(),
-        source: std::io::Error::other(e),
-    }
+    plan: PortPlan,
 }
 
 impl DpdkBackend {
     /// Reads `options.config_path` and prepares EAL's arguments.
     ///
     /// # Errors
-    /// [`EngineError::Io`] naming the config file and the key at fault.
+    /// [`EngineError::DpdkConfig`] naming the config file and the key at
+    /// fault, [`EngineError::BadFlag`] for a `--listen` the stack cannot
+    /// serve.
     pub fn new(options: DpdkOptions) -> Result<Self, EngineError> {
-        let config = DpdkConfig::load(&options.config_path).map_err(|e| EngineError::Io {
-            step: format!(
-                "read the DPDK configuration {}",
-                options.config_path.display()
-            ),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
-        })?;
+        let config =
+            DpdkConfig::load(&options.config_path).map_err(|source| EngineError::DpdkConfig {
+                path: options.config_path.clone(),
+                source,
+            })?;
         if !config.ignored.is_empty() {
             eprintln!(
                 "engine: dpdk: keys not used by this engine: {}",
@@ -115,34 +111,28 @@ impl DpdkBackend {
             );
         }
         if options.port == 0 {
-            return Err(EngineError::Io {
-                step: "choose the TCP port".to_owned(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    "--listen must name a port other than 0",
-                ),
+            return Err(EngineError::BadFlag {
+                flag: "--listen",
+                problem: "the stack needs a port other than 0".to_owned(),
             });
         }
         if let Some(ip) = options.listen_ip {
             if ip != std::net::IpAddr::V4(config.port0.addr) {
-                return Err(EngineError::Io {
-                    step: "choose the listening address".to_owned(),
-                    source: std::io::Error::new(
-                        std::io::ErrorKind::InvalidInput,
-                        format!(
-                            "--listen names {ip}, but the stack's address is [port0] addr = {} \
-                             (pass 0.0.0.0:PORT or that address)",
-                            config.port0.addr
-                        ),
+                return Err(EngineError::BadFlag {
+                    flag: "--listen",
+                    problem: format!(
+                        "names {ip}, but the stack's address is [port0] addr = {} \
+                         (pass 0.0.0.0:PORT or that address)",
+                        config.port0.addr
                     ),
                 });
             }
         }
-        let eal_args = eal_args(&config, options.core);
+        let plan = PortPlan::from_config(&config, options.core);
         Ok(Self {
             options,
             config,
-            eal_args,
+            plan,
         })
     }
 
@@ -155,7 +145,7 @@ impl DpdkBackend {
     /// EAL's arguments, as they will be passed.
     #[must_use]
     pub fn eal_args(&self) -> &[String] {
-        &self.eal_args
+        &self.plan.eal_args
     }
 }
 
@@ -164,85 +154,56 @@ impl Backend for DpdkBackend {
         "dpdk"
     }
 
+    /// A poll-mode driver has nothing to sleep on: the loop always spins.
+    fn busy_polls(&self) -> bool {
+        true
+    }
+
+    /// The port's own counters join once they could be read (`stats`).
+    fn measured(&self) -> Measured {
+        SERVING
+            .with(Counter::BusyLoops)
+            .with(Counter::IdleLoops)
+            .with(Counter::Resets)
+            .with(Counter::IdleTimeouts)
+            .with(Counter::TxDropped)
+            .with(Counter::PortStatsFailures)
+    }
+
     fn serve(&mut self, ctx: &mut ServeContext) -> Result<(), EngineError> {
-        // Declared first, dropped last: EAL outlives the pool and the port.
-        let hint = if self.config.no_huge {
-            ""
-        } else {
-            " (without [dpdk] no_huge=1, EAL needs a mounted hugetlbfs with free 2 MB pages)"
-        };
-        let eal = Eal::init(&self.eal_args)
-            .map_err(|e| step_error(format!("initialise EAL with {:?}{hint}", self.eal_args), e))?;
-        let runtime_dir = eal.runtime_dir();
-        let result = serve_on(&eal, &self.options, &self.config, ctx);
-        drop(eal);
-        // EAL leaves its runtime files (config, fbarrays) behind; this
-        // process was their only user.
-        if !runtime_dir.as_os_str().is_empty() {
-            let _ = std::fs::remove_dir_all(&runtime_dir);
-        }
-        result
+        let (options, config) = (&self.options, &self.config);
+        dpdk_stack::attach(&self.plan, |port| serve_on(port, options, config, ctx))
+            .map_err(EngineError::DpdkSetup)
     }
 }
 
+/// Serves on the ready port until stopped.
 fn serve_on(
-    eal: &Eal,
+    mut port: Attached<'_>,
     options: &DpdkOptions,
     config: &DpdkConfig,
     ctx: &mut ServeContext,
-) -> Result<(), EngineError> {
-    let data_room = u16::try_from(MBUF_DEFAULT_BUF_SIZE).unwrap_or(u16::MAX);
-    let pool = Mempool::create(eal, "bypasslab_rx", POOL_MBUFS, POOL_CACHE, data_room)
-        .map_err(|e| step_error("create the mbuf pool", e))?;
-    let (port_name, port_id) = match port_selector(config) {
-        PortSelector::Name(name) => {
-            let id = Port::id_by_name(eal, name).map_err(|e| {
-                let drivers = if dpdk_sys::PMDS_DIR.is_empty() {
-                    "EAL's driver directory"
-                } else {
-                    dpdk_sys::PMDS_DIR
-                };
-                step_error(
-                    format!(
-                        "find port {name}: its driver failed to probe (EAL's messages above \
-                         say why; does [dpdk] iface exist in this network namespace?) or is \
-                         missing from {drivers}"
-                    ),
-                    e,
-                )
-            })?;
-            (name.to_owned(), id)
-        }
-        PortSelector::Id(id) => (format!("port {id}"), id),
-    };
-    let port_config = PortConfig {
-        promiscuous: config.promiscuous,
-        ..PortConfig::default()
-    };
-    let port = Port::start(eal, &pool, port_id, &port_config)
-        .map_err(|e| step_error(format!("start {port_name}"), e))?;
-    let mac = port
-        .mac_addr()
-        .map_err(|e| step_error(format!("read the MAC of {port_name}"), e))?;
-    let mut device = MbufDevice::new(port, &pool);
-
+) {
     let mut server_config = ServerConfig::new(config.port0, options.port);
-    server_config.max_sockets = options.max_connections.max(1) + server_config.listen_backlog;
+    server_config.pool.max_sockets =
+        options.max_connections.max(1) + server_config.pool.listen_backlog;
     server_config.drain = options.drain;
     server_config.stats_interval = options.stats_interval;
-    let mut server = Server::new(server_config, &mut device, mac);
+    let mut server = Server::new(server_config, &mut port.device, port.mac);
     eprintln!(
-        "engine: dpdk ready: {port_name} (port {port_id}, {}) {}/{} port {} lcore {}",
-        mac.iter()
+        "engine: dpdk ready: {} (port {}, {}) {}/{} port {} lcore {}",
+        port.port_name,
+        port.port_id,
+        port.mac
+            .iter()
             .map(|b| format!("{b:02x}"))
             .collect::<Vec<_>>()
             .join(":"),
         config.port0.addr,
         config.port0.prefix_len,
         options.port,
-        eal.lcore_id(),
+        port.lcore,
     );
     ctx.mark_ready();
-    server.run(&mut device, ctx);
-    Ok(())
+    server.run(&mut port.device, ctx);
 }

@@ -44,17 +44,40 @@ pub enum FstackError {
     },
 }
 
-/// A port's cumulative counters.
+/// A port's cumulative counters (DPDK's `rte_eth_stats`: F-Stack keeps no
+/// count of its own transmit drops that the API exposes).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PortStats {
     /// Frames received.
     pub rx_packets: u64,
     /// Frames sent.
     pub tx_packets: u64,
-    /// Frames the port dropped for want of room.
-    pub rx_dropped: u64,
-    /// Erroneous frames received.
+    /// Frames the port dropped because its receive queue was full
+    /// (`imissed`).
+    pub rx_missed: u64,
+    /// Frames the port dropped for want of a receive mbuf (`rx_nombuf`).
+    pub rx_nombuf: u64,
+    /// Erroneous frames received (`ierrors`).
     pub rx_errors: u64,
+    /// Failed transmissions (`oerrors`).
+    pub tx_errors: u64,
+}
+
+/// What the loop body of [`Stack::run`] may use while `ff_run` runs: the
+/// stack's calls except `run` itself. F-Stack's loop is not reentrant, and
+/// `run` holds the `Stack` mutably for its whole duration, so the body can
+/// neither be handed nor capture a way to start it again.
+#[derive(Debug, Clone, Copy)]
+pub struct InLoop<'a> {
+    stack: &'a Stack,
+}
+
+impl InLoop<'_> {
+    /// The DPDK port's counters (see [`Stack::port_stats`]).
+    #[must_use]
+    pub fn port_stats(&self, port_id: u16) -> Option<PortStats> {
+        self.stack.port_stats(port_id)
+    }
 }
 
 /// What the loop body asks of `ff_run`.
@@ -194,23 +217,27 @@ impl Stack {
     /// Runs F-Stack's poll loop on this thread, calling `body` once per
     /// iteration (after received frames were processed) until it returns
     /// [`Flow::Stop`]. A panic in `body` stops the loop and resumes here.
-    pub fn run<F: FnMut(&Self) -> Flow>(&self, body: F) {
+    /// `body` gets an [`InLoop`], which cannot run the loop again; taking
+    /// `&mut self` keeps it from capturing the `Stack` itself.
+    pub fn run<F: FnMut(InLoop<'_>) -> Flow>(&mut self, body: F) {
         struct Loop<'a, F> {
             stack: &'a Stack,
             body: F,
             panic: Option<Box<dyn std::any::Any + Send>>,
         }
-        unsafe extern "C" fn trampoline<F: FnMut(&Stack) -> Flow>(arg: *mut c_void) -> c_int {
+        unsafe extern "C" fn trampoline<F: FnMut(InLoop<'_>) -> Flow>(arg: *mut c_void) -> c_int {
             // SAFETY: `arg` is the `&mut Loop<F>` passed to ff_run below,
             // alive for the whole ff_run call, and ff_run calls back on
-            // this thread only, never reentrantly.
+            // this thread only. Never reentrantly: the body only gets an
+            // InLoop, which has no `run`, and cannot reach the Stack, which
+            // `run` holds mutably while ff_run runs.
             let state = unsafe { &mut *arg.cast::<Loop<'_, F>>() };
             if state.panic.is_some() {
                 return 0;
             }
-            let stack = state.stack;
+            let in_loop = InLoop { stack: state.stack };
             let body = &mut state.body;
-            match panic::catch_unwind(AssertUnwindSafe(|| body(stack))) {
+            match panic::catch_unwind(AssertUnwindSafe(|| body(in_loop))) {
                 Ok(Flow::Continue) => {}
                 Ok(Flow::Stop) => {
                     // SAFETY: on the F-Stack thread, inside ff_run.
@@ -225,7 +252,7 @@ impl Stack {
             0
         }
         let mut state = Loop {
-            stack: self,
+            stack: &*self,
             body,
             panic: None,
         };
@@ -254,8 +281,10 @@ impl Stack {
         (rc == 0).then_some(PortStats {
             rx_packets: stats.ipackets,
             tx_packets: stats.opackets,
-            rx_dropped: stats.imissed,
+            rx_missed: stats.imissed,
+            rx_nombuf: stats.rx_nombuf,
             rx_errors: stats.ierrors,
+            tx_errors: stats.oerrors,
         })
     }
 

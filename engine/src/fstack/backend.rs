@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use super::api::Stack;
 use super::server::Server;
-use crate::backend::Backend;
+use shm_layout::{Counter, Measured};
+
+use crate::backend::{Backend, SERVING};
 use crate::context::ServeContext;
 use crate::dpdk::config::DpdkConfig;
 use crate::dpdk::eal_args::eal_args;
@@ -58,52 +60,46 @@ pub struct FstackBackend {
     extra_eal_args: Vec<String>,
 }
 
-fn invalid(step: impl Into<String>, why: impl Into<String>) -> EngineError {
-    EngineError::Io {
-        step: step.into(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, why.into()),
-    }
-}
-
 impl FstackBackend {
     /// Reads and checks the configuration.
     ///
     /// # Errors
-    /// [`EngineError::Io`] naming the file and the key at fault.
+    /// [`EngineError::DpdkConfig`] naming the file and the key at fault,
+    /// [`EngineError::BadFlag`] for a `--listen` or `--core` F-Stack cannot
+    /// serve with.
     pub fn new(options: FstackOptions) -> Result<Self, EngineError> {
-        let step = format!(
-            "read the F-Stack configuration {}",
-            options.config_path.display()
-        );
         let config =
-            DpdkConfig::load(&options.config_path).map_err(|e| invalid(&step, e.to_string()))?;
+            DpdkConfig::load(&options.config_path).map_err(|source| EngineError::DpdkConfig {
+                path: options.config_path.clone(),
+                source,
+            })?;
         if options.port == 0 {
-            return Err(invalid(
-                "choose the TCP port",
-                "--listen must name a port other than 0",
-            ));
+            return Err(EngineError::BadFlag {
+                flag: "--listen",
+                problem: "the stack needs a port other than 0".to_owned(),
+            });
         }
         if let Some(ip) = options.listen_ip {
             if ip != IpAddr::V4(config.port0.addr) {
-                return Err(invalid(
-                    "choose the listening address",
-                    format!(
-                        "--listen names {ip}, but the stack's address is [port0] addr = {}",
+                return Err(EngineError::BadFlag {
+                    flag: "--listen",
+                    problem: format!(
+                        "names {ip}, but the stack's address is [port0] addr = {}",
                         config.port0.addr
                     ),
-                ));
+                });
             }
         }
         if let Some(core) = options.core {
             if core != config.main_lcore() {
-                return Err(invalid(
-                    "choose the serving core",
-                    format!(
-                        "--core {core} differs from lcore_mask's lcore {} (F-Stack pins \
-                         itself to lcore_mask)",
+                return Err(EngineError::BadFlag {
+                    flag: "--core",
+                    problem: format!(
+                        "{core} differs from lcore_mask's lcore {} (F-Stack pins itself to \
+                         lcore_mask)",
                         config.main_lcore()
                     ),
-                ));
+                });
             }
         }
         // What F-Stack 1.24's config cannot say: the vdev on a Linux
@@ -137,17 +133,29 @@ impl Backend for FstackBackend {
         "fstack"
     }
 
+    /// `ff_run` polls the port on every pass; it sleeps only when
+    /// config.ini sets `[dpdk] idle_sleep`, which the supervisor's sets to 0.
+    fn busy_polls(&self) -> bool {
+        true
+    }
+
+    /// The port's own counters join once they could be read (`server`).
+    fn measured(&self) -> Measured {
+        SERVING
+            .with(Counter::BusyLoops)
+            .with(Counter::IdleLoops)
+            .with(Counter::Resets)
+            .with(Counter::PortStatsFailures)
+    }
+
     fn serve(&mut self, ctx: &mut ServeContext) -> Result<(), EngineError> {
-        let stack = Stack::init(
+        let mut stack = Stack::init(
             &self.options.config_path,
             self.config.file_prefix.as_deref(),
             &self.extra_eal_args,
         )
-        .map_err(|e| EngineError::Io {
-            step: "initialise F-Stack".to_owned(),
-            source: std::io::Error::other(e),
-        })?;
-        let result = serve_on(&stack, &self.options, &self.config, ctx);
+        .map_err(EngineError::FstackInit)?;
+        let result = serve_on(&mut stack, &self.options, &self.config, ctx);
         // EAL's runtime files; this process was their only user.
         if let Some(prefix) = &self.config.file_prefix {
             let _ = std::fs::remove_dir_all(PathBuf::from("/var/run/dpdk").join(prefix));
@@ -157,7 +165,7 @@ impl Backend for FstackBackend {
 }
 
 fn serve_on(
-    stack: &Stack,
+    stack: &mut Stack,
     options: &FstackOptions,
     config: &DpdkConfig,
     ctx: &mut ServeContext,

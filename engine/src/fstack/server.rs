@@ -7,9 +7,9 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use protocol::ServerSession;
-use shm_layout::Counters;
+use shm_layout::{Counter, Counters, Measured};
 
-use super::api::{Epoll, Flow, Socket, Stack};
+use super::api::{Epoll, Flow, InLoop, Socket};
 use crate::context::ServeContext;
 use crate::replies::Replies;
 
@@ -70,12 +70,12 @@ impl Server {
     }
 
     /// One pass over what is ready.
-    pub(super) fn turn(&mut self, stack: &Stack, ctx: &mut ServeContext) -> Flow {
+    pub(super) fn turn(&mut self, stack: InLoop<'_>, ctx: &mut ServeContext) -> Flow {
         let now = Instant::now();
         if now >= self.next_stats {
             // Port counters on the publication timer, not per packet.
             self.next_stats = now + self.stats_interval;
-            merge_port_stats(stack, &mut ctx.counters);
+            merge_port_stats(stack, &mut ctx.counters, &mut ctx.measured);
         }
         if ctx.should_stop() && self.drain_until.is_none() {
             // No new connections; the open ones get `drain` to finish.
@@ -111,7 +111,7 @@ impl Server {
                 }
                 let linger = *self.linger_until.get_or_insert(now + LINGER);
                 if now >= linger {
-                    merge_port_stats(stack, &mut ctx.counters);
+                    merge_port_stats(stack, &mut ctx.counters, &mut ctx.measured);
                     ctx.counters.connections_active = 0;
                     ctx.publish_now();
                     return Flow::Stop;
@@ -183,14 +183,33 @@ impl Server {
     }
 }
 
-/// The port's counters into the engine's: frames in/out, misses, errors.
-/// F-Stack serves DPDK port 0 (`port_list=0`).
-fn merge_port_stats(stack: &Stack, counters: &mut Counters) {
-    if let Some(port) = stack.port_stats(0) {
-        counters.rx_packets = port.rx_packets;
-        counters.tx_packets = port.tx_packets;
-        counters.rx_dropped = port.rx_dropped;
-        counters.rx_errors = port.rx_errors;
+/// Counters that come from the port's `rte_eth_stats`.
+const PORT_COUNTERS: [Counter; 6] = [
+    Counter::RxPackets,
+    Counter::TxPackets,
+    Counter::RxErrors,
+    Counter::RxMissed,
+    Counter::RxNombuf,
+    Counter::TxErrors,
+];
+
+/// The port's counters into the engine's, each loss under its own name
+/// (never the link emulator's `rx_dropped`). F-Stack serves DPDK port 0
+/// (`port_list=0`). A failed read is counted and keeps the last good
+/// values; until one read works the port counters are not measured.
+fn merge_port_stats(stack: InLoop<'_>, counters: &mut Counters, measured: &mut Measured) {
+    let Some(port) = stack.port_stats(0) else {
+        counters.port_stats_failures += 1;
+        return;
+    };
+    counters.rx_packets = port.rx_packets;
+    counters.tx_packets = port.tx_packets;
+    counters.rx_errors = port.rx_errors;
+    counters.rx_missed = port.rx_missed;
+    counters.rx_nombuf = port.rx_nombuf;
+    counters.tx_errors = port.tx_errors;
+    for counter in PORT_COUNTERS {
+        *measured = measured.with(counter);
     }
 }
 

@@ -28,7 +28,9 @@ use std::time::{Duration, Instant};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::backend::Backend;
+use shm_layout::{Counter, Measured};
+
+use crate::backend::{Backend, SERVING};
 use crate::context::ServeContext;
 use crate::EngineError;
 use conn::{Conn, Outcome};
@@ -96,6 +98,13 @@ pub struct KernelBackend {
     buf: Box<[u8]>,
     refused: u64,
     busy_poll_failures: u64,
+    events: Events,
+    /// The tokens served in the current turn (kept to reuse).
+    turn: Vec<Token>,
+    /// Turns so far.
+    spins: u64,
+    /// Whether the last turn read every connection directly.
+    was_direct: bool,
 }
 
 impl KernelBackend {
@@ -126,6 +135,10 @@ impl KernelBackend {
             buf: vec![0; READ_BUF].into_boxed_slice(),
             refused: 0,
             busy_poll_failures: 0,
+            events: Events::with_capacity(1024),
+            turn: Vec::new(),
+            spins: 0,
+            was_direct: false,
         })
     }
 
@@ -178,25 +191,23 @@ impl KernelBackend {
                 drop(stream);
                 continue;
             }
-            self.add_conn(stream, ctx)?;
+            self.add_conn(stream, ctx);
         }
         // More may be waiting; epoll will not say so again.
         self.again.push(LISTENER);
         Ok(())
     }
 
-    fn add_conn(
-        &mut self,
-        mut stream: mio::net::TcpStream,
-        ctx: &mut ServeContext,
-    ) -> Result<(), EngineError> {
+    /// Sets up and registers an accepted connection. One that cannot be
+    /// set up is closed at once and counted in `setup_failures`: it is
+    /// that connection's problem, not the engine's, and the others go on.
+    fn add_conn(&mut self, mut stream: mio::net::TcpStream, ctx: &mut ServeContext) {
         // Replies are 4 bytes: without TCP_NODELAY Nagle holds them back
-        // until the previous one is acknowledged.
-        if let Err(source) = stream.set_nodelay(true) {
-            return Err(EngineError::Io {
-                step: "set TCP_NODELAY".into(),
-                source,
-            });
+        // until the previous one is acknowledged, and the connection's
+        // latencies would be Nagle's, not the engine's.
+        if stream.set_nodelay(true).is_err() {
+            ctx.counters.setup_failures += 1;
+            return;
         }
         if self.config.busy_poll
             && self.config.so_busy_poll_us > 0
@@ -211,21 +222,19 @@ impl KernelBackend {
                 self.conns.len() - 1
             }
         };
-        if let Err(source) =
-            self.poll
-                .registry()
-                .register(&mut stream, Token(index), Interest::READABLE)
+        if self
+            .poll
+            .registry()
+            .register(&mut stream, Token(index), Interest::READABLE)
+            .is_err()
         {
             self.free.push(index);
-            return Err(EngineError::Io {
-                step: "register a connection".into(),
-                source,
-            });
+            ctx.counters.setup_failures += 1;
+            return;
         }
         self.conns[index] = Some(Conn::new(stream));
         ctx.counters.connections_opened += 1;
         ctx.counters.connections_active += 1;
-        Ok(())
     }
 
     fn serve_conn(&mut self, index: usize, ctx: &mut ServeContext, spinning: bool) {
@@ -271,15 +280,26 @@ impl Backend for KernelBackend {
         "kernel"
     }
 
+    fn busy_polls(&self) -> bool {
+        self.config.busy_poll
+    }
+
+    /// No port and no frames: the kernel's are not the engine's to count.
+    /// Loops are counted only when it spins (blocking, a loop is a wake-up).
+    fn measured(&self) -> Measured {
+        let measured = SERVING.with(Counter::Resets).with(Counter::SetupFailures);
+        if self.config.busy_poll {
+            measured.with(Counter::BusyLoops).with(Counter::IdleLoops)
+        } else {
+            measured
+        }
+    }
+
     fn serve(&mut self, ctx: &mut ServeContext) -> Result<(), EngineError> {
-        let mut events = Events::with_capacity(1024);
         let mut draining_since: Option<Instant> = None;
-        let mut turn: Vec<Token> = Vec::new();
         // The listener was bound in `bind`: connections are accepted from now.
         ctx.mark_ready();
-        let mut spins: u64 = 0;
         loop {
-            spins = spins.wrapping_add(1);
             if draining_since.is_none() && ctx.should_stop() {
                 // Stop accepting: closing the listener makes new connection
                 // attempts fail fast instead of waiting in the backlog.
@@ -293,68 +313,93 @@ impl Backend for KernelBackend {
                     break;
                 }
             }
-
-            let timeout = if self.config.busy_poll || !self.again.is_empty() {
-                Duration::ZERO
-            } else {
-                MAX_SLEEP
-            };
-            let direct = self.config.busy_poll && self.active() <= DIRECT_SPIN_MAX;
-            let ask_epoll = !direct || spins.is_multiple_of(EPOLL_EVERY);
-            if ask_epoll {
-                match self.poll.poll(&mut events, Some(timeout)) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(source) => {
-                        self.close_all(ctx);
-                        ctx.publish_now();
-                        return Err(EngineError::Io {
-                            step: "wait for socket readiness".into(),
-                            source,
-                        });
-                    }
-                }
-            }
-
-            turn.clear();
-            turn.append(&mut self.again);
-            if ask_epoll {
-                turn.extend(events.iter().map(mio::event::Event::token));
-            }
-            let work_before = ctx.counters.bytes_received + ctx.counters.connections_opened;
-            let reported = !turn.is_empty();
-            if direct {
-                for (index, conn) in self.conns.iter().enumerate() {
-                    if conn.is_some() && !turn.contains(&Token(index)) {
-                        turn.push(Token(index));
-                    }
-                }
-            }
-            for &token in &turn {
-                if token == LISTENER {
-                    if let Err(e) = self.accept_some(ctx) {
-                        self.close_all(ctx);
-                        ctx.publish_now();
-                        return Err(e);
-                    }
-                } else {
-                    self.serve_conn(token.0, ctx, direct);
-                }
-            }
-            if self.config.busy_poll {
-                let found = reported
-                    || ctx.counters.bytes_received + ctx.counters.connections_opened != work_before;
-                if found {
-                    ctx.counters.busy_loops += 1;
-                } else {
-                    ctx.counters.idle_loops += 1;
-                }
+            if let Err(e) = self.spin(ctx) {
+                self.close_all(ctx);
+                ctx.publish_now();
+                return Err(e);
             }
             ctx.maybe_publish();
         }
         self.close_all(ctx);
         ctx.publish_now();
         Ok(())
+    }
+}
+
+impl KernelBackend {
+    /// One turn of the loop: wait (or not) for readiness, then serve what
+    /// is ready.
+    fn spin(&mut self, ctx: &mut ServeContext) -> Result<(), EngineError> {
+        self.spins = self.spins.wrapping_add(1);
+        let timeout = if self.config.busy_poll || !self.again.is_empty() {
+            Duration::ZERO
+        } else {
+            MAX_SLEEP
+        };
+        let direct = self.config.busy_poll && self.active() <= DIRECT_SPIN_MAX;
+        if self.was_direct && !direct {
+            // Handing over to epoll: a direct read stops at a short read, so
+            // an end-of-stream (or more data) that arrived with the last
+            // data may still wait in any socket, and its edge is used up:
+            // epoll will not report it. Every connection gets one more turn.
+            for (index, conn) in self.conns.iter().enumerate() {
+                if conn.is_some() && !self.again.contains(&Token(index)) {
+                    self.again.push(Token(index));
+                }
+            }
+        }
+        self.was_direct = direct;
+        let ask_epoll = !direct || self.spins.is_multiple_of(EPOLL_EVERY);
+        if ask_epoll {
+            match self.poll.poll(&mut self.events, Some(timeout)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(source) => {
+                    return Err(EngineError::Io {
+                        step: "wait for socket readiness".into(),
+                        source,
+                    });
+                }
+            }
+        }
+
+        let mut turn = std::mem::take(&mut self.turn);
+        turn.clear();
+        turn.append(&mut self.again);
+        if ask_epoll {
+            turn.extend(self.events.iter().map(mio::event::Event::token));
+        }
+        let work_before = ctx.counters.bytes_received + ctx.counters.connections_opened;
+        let reported = !turn.is_empty();
+        if direct {
+            for (index, conn) in self.conns.iter().enumerate() {
+                if conn.is_some() && !turn.contains(&Token(index)) {
+                    turn.push(Token(index));
+                }
+            }
+        }
+        let mut result = Ok(());
+        for &token in &turn {
+            if token == LISTENER {
+                if let Err(e) = self.accept_some(ctx) {
+                    result = Err(e);
+                    break;
+                }
+            } else {
+                self.serve_conn(token.0, ctx, direct);
+            }
+        }
+        self.turn = turn;
+        if self.config.busy_poll {
+            let found = reported
+                || ctx.counters.bytes_received + ctx.counters.connections_opened != work_before;
+            if found {
+                ctx.counters.busy_loops += 1;
+            } else {
+                ctx.counters.idle_loops += 1;
+            }
+        }
+        result
     }
 }
 
@@ -388,5 +433,115 @@ fn set_so_busy_poll(stream: &mio::net::TcpStream, micros: u32) -> io::Result<()>
         Ok(())
     } else {
         Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpStream};
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    use shm_layout::Counters;
+
+    use super::*;
+    use crate::context::StatsSink;
+
+    struct NullSink;
+
+    impl StatsSink for NullSink {
+        fn publish(&mut self, _: &Counters, _: Measured) {}
+    }
+
+    fn context() -> ServeContext {
+        ServeContext::new(
+            Arc::new(AtomicBool::new(false)),
+            Box::new(NullSink),
+            Duration::from_secs(3600),
+        )
+    }
+
+    fn backend(busy_poll: bool) -> KernelBackend {
+        KernelBackend::bind(KernelConfig::new("127.0.0.1:0".parse().unwrap(), busy_poll))
+            .expect("bind")
+    }
+
+    /// Spins until `done`, at most 20 000 turns and 10 s.
+    fn spin_until(
+        b: &mut KernelBackend,
+        ctx: &mut ServeContext,
+        mut done: impl FnMut(&KernelBackend, &ServeContext) -> bool,
+    ) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for _ in 0..20_000 {
+            if done(b, ctx) || Instant::now() > deadline {
+                break;
+            }
+            b.spin(ctx).expect("spin");
+        }
+        done(b, ctx)
+    }
+
+    fn request(len: u32) -> Vec<u8> {
+        let mut wire = Vec::new();
+        protocol::encode_request(len, 0, &mut wire).expect("legal length");
+        wire
+    }
+
+    /// A connection whose setup fails (here TCP_NODELAY, on a socket that
+    /// is not TCP) is closed and counted; the engine goes on serving.
+    #[test]
+    fn a_connection_that_cannot_be_set_up_is_dropped_and_counted() {
+        let mut b = backend(false);
+        let mut ctx = context();
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+        let not_tcp = std::net::TcpStream::from(std::os::fd::OwnedFd::from(udp));
+        b.add_conn(mio::net::TcpStream::from_std(not_tcp), &mut ctx);
+        assert_eq!(ctx.counters.setup_failures, 1);
+        assert_eq!((b.active(), ctx.counters.connections_opened), (0, 0));
+
+        let mut client = TcpStream::connect(b.local_addr()).expect("connect");
+        client.write_all(&request(600)).expect("write");
+        assert!(spin_until(&mut b, &mut ctx, |_, c| c
+            .counters
+            .messages_sent
+            == 1));
+        let mut reply = [0u8; 4];
+        client.read_exact(&mut reply).expect("reply");
+        assert_eq!(u32::from_be_bytes(reply), 600);
+    }
+
+    /// Busy-poll with few connections reads each socket directly and stops
+    /// at a short read. A request and its FIN arrive together, and in the
+    /// same turn a fifth connection makes the loop hand over to epoll: the
+    /// FIN, whose edge that turn used up, must still be seen.
+    #[test]
+    fn the_handover_to_epoll_sees_an_end_of_stream_left_behind_a_short_read() {
+        let mut b = backend(true);
+        let mut ctx = context();
+        let mut clients: Vec<TcpStream> = (0..4)
+            .map(|_| TcpStream::connect(b.local_addr()).expect("connect"))
+            .collect();
+        assert!(spin_until(&mut b, &mut ctx, |b, _| b.active() == 4));
+
+        let half = &mut clients[2];
+        half.write_all(&request(700)).expect("write");
+        half.shutdown(Shutdown::Write).expect("FIN");
+        let _fifth = TcpStream::connect(b.local_addr()).expect("connect");
+        std::thread::sleep(Duration::from_millis(50));
+        // The next turn asks epoll: it accepts the fifth connection and
+        // reads the request, its FIN still unread behind the short read.
+        b.spins = EPOLL_EVERY - 1;
+        b.spin(&mut ctx).expect("spin");
+        assert_eq!(b.active(), 5);
+        assert_eq!(ctx.counters.messages_received, 1);
+        assert!(
+            spin_until(&mut b, &mut ctx, |_, c| c.counters.connections_closed == 1),
+            "the half-closed connection was never seen again"
+        );
+        let mut reply = Vec::new();
+        clients[2].read_to_end(&mut reply).expect("reply, then EOF");
+        assert_eq!(reply, 700u32.to_be_bytes());
     }
 }

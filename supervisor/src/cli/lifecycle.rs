@@ -438,18 +438,44 @@ fn print_stats_human(doc: &StatsDocument) {
         .map_or_else(|| "n/a".to_owned(), |l| format!("{l:.2} %"));
     println!("impairment: {} (observed loss {loss})", doc.impairment);
     for slot in &doc.segment.slots {
-        let c = &slot.counters;
-        println!(
-            "{:?} pid {} [{:?}] {}: sent {} received {} failed {} bytes out/in {}/{} conns {} proto-errors {} rx/tx pkts {}/{}",
-            slot.role, slot.info.pid, slot.info.state, slot.info.kind, c.messages_sent, c.messages_received,
-            c.messages_failed, c.bytes_sent, c.bytes_received, c.connections_active, c.protocol_errors,
-            c.rx_packets, c.tx_packets
+        let head = format!(
+            "{:?} pid {} [{:?}] {}",
+            slot.role, slot.info.pid, slot.info.state, slot.info.kind
         );
-        if slot.latency.count > 0 {
-            let l = &slot.latency;
+        let Some(c) = &slot.counters else {
+            println!("{head}: counters unreadable (being rewritten without pause)");
+            continue;
+        };
+        // A counter the producer does not measure shows as —, not 0.
+        let v = |x: Option<u64>| x.map_or_else(|| "—".to_owned(), |x| x.to_string());
+        println!(
+            "{head}: sent {} received {} failed {} bytes out/in {}/{} conns {} proto-errors {} rx/tx pkts {}/{}",
+            v(c.messages_sent), v(c.messages_received), v(c.messages_failed), v(c.bytes_sent),
+            v(c.bytes_received), v(c.connections_active), v(c.protocol_errors), v(c.rx_packets),
+            v(c.tx_packets)
+        );
+        let losses: Vec<String> = [
+            ("rx missed", c.rx_missed),
+            ("rx no mbuf", c.rx_nombuf),
+            ("tx errors", c.tx_errors),
+            ("tx dropped", c.tx_dropped),
+            ("port stats failures", c.port_stats_failures),
+        ]
+        .iter()
+        .filter_map(|(what, n)| n.filter(|n| *n > 0).map(|n| format!("{what} {n}")))
+        .collect();
+        if !losses.is_empty() {
+            println!("    ⚠ lost inside the engine: {}", losses.join(", "));
+        }
+        if let Some(l) = slot.latency.as_ref().filter(|l| l.count > 0) {
+            let bound = if l.percentiles_are_lower_bounds {
+                "≥"
+            } else {
+                ""
+            };
             println!(
-                "    rtt µs: mean {:.1} p50 {:.1} p90 {:.1} p99 {:.1} p99.9 {:.1} max {:.1} ({} samples)",
-                l.mean_us, l.p50_us, l.p90_us, l.p99_us, l.p999_us, l.max_us, l.count
+                "    rtt µs: mean {:.1} p50 {bound}{:.1} p90 {bound}{:.1} p99 {bound}{:.1} p99.9 {bound}{:.1} max {:.1} ({} samples, {} clamped)",
+                l.mean_us, l.p50_us, l.p90_us, l.p99_us, l.p999_us, l.max_us, l.count, l.clamped
             );
         }
     }

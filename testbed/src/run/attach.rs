@@ -11,7 +11,7 @@ use contract::argv::to_argv;
 use contract::loadgen::{LoadgenArgs, Mode, Progress};
 use contract::EngineKind;
 use serde::Serialize;
-use shm_layout::{Counters, LatencySummary, Role, Segment, Snapshot};
+use shm_layout::{CounterReadings, Counters, LatencySummary, Role, Segment, Snapshot};
 
 use super::error::LifecycleError;
 use super::netview;
@@ -148,6 +148,56 @@ pub struct ResultRow {
     pub engine_cpu: Option<f64>,
     /// The load generator's CPU time over its wall time (0..=1).
     pub loadgen_cpu: Option<f64>,
+    /// Frames lost inside the engine during the run, by where (zero on a
+    /// clean engine): a loss here is not the link's.
+    pub engine_losses: EngineLosses,
+}
+
+/// Frames a bypass engine lost itself during one run: its port's counters'
+/// growth. `None`: the engine does not measure it (the kernel engine).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct EngineLosses {
+    /// The port's receive queue was full (`imissed`).
+    pub rx_missed: Option<u64>,
+    /// No receive mbuf (`rx_nombuf`).
+    pub rx_nombuf: Option<u64>,
+    /// Failed transmissions (`oerrors`).
+    pub tx_errors: Option<u64>,
+    /// Frames its stack wrote that never reached the driver.
+    pub tx_dropped: Option<u64>,
+    /// Reads of the port's counters that failed.
+    pub port_stats_failures: Option<u64>,
+}
+
+impl EngineLosses {
+    /// The growth of each counter between two readings.
+    fn between(before: Option<&CounterReadings>, after: Option<&CounterReadings>) -> Self {
+        let grew = |get: fn(&CounterReadings) -> Option<u64>| match (before, after) {
+            (Some(b), Some(a)) => Some(get(a)?.saturating_sub(get(b).unwrap_or(0))),
+            _ => None,
+        };
+        Self {
+            rx_missed: grew(|c| c.rx_missed),
+            rx_nombuf: grew(|c| c.rx_nombuf),
+            tx_errors: grew(|c| c.tx_errors),
+            tx_dropped: grew(|c| c.tx_dropped),
+            port_stats_failures: grew(|c| c.port_stats_failures),
+        }
+    }
+
+    /// Whether any frame was lost inside the engine.
+    #[must_use]
+    pub fn any(&self) -> bool {
+        [
+            self.rx_missed,
+            self.rx_nombuf,
+            self.tx_errors,
+            self.tx_dropped,
+            self.port_stats_failures,
+        ]
+        .iter()
+        .any(|v| v.is_some_and(|v| v > 0))
+    }
 }
 
 /// How busy both processes were over one load-generator run.
@@ -157,6 +207,7 @@ struct Busy {
     loadgen: Option<f64>,
     engine_cpu: Option<f64>,
     loadgen_cpu: Option<f64>,
+    engine_losses: EngineLosses,
 }
 
 impl ResultRow {
@@ -230,7 +281,8 @@ pub fn attach(
     let loadgen = bins::path(bin_dir, Binary::Loadgen)?;
     let segment_path = run.segment_path()?.to_owned();
     let segment = Segment::open(&segment_path)?;
-    let engine_before = slot(&segment.snapshot(), Role::Engine).map(|s| s.counters);
+    let engine_slot_before = slot(&segment.snapshot(), Role::Engine).and_then(|s| s.counters);
+    let engine_before = slot(&segment.snapshot(), Role::Engine).map(|s| s.counters_or_zero());
 
     let argv = to_argv(&load.loadgen_args(run, packets, progress.is_none()))?;
     let mut command = config.node(NsRole::Client).command(&loadgen);
@@ -259,7 +311,7 @@ pub fn attach(
             if std::time::Instant::now() >= next_progress {
                 next_progress += PROGRESS_INTERVAL;
                 if let Some(lg) = slot(&segment.snapshot(), Role::Loadgen) {
-                    observe(lg.counters.messages_received);
+                    observe(lg.counters_or_zero().messages_received);
                 }
             }
         }
@@ -312,13 +364,19 @@ pub fn attach(
     }
 
     let snapshot = settled_snapshot(&segment);
-    let engine_after = slot(&snapshot, Role::Engine).map(|s| s.counters);
+    let engine_after = slot(&snapshot, Role::Engine).map(|s| s.counters_or_zero());
+    let engine_losses = EngineLosses::between(
+        engine_slot_before.as_ref(),
+        slot(&snapshot, Role::Engine)
+            .and_then(|s| s.counters)
+            .as_ref(),
+    );
     let loadgen = slot(&snapshot, Role::Loadgen).ok_or(LifecycleError::MissingSlot {
         segment: segment_path.clone(),
         role: "loadgen",
     })?;
-    let counters = loadgen.counters;
-    let rtt = loadgen.latency;
+    let counters = loadgen.counters_or_zero();
+    let rtt = loadgen.latency.unwrap_or_default();
     let engine_received = match (engine_before, engine_after) {
         (Some(b), Some(a)) => a.messages_received.saturating_sub(b.messages_received),
         _ => 0,
@@ -335,6 +393,7 @@ pub fn attach(
         loadgen: cpu::loop_share(counters.busy_loops, counters.idle_loops).or(loadgen_cpu),
         engine_cpu,
         loadgen_cpu,
+        engine_losses,
     };
     let (impairment, observed_loss_percent) = impairment_summary(config);
     let row = build_row(
@@ -361,8 +420,9 @@ pub fn attach(
 /// replies may not be counted yet. Two publications guarantee one that began
 /// after the exit. Bounded: a stalled engine yields what it has after 2 s.
 fn settled_snapshot(segment: &Segment) -> Snapshot {
-    let engine_elapsed =
-        |s: &Snapshot| slot(s, Role::Engine).map(|e| (e.counters.elapsed_ns, e.info.state));
+    let engine_elapsed = |s: &Snapshot| {
+        slot(s, Role::Engine).map(|e| (e.counters_or_zero().elapsed_ns, e.info.state))
+    };
     let deadline = std::time::Instant::now() + Duration::from_secs(2);
     let mut last = engine_elapsed(&segment.snapshot());
     let mut changes = 0;
@@ -396,14 +456,9 @@ fn build_row(
 ) -> ResultRow {
     let elapsed_s = counters.elapsed_ns as f64 / 1e9;
     let per_s = |x: f64| if elapsed_s > 0.0 { x / elapsed_s } else { 0.0 };
-    // Bytes of the requests that were answered: bytes_sent counts requests
-    // written, including those that failed; scale to answered ones.
-    let answered_bytes = if counters.messages_sent > 0 {
-        counters.bytes_sent as f64 * counters.messages_received as f64
-            / counters.messages_sent as f64
-    } else {
-        0.0
-    };
+    // The load generator counts the request bytes answered correctly.
+    #[allow(clippy::cast_precision_loss)]
+    let answered_bytes = counters.answered_bytes as f64;
     ResultRow {
         packets,
         engine: run.engine_kind,
@@ -424,6 +479,7 @@ fn build_row(
         loadgen_busy: busy.loadgen,
         engine_cpu: busy.engine_cpu,
         loadgen_cpu: busy.loadgen_cpu,
+        engine_losses: busy.engine_losses,
     }
 }
 
@@ -438,11 +494,14 @@ fn impairment_summary(config: &TestbedConfig) -> (String, Option<f64>) {
 }
 
 /// The human table of result rows, shaped like the original experiment's.
+/// Markers after a row: `≥` before percentiles that are lower bounds
+/// (samples above the histogram's top were clamped), and a note naming the
+/// frames lost inside the engine, which are not the link's loss.
 #[must_use]
 pub fn format_table(rows: &[ResultRow]) -> String {
     let mut out = String::new();
     out.push_str(&format!(
-        "{:>9} {:>7} {:>6} {:>9} {:>7} {:>10} {:>10} {:>10} {:>10} {:>11} {:>11}  {}\n",
+        "{:>9} {:>7} {:>6} {:>9} {:>7} {:>10} {:>11} {:>11} {:>10} {:>11} {:>11}  {}\n",
         "packets",
         "engine",
         "mode",
@@ -460,8 +519,13 @@ pub fn format_table(rows: &[ResultRow]) -> String {
         let loss = r
             .observed_loss_percent
             .map_or_else(|| "n/a".to_owned(), |l| format!("{l:.2} %"));
+        let bound = if r.rtt.percentiles_are_lower_bounds {
+            "≥"
+        } else {
+            " "
+        };
         out.push_str(&format!(
-            "{:>9} {:>7} {:>6} {:>9} {:>7} {:>8.1}µs {:>8.1}µs {:>8.1}µs {:>8.1}µs {:>11.0} {:>11.1}  {} ({loss})\n",
+            "{:>9} {:>7} {:>6} {:>9} {:>7} {:>8.1}µs {bound}{:>8.1}µs {bound}{:>8.1}µs {:>8.1}µs {:>11.0} {:>11.1}  {} ({loss})\n",
             r.packets,
             r.engine.as_str(),
             r.mode.name(),
@@ -475,6 +539,174 @@ pub fn format_table(rows: &[ResultRow]) -> String {
             r.bandwidth_kb_s,
             r.impairment,
         ));
+        for note in row_notes(r) {
+            out.push_str(&format!("{:>9} ⚠ {note}\n", ""));
+        }
     }
     out
+}
+
+/// What a row's figures alone would hide: clamped samples and frames lost
+/// inside the engine.
+#[must_use]
+pub fn row_notes(r: &ResultRow) -> Vec<String> {
+    let mut notes = Vec::new();
+    if r.rtt.clamped > 0 {
+        notes.push(format!(
+            "{} RTT samples above the histogram's top (~17 s) were clamped: the percentiles are lower bounds",
+            r.rtt.clamped
+        ));
+    }
+    let l = &r.engine_losses;
+    if l.any() {
+        let named: Vec<String> = [
+            ("missed by a full receive queue", l.rx_missed),
+            ("without a receive mbuf", l.rx_nombuf),
+            ("failed on transmit", l.tx_errors),
+            ("dropped before the driver", l.tx_dropped),
+            ("failed reads of the port's counters", l.port_stats_failures),
+        ]
+        .iter()
+        .filter_map(|(what, n)| n.filter(|n| *n > 0).map(|n| format!("{n} {what}")))
+        .collect();
+        notes.push(format!(
+            "frames lost inside the engine (not the link's loss): {}",
+            named.join(", ")
+        ));
+    }
+    notes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::hugepages::HugepageGrant;
+    use crate::run::state::Phase;
+
+    fn state() -> RunState {
+        RunState {
+            testbed: "t".into(),
+            phase: Phase::Ready,
+            supervisor: ProcessId::current(),
+            engine_kind: EngineKind::Dpdk,
+            engine: None,
+            engine_core: 1,
+            loadgen_core: 0,
+            server: "10.77.0.3:7000".parse().unwrap(),
+            segment: None,
+            hugepages: HugepageGrant::default(),
+            created_network: false,
+            removed_server_address: None,
+            pci_device: None,
+            engine_command: Vec::new(),
+            rto_min_ms: None,
+            tuned_routes: Vec::new(),
+            files: Vec::new(),
+            started_unix: 0,
+        }
+    }
+
+    fn load() -> LoadOptions {
+        LoadOptions {
+            connections: 1,
+            loadgen_busy_poll: false,
+            mode: Mode::Closed,
+            rate: None,
+            seed: 1,
+            min_size: 512,
+            max_size: 1024,
+            warmup: 0,
+            timeout_ms: REPLY_TIMEOUT_MS,
+        }
+    }
+
+    /// 1000 requests sent, 900 answered with 700 000 request bytes in 2 s.
+    fn row(rtt: LatencySummary, losses: EngineLosses) -> ResultRow {
+        let counters = Counters {
+            messages_sent: 1000,
+            messages_received: 900,
+            messages_failed: 100,
+            bytes_sent: 1_000_000,
+            answered_bytes: 700_000,
+            elapsed_ns: 2_000_000_000,
+            ..Counters::default()
+        };
+        build_row(
+            1000,
+            &state(),
+            &load(),
+            &counters,
+            rtt,
+            1000,
+            Ending::Exited { code: 1 },
+            "none".into(),
+            None,
+            Busy {
+                engine_losses: losses,
+                ..Busy::default()
+            },
+        )
+    }
+
+    #[test]
+    fn bandwidth_counts_the_answered_request_bytes_exactly() {
+        let r = row(LatencySummary::default(), EngineLosses::default());
+        // 700 000 B / 2 s / 1000, not 1 000 000 × 900 / 1000 / 2 / 1000.
+        assert!(
+            (r.bandwidth_kb_s - 350.0).abs() < 1e-9,
+            "{}",
+            r.bandwidth_kb_s
+        );
+        assert!((r.messages_per_s - 450.0).abs() < 1e-9);
+        assert!(row_notes(&r).is_empty());
+    }
+
+    #[test]
+    fn clamped_samples_and_engine_losses_are_marked() {
+        let rtt = LatencySummary {
+            count: 900,
+            clamped: 3,
+            percentiles_are_lower_bounds: true,
+            ..LatencySummary::default()
+        };
+        let losses = EngineLosses {
+            rx_missed: Some(7),
+            tx_dropped: Some(0),
+            ..EngineLosses::default()
+        };
+        let r = row(rtt, losses);
+        let notes = row_notes(&r);
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(notes[0].contains("3 RTT samples") && notes[0].contains("lower bounds"));
+        assert!(
+            notes[1].contains("7 missed by a full receive queue"),
+            "{notes:?}"
+        );
+        let table = format_table(std::slice::from_ref(&r));
+        assert!(table.contains('≥') && table.contains("⚠ frames lost inside the engine"));
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["engine_losses"]["rx_missed"], 7);
+        assert_eq!(json["engine_losses"]["rx_nombuf"], serde_json::Value::Null);
+        assert_eq!(json["rtt"]["clamped"], 3);
+    }
+
+    #[test]
+    fn losses_are_the_growth_of_measured_counters() {
+        let before = CounterReadings {
+            rx_missed: Some(5),
+            tx_errors: Some(1),
+            ..CounterReadings::default()
+        };
+        let after = CounterReadings {
+            rx_missed: Some(9),
+            tx_errors: Some(1),
+            ..CounterReadings::default()
+        };
+        let l = EngineLosses::between(Some(&before), Some(&after));
+        assert_eq!(l.rx_missed, Some(4));
+        assert_eq!(l.tx_errors, Some(0));
+        assert_eq!(l.rx_nombuf, None, "not measured stays unknown");
+        assert!(l.any());
+        assert!(!EngineLosses::between(None, Some(&after)).any());
+    }
 }

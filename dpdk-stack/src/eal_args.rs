@@ -10,7 +10,7 @@
 //! `--no-pci` always accompanies a vdev: without it EAL would probe (and, on
 //! a VM, try to take) the host's own PCI NICs.
 
-use super::config::{DpdkConfig, Pmd};
+use crate::config::{DpdkConfig, Pmd};
 
 /// EAL arguments (without the program name) for `config`, serving on
 /// `core` when given (the engine's `--core`, which wins over `lcore_mask`)

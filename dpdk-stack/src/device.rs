@@ -20,9 +20,36 @@
 
 use std::collections::VecDeque;
 
-use dpdk_sys::{Mbuf, Mempool, Port, MAX_BURST};
+use dpdk_sys::{EthStats, Mbuf, Mempool, Port, MAX_BURST};
 use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
+
+/// A smoltcp device that moves frames in bursts: what a poll loop over a
+/// DPDK port needs beyond `phy::Device`. The loop pulls a burst, lets the
+/// stack consume it, and hands what the stack wrote to the driver once per
+/// pass. Tests and benchmarks implement it over memory.
+pub trait BurstDevice: phy::Device {
+    /// Pulls one burst from the driver into the receive queue; how many
+    /// frames arrived.
+    fn rx_burst(&mut self) -> usize;
+    /// Hands queued frames to the driver until it takes no more; how many it
+    /// took.
+    fn tx_flush(&mut self) -> usize;
+    /// Whether frames still wait for the driver.
+    fn tx_pending(&self) -> bool;
+    /// What the device and, when it can be read, its port counted.
+    fn link_counters(&self) -> LinkCounters;
+}
+
+/// The device's own counts and the port's, read together.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LinkCounters {
+    /// What the device itself counted.
+    pub device: DeviceStats,
+    /// The port's `rte_eth_stats`; `None` when reading them failed (they are
+    /// then unknown, never replaced by the device's own counts).
+    pub port: Option<EthStats>,
+}
 
 /// Ethernet frame size smoltcp may emit: a 1500-byte MTU plus the 14-byte
 /// header (no VLAN tag, no FCS).
@@ -34,7 +61,7 @@ pub const MAX_FRAME: usize = 1514;
 const TX_BACKLOG: usize = 4 * 1024;
 
 /// Counters of what the device itself did (the port's own counters come
-/// from `rte_eth_stats`).
+/// from `rte_eth_stats`, see [`LinkCounters`]).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct DeviceStats {
     /// Frames handed to smoltcp.
@@ -77,19 +104,17 @@ impl<'pool> MbufDevice<'pool> {
     pub fn stats(&self) -> DeviceStats {
         self.stats
     }
+}
 
-    /// Pulls one burst from the port into the receive queue. Returns how
-    /// many frames arrived.
-    pub fn rx_burst(&mut self) -> usize {
+impl BurstDevice for MbufDevice<'_> {
+    fn rx_burst(&mut self) -> usize {
         let n = self.port.rx_burst(&mut self.rx_scratch, MAX_BURST);
         self.rx.extend(self.rx_scratch.drain(..));
         n
     }
 
-    /// Hands queued frames to the driver, a burst at a time, until it takes
-    /// no more (full ring: the rest stay queued for the next call). Returns
-    /// how many it took.
-    pub fn tx_flush(&mut self) -> usize {
+    /// A full ring keeps the rest queued for the next call.
+    fn tx_flush(&mut self) -> usize {
         let mut sent = 0;
         while !self.tx.is_empty() {
             let n = self.port.tx_burst(&mut self.tx);
@@ -102,9 +127,15 @@ impl<'pool> MbufDevice<'pool> {
         sent
     }
 
-    /// Whether frames wait for the driver.
-    pub fn tx_pending(&self) -> bool {
+    fn tx_pending(&self) -> bool {
         !self.tx.is_empty()
+    }
+
+    fn link_counters(&self) -> LinkCounters {
+        LinkCounters {
+            device: self.stats,
+            port: self.port.stats().ok(),
+        }
     }
 }
 

@@ -414,7 +414,7 @@ hz=100
 
     #[test]
     fn the_shipped_config_parses() {
-        let text = include_str!("../../../config/config.ini");
+        let text = include_str!("../../config/config.ini");
         let c = DpdkConfig::parse(text).unwrap();
         assert_eq!(c.pmd, Pmd::AfXdp);
         assert!(c.iface.is_some());
