@@ -60,6 +60,12 @@ pub struct EngineArgs {
     /// F-Stack-format config.ini for the bypass engines (`[dpdk]`, `[port0]`).
     #[arg(long, default_value = "config/config.ini")]
     pub dpdk_config: PathBuf,
+
+    /// Smallest TCP retransmission timeout of the dpdk backend's smoltcp
+    /// sockets, ms (default: smoltcp's 10). The kernel's comes from the
+    /// route's `rto_min`, F-Stack's from config.ini's `[freebsd.sysctl]`.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub rto_min_ms: Option<u32>,
 }
 
 impl Default for EngineArgs {

@@ -118,9 +118,28 @@ fn run(args: &EngineArgs) -> Result<FinalReport, Failure> {
     result
 }
 
+/// Where a backend other than dpdk takes its minimum RTO from (`None`:
+/// from `--rto-min-ms`).
+fn rto_min_source(kind: EngineKind) -> Option<&'static str> {
+    match kind {
+        EngineKind::Kernel => Some("the route's rto_min (ip route ... rto_min)"),
+        EngineKind::Fstack => Some("config.ini's [freebsd.sysctl] net.inet.tcp.rexmit_min"),
+        EngineKind::Dpdk => None,
+    }
+}
+
 /// One arm per backend: set it up (bind, start the port), serve it, report.
 fn serve_kind(args: &EngineArgs, setup: &Setup) -> Result<FinalReport, Failure> {
     let kind = args.kind.as_str();
+    if let Some(source) = args.rto_min_ms.and(rto_min_source(args.kind)) {
+        return Err(EngineError::BadFlag {
+            flag: "--rto-min-ms",
+            problem: format!(
+                "sets the smoltcp sockets' minimum (the dpdk backend); the {kind} backend's comes from {source}"
+            ),
+        }
+        .into());
+    }
     match args.kind {
         EngineKind::Kernel => {
             let mut config = KernelConfig::new(args.listen, args.busy_poll);
@@ -138,6 +157,9 @@ fn serve_kind(args: &EngineArgs, setup: &Setup) -> Result<FinalReport, Failure> 
         EngineKind::Dpdk => {
             let mut options = DpdkOptions::from_args(args);
             options.max_connections = args.max_connections;
+            options.rto_min = args
+                .rto_min_ms
+                .map(|ms| Duration::from_millis(u64::from(ms)));
             options.drain = Duration::from_millis(args.drain_ms);
             let mut dpdk = DpdkBackend::new(options)?;
             let listen = dpdk.listen_addr().to_string();

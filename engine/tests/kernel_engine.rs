@@ -418,3 +418,26 @@ fn fstack_without_the_feature_says_how_to_enable_it() {
     assert!(stderr.contains("fstack"), "{stderr}");
     assert!(stderr.contains("FF_PATH"), "{stderr}");
 }
+
+/// `--rto-min-ms` sets smoltcp's minimum: the kernel backend refuses it,
+/// naming where its own comes from, and a minimum out of range is refused
+/// by the parser; both before anything is bound.
+#[test]
+fn an_rto_minimum_for_the_kernel_backend_or_out_of_range_exits_2() {
+    let (code, stderr) = run_expecting_failure(&[
+        "--kind",
+        "kernel",
+        "--listen",
+        "127.0.0.1:0",
+        "--rto-min-ms",
+        "50",
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--rto-min-ms"), "{stderr}");
+    assert!(stderr.contains("rto_min"), "{stderr}");
+    for bad in ["0", "10001", "ten"] {
+        let (code, stderr) = run_expecting_failure(&["--kind", "dpdk", "--rto-min-ms", bad]);
+        assert_eq!(code, 2, "{bad}: {stderr}");
+        assert!(stderr.contains("--rto-min-ms"), "{bad}: {stderr}");
+    }
+}

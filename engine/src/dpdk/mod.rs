@@ -63,6 +63,8 @@ pub struct DpdkOptions {
     pub drain: Duration,
     /// Port counters are read at this interval (the publication interval).
     pub stats_interval: Duration,
+    /// The sockets' smallest retransmission timeout (`None`: smoltcp's).
+    pub rto_min: Option<Duration>,
 }
 
 impl DpdkOptions {
@@ -77,6 +79,7 @@ impl DpdkOptions {
             max_connections: 4096,
             drain: Duration::from_millis(200),
             stats_interval: Duration::from_millis(args.publish_interval_ms.max(1)),
+            rto_min: None,
         }
     }
 }
@@ -189,6 +192,7 @@ fn serve_on(
         options.max_connections.max(1) + server_config.pool.listen_backlog;
     server_config.drain = options.drain;
     server_config.stats_interval = options.stats_interval;
+    server_config.pool.rto_min = options.rto_min.map(Into::into);
     let mut server = Server::new(server_config, &mut port.device, port.mac);
     eprintln!(
         "engine: dpdk ready: {} (port {}, {}) {}/{} port {} lcore {}",

@@ -54,6 +54,8 @@ pub struct PoolConfig {
     /// it (data unacknowledged, or keep-alives unanswered) is aborted by
     /// smoltcp.
     pub peer_timeout: Duration,
+    /// The smallest retransmission timeout (`None`: smoltcp's own, 10 ms).
+    pub rto_min: Option<Duration>,
 }
 
 /// One position of the pool: its socket and the connection it carries.
@@ -264,6 +266,10 @@ impl SocketPool {
             // Kept across listen(): a peer that vanishes is found out.
             socket.set_keep_alive(Some(self.config.keep_alive));
             socket.set_timeout(Some(self.config.peer_timeout));
+            if let Some(rto_min) = self.config.rto_min {
+                // Kept across listen(), like the settings above.
+                socket.set_min_rto(rto_min);
+            }
             // Fails only for port 0, which the CLI cannot produce.
             let _ = socket.listen(self.config.port);
             // No holes below the end: the set puts it at position len.

@@ -7,7 +7,9 @@ use smoltcp::socket::tcp;
 use smoltcp::time::Duration;
 use smoltcp::wire::IpEndpoint;
 
-use super::testing::{request, tcp_flags, tcp_ports, Net, ACK, CLIENT_IP, RST, SYN};
+use super::testing::{
+    request, tcp_flags, tcp_payload_len, tcp_ports, Net, ACK, CLIENT_IP, RST, SYN,
+};
 
 /// No listener precedes a socket that carries a connection (smoltcp gives
 /// a segment to the first socket that accepts it).
@@ -376,4 +378,60 @@ fn a_vanished_peer_is_timed_out_and_counted_as_a_reset() {
         .states()
         .iter()
         .all(|&s| s == tcp::State::Listen));
+}
+
+/// How long, in the stack's time, a new connection's first reply takes to
+/// arrive when its first transmission is lost, over a link whose round
+/// trip is well under a millisecond (steps of 100 µs).
+fn first_reply_after_one_loss(tune: impl FnOnce(&mut super::server::ServerConfig)) -> Duration {
+    let mut net = Net::new(tune);
+    let mut dropped = false;
+    net.server_dev.filter = Some(Box::new(move |frame| {
+        let drop_it = !dropped && tcp_payload_len(frame).is_some_and(|n| n > 0);
+        dropped |= drop_it;
+        !drop_it
+    }));
+    let c = net.connect();
+    let step = Duration::from_micros(100);
+    for _ in 0..10_000 {
+        if net.client(c).may_send() {
+            break;
+        }
+        net.run(1, step);
+    }
+    assert!(net.client(c).may_send(), "connected");
+    net.client(c).send_slice(&request(512, 0)).expect("send");
+    let sent_at = net.now;
+    // Bounded: 30 s of stack time.
+    for _ in 0..300_000 {
+        if net.client(c).recv_queue() >= 4 {
+            return net.now - sent_at;
+        }
+        net.run(1, step);
+    }
+    panic!("the lost reply was never retransmitted");
+}
+
+/// A new connection's lost reply is sent again after smoltcp's minimum
+/// (10 ms) plus a margin, not after the 300 ms prior smoltcp 0.12 averaged
+/// its first measurement into (then ~830 ms): RFC 6298 2.2, patched in
+/// third_party/smoltcp. With many short connections under loss, every new
+/// connection paid that second.
+#[test]
+fn a_new_connections_lost_reply_is_retransmitted_after_the_minimum_rto() {
+    let took = first_reply_after_one_loss(|_| {});
+    assert!(
+        took >= Duration::from_millis(10) && took < Duration::from_millis(50),
+        "first reply after {took}"
+    );
+}
+
+/// `rto_min` is the sockets' floor: the same loss waits for it.
+#[test]
+fn the_pools_minimum_rto_holds_for_its_connections() {
+    let took = first_reply_after_one_loss(|c| c.pool.rto_min = Some(Duration::from_millis(200)));
+    assert!(
+        took >= Duration::from_millis(200) && took < Duration::from_millis(260),
+        "first reply after {took}"
+    );
 }

@@ -52,6 +52,7 @@ impl ServerConfig {
                 half_close_timeout: Duration::from_secs(10),
                 keep_alive: Duration::from_secs(10),
                 peer_timeout: Duration::from_secs(30),
+                rto_min: None,
             },
             drain: StdDuration::from_millis(200),
             stats_interval: StdDuration::from_millis(100),

@@ -151,6 +151,15 @@ pub(super) fn tcp_ports(frame: &[u8]) -> Option<(u16, u16)> {
     ))
 }
 
+/// Bytes of TCP payload in an Ethernet/IPv4/TCP frame.
+pub(super) fn tcp_payload_len(frame: &[u8]) -> Option<usize> {
+    let ip_total = usize::from(u16::from_be_bytes([*frame.get(16)?, *frame.get(17)?]));
+    let ihl = usize::from(frame.get(14)? & 0x0f) * 4;
+    let tcp = tcp_header(frame)?;
+    let data_offset = usize::from(tcp.get(12)? >> 4) * 4;
+    ip_total.checked_sub(ihl + data_offset)
+}
+
 fn tcp_header(frame: &[u8]) -> Option<&[u8]> {
     if frame.len() < 14 + 20 || frame[12..14] != [0x08, 0x00] || frame[23] != 6 {
         return None;

@@ -70,8 +70,9 @@ pub struct EngineOptions {
     #[arg(long, default_value = "af_xdp")]
     pub pmd: Pmd,
     /// One minimum TCP retransmission timeout for every stack of the run,
-    /// ms (Linux: the routes' rto_min; F-Stack: rexmit_min without slop;
-    /// smoltcp's is fixed at 10). Default: each stack's own.
+    /// ms, 1..=10000 (Linux: the routes' rto_min; F-Stack: rexmit_min
+    /// without slop; smoltcp: its sockets' minimum). Default: each stack's
+    /// own (200, 30 + 10 slop, 10).
     #[arg(long)]
     pub rto_min_ms: Option<u32>,
 }

@@ -6,8 +6,9 @@
 //!   the `rto_min` of the route to the testbed subnet.
 //! - FreeBSD (F-Stack): `net.inet.tcp.rexmit_min`, with no slop added
 //!   (FreeBSD adds `rexmit_slop` to every timeout).
-//! - smoltcp (the dpdk engine): fixed at [`SMOLTCP_MIN_RTO_MS`]; another
-//!   value is refused, naming the stack.
+//! - smoltcp (the dpdk engine): its sockets' minimum (`engine
+//!   --rto-min-ms`, a setter of the patched smoltcp the workspace builds,
+//!   see third_party/README.md); [`SMOLTCP_MIN_RTO_MS`] by default.
 
 use std::net::Ipv4Addr;
 
@@ -17,22 +18,18 @@ use serde::{Deserialize, Serialize};
 use crate::config::TestbedConfig;
 use crate::host::command::{self, CommandError};
 
-/// smoltcp's minimum RTO, ms: a constant of the crate, not a setting.
+/// smoltcp's own minimum RTO, ms (what the dpdk engine uses unless told).
 pub const SMOLTCP_MIN_RTO_MS: u32 = 10;
+
+/// The largest minimum every stack can take, ms (smoltcp caps its timeout
+/// at 10 s).
+pub const MAX_RTO_MIN_MS: u32 = 10_000;
 
 /// An equal minimum RTO that cannot be had.
 #[derive(Debug, thiserror::Error)]
 pub enum RtoError {
-    /// A stack whose minimum is fixed at another value.
-    #[error("--rto-min-ms {asked}: the {engine} engine's TCP stack (smoltcp) has a fixed minimum RTO of {SMOLTCP_MIN_RTO_MS} ms; give {SMOLTCP_MIN_RTO_MS}, or leave the stacks' own")]
-    Fixed {
-        /// The engine.
-        engine: EngineKind,
-        /// The value asked for.
-        asked: u32,
-    },
     /// A zero or absurd value.
-    #[error("--rto-min-ms {0}: must be within 1..=60000")]
+    #[error("--rto-min-ms {0}: must be within 1..={MAX_RTO_MIN_MS}")]
     OutOfRange(u32),
     /// The route could not be changed.
     #[error("setting rto_min on the route of {iface} in {ns}: {source}")]
@@ -58,18 +55,23 @@ pub struct TunedRoute {
     pub src: Ipv4Addr,
 }
 
-/// Whether every stack of a run with `engine` can take `ms`.
+/// Whether every stack of a run can take `ms`.
 ///
 /// # Errors
-/// [`RtoError`] naming the stack that cannot.
-pub fn check(engine: EngineKind, ms: u32) -> Result<(), RtoError> {
-    if ms == 0 || ms > 60_000 {
+/// [`RtoError::OutOfRange`].
+pub fn check(ms: u32) -> Result<(), RtoError> {
+    if ms == 0 || ms > MAX_RTO_MIN_MS {
         return Err(RtoError::OutOfRange(ms));
     }
-    if engine == EngineKind::Dpdk && ms != SMOLTCP_MIN_RTO_MS {
-        return Err(RtoError::Fixed { engine, asked: ms });
-    }
     Ok(())
+}
+
+/// The engine's own `--rto-min-ms`: only the dpdk engine's stack takes its
+/// minimum from the command line (the kernel's is the route's, F-Stack's is
+/// in its config.ini).
+#[must_use]
+pub fn engine_flag(engine: EngineKind, rto_min_ms: Option<u32>) -> Option<u32> {
+    rto_min_ms.filter(|_| engine == EngineKind::Dpdk)
 }
 
 /// `ip route replace <subnet> dev <iface> proto kernel scope link src <src> [rto_min <ms>ms]`.
@@ -125,18 +127,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn smoltcp_takes_only_its_own_minimum() {
-        assert!(check(EngineKind::Dpdk, 10).is_ok());
+    fn every_stack_takes_any_minimum_in_range_and_only_smoltcp_by_flag() {
+        assert!(check(50).is_ok());
+        assert!(check(MAX_RTO_MIN_MS).is_ok());
+        assert!(matches!(check(0), Err(RtoError::OutOfRange(0))));
         assert!(matches!(
-            check(EngineKind::Dpdk, 50),
-            Err(RtoError::Fixed { asked: 50, .. })
+            check(MAX_RTO_MIN_MS + 1),
+            Err(RtoError::OutOfRange(_))
         ));
-        assert!(check(EngineKind::Kernel, 50).is_ok());
-        assert!(check(EngineKind::Fstack, 5).is_ok());
-        assert!(matches!(
-            check(EngineKind::Kernel, 0),
-            Err(RtoError::OutOfRange(0))
-        ));
+        assert_eq!(engine_flag(EngineKind::Dpdk, Some(50)), Some(50));
+        assert_eq!(engine_flag(EngineKind::Kernel, Some(50)), None);
+        assert_eq!(engine_flag(EngineKind::Fstack, Some(50)), None);
+        assert_eq!(engine_flag(EngineKind::Dpdk, None), None);
         assert!(freebsd_sysctls(Some(10)).contains("rexmit_min=10\nnet.inet.tcp.rexmit_slop=0"));
     }
 

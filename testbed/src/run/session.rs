@@ -82,7 +82,7 @@ impl Run {
         let engine_bin = bins::path(&options.bin_dir, Binary::Engine)?;
         bins::require(&engine_bin, options.engine)?;
         if let Some(ms) = options.rto_min_ms {
-            rto::check(options.engine, ms)?;
+            rto::check(ms)?;
         }
         bins::path(&options.bin_dir, Binary::Loadgen)?;
         check_previous_run(&config, options.clean_leftovers, say)?;
@@ -207,8 +207,7 @@ impl Run {
             rto::tune(&self.config, &route, ms)?;
         }
         say(&format!(
-            "minimum RTO {ms} ms for every stack (Linux routes in NS1 and NS3, F-Stack's rexmit_min; smoltcp's is fixed at {} ms)",
-            rto::SMOLTCP_MIN_RTO_MS
+            "minimum RTO {ms} ms for every stack (Linux: the routes in NS1 and NS3; F-Stack: rexmit_min; smoltcp: the sockets' minimum)"
         ));
         Ok(())
     }
@@ -223,6 +222,7 @@ impl Run {
             busy_poll: options.busy_poll,
             shm: self.state.segment.clone(),
             dpdk_config: dpdk_config.unwrap_or(defaults.dpdk_config.clone()),
+            rto_min_ms: rto::engine_flag(options.engine, options.rto_min_ms),
             ..defaults
         }
     }
