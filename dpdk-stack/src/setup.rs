@@ -10,9 +10,9 @@ use crate::config::DpdkConfig;
 use crate::device::MbufDevice;
 use crate::eal_args::{eal_args, port_selector, PortSelector};
 
-/// Mbufs in the pool: the receive and transmit rings (1024 each) plus what
+/// Mbufs in the pool: the receive ring (4096) and transmit ring (1024) plus what
 /// sits in smoltcp's queues and the per-lcore cache, with room to spare.
-pub const POOL_MBUFS: u32 = 8191;
+pub const POOL_MBUFS: u32 = 16383;
 /// Per-lcore mempool cache.
 pub const POOL_CACHE: u32 = 256;
 

@@ -10,6 +10,7 @@
 mod down;
 pub mod links;
 pub mod probe;
+pub mod rx_drops;
 pub mod state;
 mod status;
 mod up;

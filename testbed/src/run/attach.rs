@@ -21,7 +21,7 @@ use crate::config::TestbedConfig;
 use crate::host::process::{self, Ending, ProcessId};
 use crate::host::wait::{self, Check, Waited};
 use crate::host::{command, cpu};
-use crate::net;
+use crate::net::{self, rx_drops};
 use crate::state::{read_json, write_json, StateFile};
 use crate::topology::NsRole;
 
@@ -153,10 +153,17 @@ pub struct ResultRow {
     pub engine_losses: EngineLosses,
 }
 
-/// Frames a bypass engine lost itself during one run: its port's counters'
-/// growth. `None`: the engine does not measure it (the kernel engine).
+/// Frames lost on the server's side of the link during one run, not by the
+/// link: a bypass engine's port counters' growth, and the drops of NS3's
+/// interface before any stack saw the frame. `None`: not measured (the
+/// kernel engine has no port counters; a NIC bound to DPDK has no kernel
+/// interface to read).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct EngineLosses {
+    /// Frames NS3's interface dropped on receive before the engine's stack
+    /// saw them (`ethtool -S`: on an AF_XDP veth, redirects into a full
+    /// AF_XDP ring, which the port's `imissed` does not count).
+    pub interface_rx_drops: Option<u64>,
     /// The port's receive queue was full (`imissed`).
     pub rx_missed: Option<u64>,
     /// No receive mbuf (`rx_nombuf`).
@@ -170,13 +177,22 @@ pub struct EngineLosses {
 }
 
 impl EngineLosses {
-    /// The growth of each counter between two readings.
-    fn between(before: Option<&CounterReadings>, after: Option<&CounterReadings>) -> Self {
+    /// The growth of each counter between two readings (the port's, and
+    /// the interface's drops).
+    fn between(
+        before: Option<&CounterReadings>,
+        after: Option<&CounterReadings>,
+        interface: (Option<u64>, Option<u64>),
+    ) -> Self {
         let grew = |get: fn(&CounterReadings) -> Option<u64>| match (before, after) {
             (Some(b), Some(a)) => Some(get(a)?.saturating_sub(get(b).unwrap_or(0))),
             _ => None,
         };
         Self {
+            interface_rx_drops: match interface {
+                (Some(b), Some(a)) => Some(a.saturating_sub(b)),
+                _ => None,
+            },
             rx_missed: grew(|c| c.rx_missed),
             rx_nombuf: grew(|c| c.rx_nombuf),
             tx_errors: grew(|c| c.tx_errors),
@@ -185,9 +201,14 @@ impl EngineLosses {
         }
     }
 
-    /// Whether any frame was lost inside the engine.
+    /// Whether any frame was lost on the server's side.
     #[must_use]
     pub fn any(&self) -> bool {
+        self.interface_rx_drops.is_some_and(|n| n > 0) || self.port_any()
+    }
+
+    /// Whether the engine's port counted any frame lost.
+    fn port_any(&self) -> bool {
         [
             self.rx_missed,
             self.rx_nombuf,
@@ -283,6 +304,8 @@ pub fn attach(
     let segment = Segment::open(&segment_path)?;
     let engine_slot_before = slot(&segment.snapshot(), Role::Engine).and_then(|s| s.counters);
     let engine_before = slot(&segment.snapshot(), Role::Engine).map(|s| s.counters_or_zero());
+    let server_node = config.node(NsRole::Server);
+    let interface_drops_before = rx_drops::rx_drops(&server_node, &config.server_iface());
 
     let argv = to_argv(&load.loadgen_args(run, packets, progress.is_none()))?;
     let mut command = config.node(NsRole::Client).command(&loadgen);
@@ -370,6 +393,10 @@ pub fn attach(
         slot(&snapshot, Role::Engine)
             .and_then(|s| s.counters)
             .as_ref(),
+        (
+            interface_drops_before,
+            rx_drops::rx_drops(&server_node, &config.server_iface()),
+        ),
     );
     let loadgen = slot(&snapshot, Role::Loadgen).ok_or(LifecycleError::MissingSlot {
         segment: segment_path.clone(),
@@ -558,7 +585,12 @@ pub fn row_notes(r: &ResultRow) -> Vec<String> {
         ));
     }
     let l = &r.engine_losses;
-    if l.any() {
+    if let Some(n) = l.interface_rx_drops.filter(|n| *n > 0) {
+        notes.push(format!(
+            "{n} frames dropped on receive by NS3's interface before any stack saw them (on an AF_XDP port: a full ring; the port's own count below may include them)"
+        ));
+    }
+    if l.port_any() {
         let named: Vec<String> = [
             ("missed by a full receive queue", l.rx_missed),
             ("without a receive mbuf", l.rx_nombuf),
@@ -670,21 +702,27 @@ mod tests {
             ..LatencySummary::default()
         };
         let losses = EngineLosses {
+            interface_rx_drops: Some(12),
             rx_missed: Some(7),
             tx_dropped: Some(0),
             ..EngineLosses::default()
         };
         let r = row(rtt, losses);
         let notes = row_notes(&r);
-        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert_eq!(notes.len(), 3, "{notes:?}");
         assert!(notes[0].contains("3 RTT samples") && notes[0].contains("lower bounds"));
         assert!(
-            notes[1].contains("7 missed by a full receive queue"),
+            notes[1].contains("12 frames dropped on receive by NS3's interface"),
+            "{notes:?}"
+        );
+        assert!(
+            notes[2].contains("7 missed by a full receive queue"),
             "{notes:?}"
         );
         let table = format_table(std::slice::from_ref(&r));
         assert!(table.contains('≥') && table.contains("⚠ frames lost inside the engine"));
         let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["engine_losses"]["interface_rx_drops"], 12);
         assert_eq!(json["engine_losses"]["rx_missed"], 7);
         assert_eq!(json["engine_losses"]["rx_nombuf"], serde_json::Value::Null);
         assert_eq!(json["rtt"]["clamped"], 3);
@@ -702,11 +740,15 @@ mod tests {
             tx_errors: Some(1),
             ..CounterReadings::default()
         };
-        let l = EngineLosses::between(Some(&before), Some(&after));
+        let l = EngineLosses::between(Some(&before), Some(&after), (None, None));
         assert_eq!(l.rx_missed, Some(4));
         assert_eq!(l.tx_errors, Some(0));
         assert_eq!(l.rx_nombuf, None, "not measured stays unknown");
+        assert_eq!(l.interface_rx_drops, None, "not measured stays unknown");
         assert!(l.any());
-        assert!(!EngineLosses::between(None, Some(&after)).any());
+        assert!(!EngineLosses::between(None, Some(&after), (Some(3), None)).any());
+        let dropped = EngineLosses::between(None, None, (Some(3), Some(10)));
+        assert_eq!(dropped.interface_rx_drops, Some(7));
+        assert!(dropped.any(), "the interface's drops alone are a loss");
     }
 }
