@@ -230,7 +230,7 @@ fn watch(run: &mut Run, interrupted: &AtomicBool) -> Result<i32, LifecycleError>
             ));
             return Ok(EXIT_CHILD_DIED);
         }
-        if let Some((pid, how)) = netview::emulator_ending(run.config()) {
+        if let Some((pid, how)) = run.config().and_then(netview::emulator_ending) {
             say(&format!(
                 "the link emulator (pid {pid}) {how}; ending the run"
             ));

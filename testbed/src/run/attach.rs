@@ -74,10 +74,11 @@ impl ResultRow {
     }
 }
 
-/// Load generators recorded as running on a testbed (for teardown).
+/// Load generators recorded as running in a state directory (for
+/// teardown).
 #[must_use]
-pub fn recorded_loadgens(config: &TestbedConfig) -> Vec<ProcessId> {
-    read_json::<ProcessId>(&config.state_dir().file(StateFile::LoadgenPid))
+pub fn recorded_loadgens(dir: &crate::state::StateDir) -> Vec<ProcessId> {
+    read_json::<ProcessId>(&dir.file(StateFile::LoadgenPid))
         .ok()
         .flatten()
         .into_iter()
