@@ -22,7 +22,8 @@ use crate::host::command;
 use crate::host::process::{self, Ending, ProcessId};
 use crate::host::wait::{self, Check, Waited};
 use crate::net;
-use crate::state::{read_json, write_json, StateFile};
+use crate::placement::Node;
+use crate::state::{read_json, write_json, StateDir, StateFile};
 use crate::topology::NsRole;
 
 pub use contract::loadgen::{LoadOptions, REPLY_TIMEOUT_MS};
@@ -85,7 +86,9 @@ pub fn recorded_loadgens(dir: &crate::state::StateDir) -> Vec<ProcessId> {
         .collect()
 }
 
-fn slot(snapshot: &Snapshot, role: Role) -> Option<&shm_layout::SlotSnapshot> {
+/// The slot of `role` in a snapshot.
+#[must_use]
+pub fn slot(snapshot: &Snapshot, role: Role) -> Option<&shm_layout::SlotSnapshot> {
     snapshot.slots.iter().find(|s| s.role == role)
 }
 
@@ -127,19 +130,104 @@ pub fn attach(
     packets: u64,
     load: &LoadOptions,
     interrupted: &AtomicBool,
-    mut progress: Option<&mut dyn FnMut(u64)>,
+    progress: Option<&mut dyn FnMut(u64)>,
 ) -> Result<Attached, LifecycleError> {
-    if run.phase != Phase::Ready {
-        return Err(LifecycleError::NotReady {
-            testbed: run.testbed.clone(),
-            phase: run.phase,
-        });
-    }
-    let loadgen = bins::path(bin_dir, Binary::Loadgen)?;
+    require_ready(run)?;
     let segment_path = run.segment_path()?.to_owned();
     let segment = Segment::open(&segment_path)?;
     let engine_before = slot(&segment.snapshot(), Role::Engine).map(|s| s.counters);
+    let ran = run_loadgen(
+        &config.node(NsRole::Client),
+        run,
+        &segment,
+        bin_dir,
+        packets,
+        load,
+        interrupted,
+        progress,
+    )?;
+    if let Some((pid, how)) = netview::emulator_ending(config) {
+        eprintln!(
+            "supervisor: the link emulator (pid {pid}) {how}: NS1 and NS3 are cut off; restart the network with `supervisor stop` then `start`"
+        );
+    }
+    let snapshot = settled_snapshot(&segment);
+    let engine_after = slot(&snapshot, Role::Engine).map(|s| s.counters);
+    let loadgen = slot(&snapshot, Role::Loadgen).ok_or(LifecycleError::MissingSlot {
+        segment: segment_path.clone(),
+        role: "loadgen",
+    })?;
+    let (impairment, observed_loss_percent) = impairment_summary(config);
+    let row = build_row(
+        packets,
+        run.engine_kind,
+        load,
+        loadgen,
+        engine_received(engine_before.as_ref(), engine_after.as_ref()),
+        ran.ending,
+        impairment,
+        observed_loss_percent,
+    );
+    Ok(Attached {
+        row,
+        stdout: ran.stdout,
+        command: ran.command,
+    })
+}
 
+fn require_ready(run: &RunState) -> Result<(), LifecycleError> {
+    if run.phase == Phase::Ready {
+        Ok(())
+    } else {
+        Err(LifecycleError::NotReady {
+            testbed: run.testbed.clone(),
+            phase: run.phase,
+        })
+    }
+}
+
+/// Requests the engine decoded between two of its counter readings.
+#[must_use]
+pub fn engine_received(before: Option<&Counters>, after: Option<&Counters>) -> u64 {
+    match (before, after) {
+        (Some(b), Some(a)) => a.messages_received.saturating_sub(b.messages_received),
+        _ => 0,
+    }
+}
+
+/// One load-generator run, as it ended.
+#[derive(Debug, Clone)]
+pub struct LoadgenRun {
+    /// Its pid.
+    pub pid: u32,
+    /// How it ended.
+    pub ending: Ending,
+    /// Its stdout (its own final JSON result).
+    pub stdout: String,
+    /// Its command line, as it ran.
+    pub command: Vec<String>,
+}
+
+/// Runs the load generator once at `node` against `run`'s server,
+/// publishing into `segment` (the run's), recorded in the run's state
+/// directory while it runs; `progress` as for [`attach`].
+///
+/// # Errors
+/// The run is not ready, the loadgen cannot start or overruns its bound,
+/// or `interrupted` was raised (the loadgen is then stopped).
+#[allow(clippy::too_many_arguments)]
+pub fn run_loadgen(
+    node: &Node,
+    run: &RunState,
+    segment: &Segment,
+    bin_dir: &Path,
+    packets: u64,
+    load: &LoadOptions,
+    interrupted: &AtomicBool,
+    mut progress: Option<&mut dyn FnMut(u64)>,
+) -> Result<LoadgenRun, LifecycleError> {
+    require_ready(run)?;
+    let loadgen = bins::path(bin_dir, Binary::Loadgen)?;
     let argv = to_argv(&load.loadgen_args(
         std::net::SocketAddr::V4(run.server),
         packets,
@@ -147,7 +235,7 @@ pub fn attach(
         run.segment.clone(),
         progress.is_none(),
     ))?;
-    let mut command = config.node(NsRole::Client).command(&loadgen);
+    let mut command = node.command(&loadgen);
     command
         .args(&argv)
         .stdin(Stdio::null())
@@ -157,7 +245,7 @@ pub fn attach(
         role: "load generator",
         source,
     })?;
-    let pid_file = config.state_dir().file(StateFile::LoadgenPid);
+    let pid_file = StateDir::of(&run.testbed).file(StateFile::LoadgenPid);
     // Recorded for teardown: a `stop` from elsewhere stops it first.
     let _ = write_json(&pid_file, &ProcessId::of_child(&child));
     // Drain stdout on a thread so a chatty loadgen never blocks on a full pipe.
@@ -208,38 +296,9 @@ pub fn attach(
             child.id()
         );
     }
-    if let Some((pid, how)) = netview::emulator_ending(config) {
-        eprintln!(
-            "supervisor: the link emulator (pid {pid}) {how}: NS1 and NS3 are cut off; restart the network with `supervisor stop` then `start`"
-        );
-    }
-
-    let snapshot = settled_snapshot(&segment);
-    let engine_after = slot(&snapshot, Role::Engine).map(|s| s.counters);
-    let loadgen = slot(&snapshot, Role::Loadgen).ok_or(LifecycleError::MissingSlot {
-        segment: segment_path.clone(),
-        role: "loadgen",
-    })?;
-    let counters = loadgen.counters;
-    let rtt = loadgen.latency;
-    let engine_received = match (engine_before, engine_after) {
-        (Some(b), Some(a)) => a.messages_received.saturating_sub(b.messages_received),
-        _ => 0,
-    };
-    let (impairment, observed_loss_percent) = impairment_summary(config);
-    let row = build_row(
-        packets,
-        run,
-        load,
-        &counters,
-        rtt,
-        engine_received,
+    Ok(LoadgenRun {
+        pid: child.id(),
         ending,
-        impairment,
-        observed_loss_percent,
-    );
-    Ok(Attached {
-        row,
         stdout,
         command: words,
     })
@@ -249,7 +308,8 @@ pub fn attach(
 /// publishes on a timer, so right after the load generator exits its last
 /// replies may not be counted yet. Two publications guarantee one that began
 /// after the exit. Bounded: a stalled engine yields what it has after 2 s.
-fn settled_snapshot(segment: &Segment) -> Snapshot {
+#[must_use]
+pub fn settled_snapshot(segment: &Segment) -> Snapshot {
     let engine_elapsed =
         |s: &Snapshot| slot(s, Role::Engine).map(|e| (e.counters.elapsed_ns, e.info.state));
     let deadline = std::time::Instant::now() + Duration::from_secs(2);
@@ -270,18 +330,24 @@ fn settled_snapshot(segment: &Segment) -> Snapshot {
     }
 }
 
+/// The row of one load-generator run of `packets` messages against an
+/// engine of `engine` kind: the load generator's own slot, the requests the
+/// engine counted meanwhile, how the load generator ended, and the
+/// impairment in force.
 #[allow(clippy::too_many_arguments)]
-fn build_row(
+#[must_use]
+pub fn build_row(
     packets: u64,
-    run: &RunState,
+    engine: EngineKind,
     load: &LoadOptions,
-    counters: &Counters,
-    rtt: LatencySummary,
+    loadgen: &shm_layout::SlotSnapshot,
     engine_received: u64,
     ending: Ending,
     impairment: String,
     observed_loss_percent: Option<f64>,
 ) -> ResultRow {
+    let counters = &loadgen.counters;
+    let rtt = loadgen.latency;
     let elapsed_s = counters.elapsed_ns as f64 / 1e9;
     let per_s = |x: f64| if elapsed_s > 0.0 { x / elapsed_s } else { 0.0 };
     // Bytes of the requests that were answered: bytes_sent counts requests
@@ -294,7 +360,7 @@ fn build_row(
     };
     ResultRow {
         packets,
-        engine: run.engine_kind,
+        engine,
         mode: load.mode,
         sent: counters.messages_sent,
         answered: counters.messages_received,
