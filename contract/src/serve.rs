@@ -180,6 +180,8 @@ pub struct StartEngine {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunLoadgen {
+    /// The engine it loads (recorded in this host's run state).
+    pub engine: EngineKind,
     /// The engine's address.
     pub connect: SocketAddrV4,
     /// Messages of the measured phase.

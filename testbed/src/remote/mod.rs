@@ -4,4 +4,13 @@
 //! authentication is the only way in).
 //!
 //! - [`target`]: `ssh://[user@]host[:port]` and the `ssh` command line;
+//! - [`serve`]: the remote end, `supervisor serve --stdio`;
+//! - [`facts`]: what a host says of itself (name, kernel, doctor);
+//! - [`peer`]: the orchestrator's end of a session;
+//! - [`netem`]: impairment on an engine host's egress.
+
+pub mod facts;
+pub mod netem;
+pub mod peer;
+pub mod serve;
 pub mod target;

@@ -62,6 +62,7 @@ pub fn teardown_record(
     if let Some(engine) = state.engine {
         report.stop("engine", &engine);
     }
+    crate::remote::netem::remove_recorded(&dir, report);
     let port = state
         .port
         .clone()
