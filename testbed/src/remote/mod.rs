@@ -7,10 +7,12 @@
 //! - [`serve`]: the remote end, `supervisor serve --stdio`;
 //! - [`facts`]: what a host says of itself (name, kernel, doctor);
 //! - [`peer`]: the orchestrator's end of a session;
+//! - [`run`]: a run over two hosts, driven from here;
 //! - [`netem`]: impairment on an engine host's egress.
 
 pub mod facts;
 pub mod netem;
 pub mod peer;
+pub mod run;
 pub mod serve;
 pub mod target;

@@ -306,6 +306,34 @@ impl Peer {
         limit: Duration,
         on_event: &mut dyn FnMut(&Event),
     ) -> Result<Outcome, RemoteError> {
+        self.call_with(call, limit, on_event, &mut || Ok(()), None)
+    }
+
+    /// As [`Peer::call`], checking `other` (the run's other host) and
+    /// `also` while it waits: a long request on one host must not hide the
+    /// loss of the other, or its engine's end.
+    ///
+    /// # Errors
+    /// As [`Peer::call`], and `other`'s or `also`'s failure.
+    pub fn call_watching(
+        &mut self,
+        call: Call,
+        limit: Duration,
+        on_event: &mut dyn FnMut(&Event),
+        also: &mut dyn FnMut() -> Result<(), RemoteError>,
+        other: &mut Peer,
+    ) -> Result<Outcome, RemoteError> {
+        self.call_with(call, limit, on_event, also, Some(other))
+    }
+
+    fn call_with(
+        &mut self,
+        call: Call,
+        limit: Duration,
+        on_event: &mut dyn FnMut(&Event),
+        also: &mut dyn FnMut() -> Result<(), RemoteError>,
+        mut other: Option<&mut Peer>,
+    ) -> Result<Outcome, RemoteError> {
         let id = self.next_id;
         self.next_id += 1;
         let name = call.name();
@@ -365,7 +393,12 @@ impl Peer {
                         seconds: limit.as_secs(),
                     })
                 }
-                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Timeout) => {
+                    also()?;
+                    if let Some(other) = other.as_deref_mut() {
+                        other.check()?;
+                    }
+                }
             }
         }
     }

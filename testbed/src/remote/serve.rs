@@ -140,13 +140,19 @@ pub fn serve(
     output: impl Write,
     options: ServeOptions,
 ) -> Result<(), ServeError> {
+    // `signalled` ends the loop; `stop` also ends a running load
+    // generator, and is raised by the end of input too (the lines read
+    // before it are still answered).
+    let signalled = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGHUP,
     ] {
-        signal_hook::flag::register(signal, Arc::clone(&stop)).map_err(ServeError::Signals)?;
+        for flag in [&signalled, &stop] {
+            signal_hook::flag::register(signal, Arc::clone(flag)).map_err(ServeError::Signals)?;
+        }
     }
     let (tx, rx) = mpsc::channel();
     let closed = Arc::clone(&stop);
@@ -160,15 +166,15 @@ pub fn serve(
         client: None,
         stop,
     };
-    let outcome = session.serve(&rx);
+    let outcome = session.serve(&rx, &signalled);
     session.teardown();
     outcome
 }
 
 impl<W: Write> Session<W> {
-    fn serve(&mut self, rx: &Receiver<Input>) -> Result<(), ServeError> {
+    fn serve(&mut self, rx: &Receiver<Input>, signalled: &AtomicBool) -> Result<(), ServeError> {
         loop {
-            if self.stop.load(Ordering::Relaxed) {
+            if signalled.load(Ordering::Relaxed) {
                 return Ok(());
             }
             match rx.recv_timeout(TICK) {
