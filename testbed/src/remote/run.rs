@@ -322,6 +322,12 @@ impl TwoHostRun {
                 finished.pid,
                 finished.ending
             );
+            // A failed load generator may be the first to see the engine's
+            // end: give its host a moment (it looks every 50 ms) to say so.
+            for _ in 0..10 {
+                self.engine.check()?;
+                std::thread::sleep(Duration::from_millis(100));
+            }
         }
         // The engine's end (or the engine host's loss) explains the row.
         self.engine.check()?;
