@@ -345,7 +345,7 @@ impl<W: Write> Session<W> {
                 .map_err(|e| (RefusalKind::Failed, e.to_string())),
             Call::RunLoadgen(run) => self
                 .run_loadgen(id, &run)
-                .map(Outcome::LoadgenFinished)
+                .map(|f| Outcome::LoadgenFinished(Box::new(f)))
                 .map_err(|e| (RefusalKind::Failed, e.to_string())),
         };
         match result {
