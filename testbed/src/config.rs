@@ -171,7 +171,9 @@ pub struct TestbedConfig {
     impairment: Impairment,
     cores: Cores,
     port: u16,
-    hosts: Option<Hosts>,
+    /// `[engine_host]` and `[client_host]`, kept with or without `[hosts]`
+    /// (the command line may name the hosts).
+    role_hosts: Hosts,
 }
 
 // ---- raw (deserialised, not yet validated) sections ----
@@ -634,43 +636,48 @@ impl RawFile {
         };
         let port = in_range::<u16>("service.port", self.service.port, 1, 65535)?;
 
-        let two_hosts = self.hosts.engine.is_some() || self.hosts.client.is_some();
-        let hosts = if two_hosts {
-            let engine = self.engine_host.validate(
-                self.hosts.engine.as_deref(),
-                "engine_host.ssh_options",
-                [
-                    "hosts.engine",
-                    "engine_host.iface",
-                    "engine_host.pmd",
-                    "engine_host.core",
-                    "engine_host.supervisor",
-                ],
-                cores.engine,
-            )?;
-            let client = self.client_host.validate(
-                self.hosts.client.as_deref(),
-                "client_host.ssh_options",
-                [
-                    "hosts.client",
-                    "client_host.iface",
-                    "client_host.pmd",
-                    "client_host.core",
-                    "client_host.supervisor",
-                ],
-                cores.loadgen,
-            )?;
-            if engine.iface.is_none() && engine.pmd.as_ref().and_then(contract::Pmd::pci).is_none()
-            {
-                return Err(invalid(
-                    "engine_host.iface",
-                    "none",
-                    "the engine host needs its interface on the link to the client (or pmd = \"pci:…\")",
-                ));
-            }
-            Some(Hosts { engine, client })
-        } else {
-            None
+        let engine_role = self.engine_host.validate(
+            self.hosts.engine.as_deref(),
+            "engine_host.ssh_options",
+            [
+                "hosts.engine",
+                "engine_host.iface",
+                "engine_host.pmd",
+                "engine_host.core",
+                "engine_host.supervisor",
+            ],
+            cores.engine,
+        )?;
+        let client_role = self.client_host.validate(
+            self.hosts.client.as_deref(),
+            "client_host.ssh_options",
+            [
+                "hosts.client",
+                "client_host.iface",
+                "client_host.pmd",
+                "client_host.core",
+                "client_host.supervisor",
+            ],
+            cores.loadgen,
+        )?;
+        let two_hosts = engine_role.ssh.is_some() || client_role.ssh.is_some();
+        if two_hosts
+            && engine_role.iface.is_none()
+            && engine_role
+                .pmd
+                .as_ref()
+                .and_then(contract::Pmd::pci)
+                .is_none()
+        {
+            return Err(invalid(
+                "engine_host.iface",
+                "none",
+                "the engine host needs its interface on the link to the client (or pmd = \"pci:…\")",
+            ));
+        }
+        let role_hosts = Hosts {
+            engine: engine_role,
+            client: client_role,
         };
 
         Ok(TestbedConfig {
@@ -691,7 +698,7 @@ impl RawFile {
             },
             cores,
             port,
-            hosts,
+            role_hosts,
         })
     }
 }
@@ -790,27 +797,11 @@ impl TestbedConfig {
                 port: self.port.into(),
             },
             hosts: RawHosts {
-                engine: self
-                    .hosts
-                    .as_ref()
-                    .and_then(|h| h.engine.ssh.as_ref())
-                    .map(ToString::to_string),
-                client: self
-                    .hosts
-                    .as_ref()
-                    .and_then(|h| h.client.ssh.as_ref())
-                    .map(ToString::to_string),
+                engine: self.role_hosts.engine.ssh.as_ref().map(ToString::to_string),
+                client: self.role_hosts.client.ssh.as_ref().map(ToString::to_string),
             },
-            engine_host: self
-                .hosts
-                .as_ref()
-                .map(|h| RawRoleHost::of(&h.engine))
-                .unwrap_or_default(),
-            client_host: self
-                .hosts
-                .as_ref()
-                .map(|h| RawRoleHost::of(&h.client))
-                .unwrap_or_default(),
+            engine_host: RawRoleHost::of(&self.role_hosts.engine),
+            client_host: RawRoleHost::of(&self.role_hosts.client),
         }
         .with_impairment_of(self)
     }
@@ -893,7 +884,14 @@ impl TestbedConfig {
     }
     /// The two-host placement, when `[hosts]` names a host.
     pub fn hosts(&self) -> Option<&Hosts> {
-        self.hosts.as_ref()
+        let h = &self.role_hosts;
+        (h.engine.ssh.is_some() || h.client.ssh.is_some()).then_some(h)
+    }
+
+    /// `[engine_host]`/`[client_host]` as configured, hosts named or not
+    /// (`doctor --host` takes the SSH options from there).
+    pub fn role_hosts(&self) -> &Hosts {
+        &self.role_hosts
     }
 
     /// The same testbed with the engine's and/or the client's host given

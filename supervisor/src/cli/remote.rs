@@ -161,11 +161,14 @@ pub fn run(args: &RunArgs, config: &TestbedConfig) -> Result<i32, RemoteError> {
 /// # Errors
 /// The host cannot be reached, or the URL or configuration is bad.
 pub fn doctor(url: &str, config: &TestbedConfig, json: bool) -> Result<(), DoctorHostError> {
-    let with = config.clone().with_hosts(Some(url), None)?;
-    let host: RoleHost = with
-        .hosts()
-        .map(|h| h.engine.clone())
-        .ok_or(DoctorHostError::NoHost)?;
+    let configured = &config.role_hosts().engine;
+    let target = url
+        .parse::<testbed::remote::target::SshTarget>()
+        .and_then(|t| t.with_options(&configured.ssh_options))?;
+    let host = RoleHost {
+        ssh: Some(target),
+        ..configured.clone()
+    };
     let (label, report) = testbed::remote::run::doctor(&host, config.name())?;
     if json {
         println!(
@@ -192,12 +195,9 @@ pub fn doctor(url: &str, config: &TestbedConfig, json: bool) -> Result<(), Docto
 /// `doctor --host` failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DoctorHostError {
-    /// The URL or the configuration is bad.
-    #[error("configuration: {0}")]
-    Config(#[from] testbed::config::ConfigError),
-    /// No host resulted (not reached).
-    #[error("no host to ask")]
-    NoHost,
+    /// The URL (or the configured SSH options) is bad.
+    #[error("--host: {0}")]
+    Config(#[from] testbed::remote::target::TargetError),
     /// The host could not be reached or refused.
     #[error(transparent)]
     Remote(#[from] RemoteError),
