@@ -9,7 +9,11 @@
 //!   typed clap struct, parsed by the child and built by the supervisor;
 //! - [`argv`]: renders such a struct back into the argv that produces it,
 //!   so a flag is spelled only in its struct, and a recorded command is the
-//!   one that ran.
+//!   one that ran;
+//! - [`process`]: how a child ended, in the words every report uses;
+//! - [`serve`]: the JSON-lines protocol of `supervisor serve --stdio`, what
+//!   an orchestrating supervisor and a remote host's supervisor say to each
+//!   other over SSH.
 //!
 //! [`CONTRACT_VERSION`] changes whenever any of it changes in a way another
 //! binary would notice: a supervisor driving a remote host refuses a peer
@@ -20,8 +24,10 @@ pub mod emulator;
 pub mod engine;
 pub mod kinds;
 pub mod loadgen;
+pub mod process;
+pub mod serve;
 
 pub use kinds::{EngineKind, KindList, KindListing, PciAddress, Pmd, PmdError, PmdKind};
 
 /// Version of this contract between bypasslab's binaries.
-pub const CONTRACT_VERSION: u32 = 1;
+pub const CONTRACT_VERSION: u32 = 2;

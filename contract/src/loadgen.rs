@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use protocol::{MAX_MESSAGE_LEN, MIN_MESSAGE_LEN};
@@ -149,6 +150,93 @@ impl LoadgenArgs {
     #[must_use]
     pub fn new(connect: SocketAddr) -> Self {
         Self::parse_from(["loadgen", "--connect", &connect.to_string()])
+    }
+}
+
+/// Load generator options passed through by `attach` and `run`.
+/// The same options travel to a remote host's supervisor in a
+/// `run_loadgen` request (see [`crate::serve`]), so unknown fields are refused.
+#[derive(Debug, Clone, PartialEq, clap::Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadOptions {
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 1)]
+    pub connections: u32,
+    /// Spin on non-blocking sockets instead of sleeping in poll.
+    #[arg(long)]
+    pub loadgen_busy_poll: bool,
+    /// `closed`: one message in flight per connection (as in the original);
+    /// `open`: a fixed rate, latency measured from the intended send time.
+    #[arg(long, value_enum, default_value = "closed")]
+    pub mode: Mode,
+    /// Messages per second for `--mode open`.
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// Seed of the message-size sequence.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Smallest message, bytes (header included).
+    #[arg(long, default_value_t = 512)]
+    pub min_size: u32,
+    /// Largest message, bytes (header included).
+    #[arg(long, default_value_t = 1024)]
+    pub max_size: u32,
+    /// Messages exchanged before measuring.
+    #[arg(long, default_value_t = 1000)]
+    pub warmup: u64,
+    /// A reply later than this counts as lost, milliseconds. Generous: over
+    /// a lossy link TCP's exponential backoff (200 ms, 400 ms, 800 ms, ...
+    /// after consecutive losses of one segment) delays a reply by seconds
+    /// without losing it; such delays show up in the maximum RTT instead.
+    #[arg(long, default_value_t = REPLY_TIMEOUT_MS)]
+    pub timeout_ms: u64,
+}
+
+/// The load generator's reply timeout under the supervisor: generous,
+/// because over the impaired link consecutive losses of one segment back
+/// off for seconds without losing the message, and a 1 000 000-message run
+/// must not fail on one such stall.
+pub const REPLY_TIMEOUT_MS: u64 = 30_000;
+
+impl LoadOptions {
+    /// The load generator's arguments for one run of `packets` messages
+    /// against `connect`, pinned to `core`, publishing into `shm`; `bar`
+    /// lets it draw its own progress bar.
+    #[must_use]
+    pub fn loadgen_args(
+        &self,
+        connect: SocketAddr,
+        packets: u64,
+        core: Option<usize>,
+        shm: Option<PathBuf>,
+        bar: bool,
+    ) -> LoadgenArgs {
+        LoadgenArgs {
+            packets: Some(packets),
+            connections: usize::try_from(self.connections).unwrap_or(usize::MAX),
+            busy_poll: self.loadgen_busy_poll,
+            mode: self.mode,
+            rate: self.rate.map(|r| r as f64),
+            seed: self.seed,
+            min_size: self.min_size,
+            max_size: self.max_size,
+            core,
+            warmup: self.warmup,
+            timeout_ms: self.timeout_ms,
+            shm,
+            progress: if bar { Progress::Auto } else { Progress::Never },
+            ..LoadgenArgs::new(connect)
+        }
+    }
+
+    /// How long one run of `packets` messages may take at most: every
+    /// message (warm-up included) waiting out its reply timeout, plus a
+    /// minute to connect and finish.
+    #[must_use]
+    pub fn bound(&self, packets: u64) -> Duration {
+        let messages = packets.saturating_add(self.warmup).max(1);
+        let worst = Duration::from_millis(messages.saturating_mul(self.timeout_ms.max(1)));
+        worst.min(Duration::from_secs(7 * 86_400)) + Duration::from_secs(60)
     }
 }
 

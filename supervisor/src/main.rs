@@ -29,11 +29,18 @@ enum Command {
         #[command(subcommand)]
         action: NetAction,
     },
-    /// Report what this host can do and what each missing piece means.
+    /// Report what this host (or, with --host, another) can do and what each missing piece means.
     Doctor {
         /// Print one JSON document.
         #[arg(long)]
         json: bool,
+        /// Ask another host (`ssh://[user@]host[:port]`) through its
+        /// `supervisor serve`, with the SSH options of `[engine_host]`.
+        #[arg(long)]
+        host: Option<String>,
+        /// Testbed configuration (for --host: its `[engine_host]` supervisor and ssh_options).
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Start a run: network, hugepages, segment, the engine in NS3 on its core.
     Start(cli::lifecycle::StartArgs),
@@ -50,6 +57,8 @@ enum Command {
         #[command(subcommand)]
         action: cli::hugepages::HugepagesAction,
     },
+    /// The remote end of a two-host run: JSON-lines requests on stdin, answers on stdout (run over SSH).
+    Serve(cli::remote::ServeArgs),
     /// The benchmark matrix: every engine and peer, counts, impairment off/on; writes results.json, results.md and plots.
     Bench(bench::BenchArgs),
     /// The userspace link emulator (started by `net up` in NS2).
@@ -178,7 +187,23 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
                 }
             }
         },
-        Command::Doctor { json } => emit(json, &doctor::run()),
+        Command::Doctor { json, host, config } => match host {
+            None => emit(json, &doctor::run()),
+            Some(url) => {
+                let cfg = TestbedConfig::load(config.as_deref()).map_err(|e| {
+                    eprintln!("supervisor: {e}");
+                    ExitCode::from(2)
+                })?;
+                cli::remote::doctor(&url, &cfg, json).map_err(|e| match e {
+                    cli::remote::DoctorHostError::Config(_) => {
+                        eprintln!("supervisor: {e}");
+                        ExitCode::from(2)
+                    }
+                    other => fail(other),
+                })?;
+            }
+        },
+        Command::Serve(args) => cli::remote::serve(&args).map_err(fail)?,
         Command::Emulator(args) => emulator::run(&args).map_err(fail)?,
         Command::Hugepages { action } => {
             return lifecycle_exit(cli::hugepages::run(&action).map_err(Into::into))
@@ -187,7 +212,19 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
         Command::Attach(args) => return lifecycle_exit(cli::lifecycle::attach(&args)),
         Command::Stats(args) => return lifecycle_exit(cli::lifecycle::stats(&args)),
         Command::Stop(args) => return lifecycle_exit(cli::lifecycle::stop(&args)),
-        Command::Run(args) => return lifecycle_exit(cli::lifecycle::run(&args)),
+        Command::Run(args) => {
+            let config = match args.config() {
+                Ok(config) => config,
+                Err(e) => return lifecycle_exit(Err(e)),
+            };
+            if config.hosts().is_some() {
+                return match cli::remote::run(&args, &config) {
+                    Ok(code) => lifecycle_exit(Ok(code)),
+                    Err(e) => Err(fail(e)),
+                };
+            }
+            return lifecycle_exit(cli::lifecycle::run(&args));
+        }
         Command::Bench(args) => match bench::run(&args) {
             Ok(0) => {}
             Ok(code) => return Err(ExitCode::from(u8::try_from(code).unwrap_or(1))),

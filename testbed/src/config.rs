@@ -117,6 +117,47 @@ pub struct Cores {
     pub emulator: usize,
 }
 
+/// Where one role of a two-host run lives.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RoleHost {
+    /// The host, over SSH (`None`: this host, outside the testbed's
+    /// namespaces).
+    #[serde(serialize_with = "display_opt")]
+    pub ssh: Option<crate::remote::target::SshTarget>,
+    /// Its interface on the link to the other host.
+    pub iface: Option<String>,
+    /// The engine host's poll-mode driver for a bypass engine (a NIC:
+    /// `pci:…`); `None`: the command line's `--pmd`.
+    #[serde(serialize_with = "display_opt")]
+    pub pmd: Option<contract::Pmd>,
+    /// Core the role's process is pinned to there.
+    pub core: usize,
+    /// The supervisor binary there: a name on its PATH or an absolute path.
+    pub supervisor: String,
+    /// `ssh -o` options (`Key=Value`), as given.
+    pub ssh_options: Vec<String>,
+}
+
+fn display_opt<S: serde::Serializer, T: fmt::Display>(
+    value: &Option<T>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(v) => s.collect_str(v),
+        None => s.serialize_none(),
+    }
+}
+
+/// The two-host placement: set when `[hosts]` names a host for either
+/// role; then both roles run through a host's `supervisor serve`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Hosts {
+    /// The engine's host.
+    pub engine: RoleHost,
+    /// The load generator's host.
+    pub client: RoleHost,
+}
+
 /// A validated testbed description. Build it with [`TestbedConfig::load`],
 /// [`TestbedConfig::from_toml_str`] or [`TestbedConfig::default`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -130,6 +171,9 @@ pub struct TestbedConfig {
     impairment: Impairment,
     cores: Cores,
     port: u16,
+    /// `[engine_host]` and `[client_host]`, kept with or without `[hosts]`
+    /// (the command line may name the hosts).
+    role_hosts: Hosts,
 }
 
 // ---- raw (deserialised, not yet validated) sections ----
@@ -143,6 +187,26 @@ struct RawFile {
     impairment: RawImpairment,
     cores: RawCores,
     service: RawService,
+    hosts: RawHosts,
+    engine_host: RawRoleHost,
+    client_host: RawRoleHost,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawHosts {
+    engine: Option<String>,
+    client: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawRoleHost {
+    iface: Option<String>,
+    pmd: Option<String>,
+    core: Option<i64>,
+    supervisor: Option<String>,
+    ssh_options: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -256,7 +320,99 @@ const KNOWN_KEYS: &[(&str, &[&str])] = &[
     ),
     ("cores", &["engine", "loadgen", "emulator"]),
     ("service", &["port"]),
+    ("hosts", &["engine", "client"]),
+    (
+        "engine_host",
+        &["iface", "pmd", "core", "supervisor", "ssh_options"],
+    ),
+    (
+        "client_host",
+        &["iface", "pmd", "core", "supervisor", "ssh_options"],
+    ),
 ];
+
+/// The most cores a remote host's core number may name (its own count is
+/// checked there, by the process that pins itself).
+const MAX_REMOTE_CORE: i64 = 4095;
+
+impl RawRoleHost {
+    fn validate(
+        &self,
+        url: Option<&str>,
+        section: &'static str,
+        keys: [&'static str; 5],
+        default_core: usize,
+    ) -> Result<RoleHost, ConfigError> {
+        let [k_host, k_iface, k_pmd, k_core, k_supervisor] = keys;
+        let ssh = url
+            .map(|u| {
+                u.parse::<crate::remote::target::SshTarget>()
+                    .map_err(|e| invalid(k_host, format!("{u:?}"), e.to_string()))
+            })
+            .transpose()?;
+        let ssh = ssh
+            .map(|t| {
+                t.with_options(&self.ssh_options)
+                    .map_err(|e| invalid(section, format!("{:?}", self.ssh_options), e.to_string()))
+            })
+            .transpose()?;
+        if let Some(iface) = &self.iface {
+            if !contract::serve::is_iface_name(iface) {
+                return Err(invalid(
+                    k_iface,
+                    format!("{iface:?}"),
+                    "must be an interface name: 1..=15 of letters, digits, - _ .",
+                ));
+            }
+        }
+        let pmd = self
+            .pmd
+            .as_deref()
+            .map(|p| {
+                p.parse::<contract::Pmd>()
+                    .map_err(|e| invalid(k_pmd, format!("{p:?}"), e.to_string()))
+            })
+            .transpose()?;
+        let core = match self.core {
+            Some(v) => in_range::<usize>(k_core, v, 0, MAX_REMOTE_CORE)?,
+            None => default_core,
+        };
+        let supervisor = self
+            .supervisor
+            .clone()
+            .unwrap_or_else(|| "supervisor".into());
+        let plain = !supervisor.is_empty()
+            && !supervisor.starts_with('-')
+            && supervisor
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-' | '+'));
+        if !plain {
+            return Err(invalid(
+                k_supervisor,
+                format!("{supervisor:?}"),
+                "must be a program name or an absolute path of letters, digits, / . _ - + (it is run by the remote shell)",
+            ));
+        }
+        Ok(RoleHost {
+            ssh,
+            iface: self.iface.clone(),
+            pmd,
+            core,
+            supervisor,
+            ssh_options: self.ssh_options.clone(),
+        })
+    }
+
+    fn of(host: &RoleHost) -> Self {
+        Self {
+            iface: host.iface.clone(),
+            pmd: host.pmd.as_ref().map(ToString::to_string),
+            core: i64::try_from(host.core).ok(),
+            supervisor: Some(host.supervisor.clone()),
+            ssh_options: host.ssh_options.clone(),
+        }
+    }
+}
 
 /// Reports the first key that is not in [`KNOWN_KEYS`], with its dotted name.
 fn check_known_keys(value: &toml::Value) -> Result<(), ConfigError> {
@@ -480,6 +636,50 @@ impl RawFile {
         };
         let port = in_range::<u16>("service.port", self.service.port, 1, 65535)?;
 
+        let engine_role = self.engine_host.validate(
+            self.hosts.engine.as_deref(),
+            "engine_host.ssh_options",
+            [
+                "hosts.engine",
+                "engine_host.iface",
+                "engine_host.pmd",
+                "engine_host.core",
+                "engine_host.supervisor",
+            ],
+            cores.engine,
+        )?;
+        let client_role = self.client_host.validate(
+            self.hosts.client.as_deref(),
+            "client_host.ssh_options",
+            [
+                "hosts.client",
+                "client_host.iface",
+                "client_host.pmd",
+                "client_host.core",
+                "client_host.supervisor",
+            ],
+            cores.loadgen,
+        )?;
+        let two_hosts = engine_role.ssh.is_some() || client_role.ssh.is_some();
+        if two_hosts
+            && engine_role.iface.is_none()
+            && engine_role
+                .pmd
+                .as_ref()
+                .and_then(contract::Pmd::pci)
+                .is_none()
+        {
+            return Err(invalid(
+                "engine_host.iface",
+                "none",
+                "the engine host needs its interface on the link to the client (or pmd = \"pci:…\")",
+            ));
+        }
+        let role_hosts = Hosts {
+            engine: engine_role,
+            client: client_role,
+        };
+
         Ok(TestbedConfig {
             name,
             subnet: net,
@@ -498,6 +698,7 @@ impl RawFile {
             },
             cores,
             port,
+            role_hosts,
         })
     }
 }
@@ -595,6 +796,12 @@ impl TestbedConfig {
             service: RawService {
                 port: self.port.into(),
             },
+            hosts: RawHosts {
+                engine: self.role_hosts.engine.ssh.as_ref().map(ToString::to_string),
+                client: self.role_hosts.client.ssh.as_ref().map(ToString::to_string),
+            },
+            engine_host: RawRoleHost::of(&self.role_hosts.engine),
+            client_host: RawRoleHost::of(&self.role_hosts.client),
         }
         .with_impairment_of(self)
     }
@@ -675,6 +882,38 @@ impl TestbedConfig {
     pub fn impairment(&self) -> &Impairment {
         &self.impairment
     }
+    /// The two-host placement, when `[hosts]` names a host.
+    pub fn hosts(&self) -> Option<&Hosts> {
+        let h = &self.role_hosts;
+        (h.engine.ssh.is_some() || h.client.ssh.is_some()).then_some(h)
+    }
+
+    /// `[engine_host]`/`[client_host]` as configured, hosts named or not
+    /// (`doctor --host` takes the SSH options from there).
+    pub fn role_hosts(&self) -> &Hosts {
+        &self.role_hosts
+    }
+
+    /// The same testbed with the engine's and/or the client's host given
+    /// on the command line (`ssh://…`), validated like the file.
+    pub fn with_hosts(
+        self,
+        engine: Option<&str>,
+        client: Option<&str>,
+    ) -> Result<TestbedConfig, ConfigError> {
+        if engine.is_none() && client.is_none() {
+            return Ok(self);
+        }
+        let mut raw = self.to_raw();
+        if let Some(e) = engine {
+            raw.hosts.engine = Some(e.to_owned());
+        }
+        if let Some(c) = client {
+            raw.hosts.client = Some(c.to_owned());
+        }
+        raw.validate(host_cores())
+    }
+
     /// Directory of this testbed's runtime state.
     #[must_use]
     pub fn state_dir(&self) -> crate::state::StateDir {
@@ -791,6 +1030,47 @@ mod tests {
         ] {
             assert!(n.len() <= 15, "{n}");
         }
+    }
+
+    #[test]
+    fn hosts_parse_validate_and_round_trip() {
+        let text = "[hosts]\nengine = \"ssh://root@192.0.2.2:2222\"\n\
+                    [engine_host]\niface = \"enp3s0\"\ncore = 3\nsupervisor = \"/opt/bl/supervisor\"\n\
+                    ssh_options = [\"UserKnownHostsFile=/k\"]\n[client_host]\niface = \"eth1\"\n";
+        let c = parse(text).unwrap();
+        let hosts = c.hosts().unwrap();
+        assert_eq!(
+            hosts.engine.ssh.as_ref().unwrap().to_string(),
+            "ssh://root@192.0.2.2:2222"
+        );
+        assert_eq!(hosts.engine.core, 3);
+        assert!(hosts.client.ssh.is_none());
+        assert_eq!(hosts.client.core, 0);
+        assert_eq!(c.clone().with_name(c.name()).unwrap(), c);
+        assert!(parse("").unwrap().hosts().is_none());
+        let cases = [
+            ("[hosts]\nengine = \"root@b\"\n[engine_host]\niface = \"e\"\n", "hosts.engine"),
+            ("[hosts]\nengine = \"ssh://b\"\n", "engine_host.iface"),
+            ("[hosts]\nengine = \"ssh://b\"\n[engine_host]\niface = \"../x\"\n", "engine_host.iface"),
+            ("[hosts]\nengine = \"ssh://b\"\n[engine_host]\niface = \"e\"\nsupervisor = \"x; rm\"\n", "engine_host.supervisor"),
+            ("[hosts]\nclient = \"ssh://b\"\n[engine_host]\niface = \"e\"\n[client_host]\npmd = \"x\"\n", "client_host.pmd"),
+            ("[hosts]\nengine = \"ssh://b\"\n[engine_host]\niface = \"e\"\nssh_options = [\"-oProxyCommand=x\"]\n", "engine_host.ssh_options"),
+        ];
+        for (text, key) in cases {
+            match parse(text) {
+                Err(ConfigError::Invalid { key: got, .. }) => assert_eq!(got, key, "{text}"),
+                other => panic!("{text}: expected Invalid({key}), got {other:?}"),
+            }
+        }
+        let pci =
+            parse("[hosts]\nengine = \"ssh://b\"\n[engine_host]\npmd = \"pci:0000:03:00.0\"\n")
+                .unwrap();
+        assert!(pci.hosts().unwrap().engine.pmd.is_some());
+        let cli = parse("[engine_host]\niface = \"e\"\n")
+            .unwrap()
+            .with_hosts(Some("ssh://root@b"), None)
+            .unwrap();
+        assert!(cli.hosts().unwrap().engine.ssh.is_some());
     }
 
     #[test]

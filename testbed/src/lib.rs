@@ -19,6 +19,8 @@
 //!   recording every object before it is created;
 //! - [`run`] is one run of the experiment: start's ordered steps, the load
 //!   generator's attach, teardown;
+//! - [`remote`] drives a role on another host over SSH (`serve --stdio`
+//!   there, its client here);
 //! - [`doctor`] reports what the host can do.
 
 pub mod bins;
@@ -28,6 +30,7 @@ pub mod host;
 pub mod impairment;
 pub mod net;
 pub mod placement;
+pub mod remote;
 pub mod run;
 pub mod state;
 pub mod topology;

@@ -14,6 +14,7 @@
 //!     ├── emulator.log, engine.log, supervisor.log
 //!     ├── loadgen.pid.json      the load generator while it runs
 //!     ├── engine-config.ini     a bypass engine's per-run config
+//!     ├── netem.json            an engine host's interface netem was added to
 //!     └── hugepages/            the run's own hugetlbfs mount
 //! ```
 
@@ -48,13 +49,16 @@ pub enum StateFile {
     LoadgenPid,
     /// A bypass engine's per-run config.ini.
     EngineIni,
+    /// The interface whose root qdisc an engine host's run replaced
+    /// with netem.
+    Netem,
     /// The run's hugetlbfs mount point.
     Hugepages,
 }
 
 impl StateFile {
     /// Every file, in the order of the directory's description above.
-    pub const ALL: [StateFile; 10] = [
+    pub const ALL: [StateFile; 11] = [
         Self::Lock,
         Self::Net,
         Self::Run,
@@ -64,6 +68,7 @@ impl StateFile {
         Self::SupervisorLog,
         Self::LoadgenPid,
         Self::EngineIni,
+        Self::Netem,
         Self::Hugepages,
     ];
 
@@ -80,6 +85,7 @@ impl StateFile {
             Self::SupervisorLog => "supervisor.log",
             Self::LoadgenPid => "loadgen.pid.json",
             Self::EngineIni => "engine-config.ini",
+            Self::Netem => "netem.json",
             Self::Hugepages => "hugepages",
         }
     }

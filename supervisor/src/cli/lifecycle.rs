@@ -166,6 +166,26 @@ pub struct RunArgs {
     /// Print one JSON document instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Run the engine on this host (`ssh://[user@]host[:port]`), as
+    /// `[hosts] engine` in the configuration.
+    #[arg(long)]
+    pub engine_host: Option<String>,
+    /// Run the load generator on this host, as `[hosts] client`.
+    #[arg(long)]
+    pub client_host: Option<String>,
+}
+
+impl RunArgs {
+    /// The configuration, with the hosts given on the command line.
+    ///
+    /// # Errors
+    /// The configuration (or a host URL) is bad.
+    pub fn config(&self) -> Result<TestbedConfig, LifecycleError> {
+        Ok(self
+            .common
+            .load()?
+            .with_hosts(self.engine_host.as_deref(), self.client_host.as_deref())?)
+    }
 }
 
 /// How long `stop` waits for the owning supervisor to finish its teardown.
@@ -237,7 +257,7 @@ fn watch(run: &mut Run, interrupted: &AtomicBool) -> Result<i32, LifecycleError>
             ));
             return Ok(EXIT_CHILD_DIED);
         }
-        if let Some((pid, how)) = netview::emulator_ending(run.config()) {
+        if let Some((pid, how)) = run.config().and_then(netview::emulator_ending) {
             say(&format!(
                 "the link emulator (pid {pid}) {how}; ending the run"
             ));
@@ -591,7 +611,7 @@ pub struct RunDocument {
 /// # Errors
 /// A step failed (everything created is removed).
 pub fn run(args: &RunArgs) -> Result<i32, LifecycleError> {
-    let config = args.common.load()?;
+    let config = args.config()?;
     let interrupted = interrupt_flag()?;
     let options = args.engine.start_options();
     let mut run = Run::start(config.clone(), &options, &mut |l| say(l))?;

@@ -10,6 +10,7 @@
 
 pub mod host;
 pub mod long_run;
+pub mod two_hosts;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};

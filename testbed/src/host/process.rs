@@ -2,7 +2,6 @@
 //! plus kernel start time), stopping one (SIGTERM, then SIGKILL), and a
 //! human account of how a child ended.
 
-use std::fmt;
 use std::process::{Child, ExitStatus};
 use std::time::Duration;
 
@@ -174,56 +173,7 @@ fn reap(pid: u32) {
     }
 }
 
-/// How a child process ended, in words a user can act on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "how")]
-pub enum Ending {
-    /// Exited with this code.
-    Exited {
-        /// The exit code.
-        code: i32,
-    },
-    /// Killed by this signal.
-    Signaled {
-        /// Signal number.
-        signal: i32,
-        /// Signal name, e.g. `SIGKILL`.
-        name: String,
-    },
-}
-
-impl Ending {
-    /// Classifies an exit status.
-    #[must_use]
-    pub fn from_status(status: ExitStatus) -> Self {
-        use std::os::unix::process::ExitStatusExt;
-        match (status.code(), status.signal()) {
-            (Some(code), _) => Self::Exited { code },
-            (None, Some(signal)) => Self::Signaled {
-                signal,
-                name: Signal::try_from(signal)
-                    .map(|s| s.as_str().to_owned())
-                    .unwrap_or_else(|_| format!("signal {signal}")),
-            },
-            (None, None) => Self::Exited { code: -1 },
-        }
-    }
-
-    /// Whether the process ended cleanly (exit code 0).
-    #[must_use]
-    pub fn is_success(&self) -> bool {
-        matches!(self, Self::Exited { code: 0 })
-    }
-}
-
-impl fmt::Display for Ending {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Exited { code } => write!(f, "exited with code {code}"),
-            Self::Signaled { name, .. } => write!(f, "was killed by {name}"),
-        }
-    }
-}
+pub use contract::process::Ending;
 
 /// Asks `child` to stop with SIGTERM, waits up to `grace`, then SIGKILLs it.
 /// Always reaps it. Returns how it ended.

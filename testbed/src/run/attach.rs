@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use contract::argv::to_argv;
-use contract::loadgen::{LoadgenArgs, Mode, Progress};
+use contract::loadgen::Mode;
 use contract::EngineKind;
 use serde::Serialize;
-use shm_layout::{CounterReadings, Counters, LatencySummary, Role, Segment, Snapshot};
+use shm_layout::{CounterReadings, LatencySummary, Role, Segment, Snapshot};
 
 use super::error::LifecycleError;
 use super::netview;
@@ -22,84 +22,11 @@ use crate::host::process::{self, Ending, ProcessId};
 use crate::host::wait::{self, Check, Waited};
 use crate::host::{command, cpu};
 use crate::net::{self, rx_drops};
-use crate::state::{read_json, write_json, StateFile};
+use crate::placement::Node;
+use crate::state::{read_json, write_json, StateDir, StateFile};
 use crate::topology::NsRole;
 
-/// Load generator options passed through by `attach` and `run`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct LoadOptions {
-    /// Concurrent connections.
-    #[arg(long, default_value_t = 1)]
-    pub connections: u32,
-    /// Spin on non-blocking sockets instead of sleeping in poll.
-    #[arg(long)]
-    pub loadgen_busy_poll: bool,
-    /// `closed`: one message in flight per connection (as in the original);
-    /// `open`: a fixed rate, latency measured from the intended send time.
-    #[arg(long, value_enum, default_value = "closed")]
-    pub mode: Mode,
-    /// Messages per second for `--mode open`.
-    #[arg(long)]
-    pub rate: Option<u64>,
-    /// Seed of the message-size sequence.
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-    /// Smallest message, bytes (header included).
-    #[arg(long, default_value_t = 512)]
-    pub min_size: u32,
-    /// Largest message, bytes (header included).
-    #[arg(long, default_value_t = 1024)]
-    pub max_size: u32,
-    /// Messages exchanged before measuring.
-    #[arg(long, default_value_t = 1000)]
-    pub warmup: u64,
-    /// A reply later than this counts as lost, milliseconds. Generous: over
-    /// a lossy link TCP's exponential backoff (200 ms, 400 ms, 800 ms, ...
-    /// after consecutive losses of one segment) delays a reply by seconds
-    /// without losing it; such delays show up in the maximum RTT instead.
-    #[arg(long, default_value_t = REPLY_TIMEOUT_MS)]
-    pub timeout_ms: u64,
-}
-
-/// The load generator's reply timeout under the supervisor: generous,
-/// because over the impaired link consecutive losses of one segment back
-/// off for seconds without losing the message, and a 1 000 000-message run
-/// must not fail on one such stall.
-pub const REPLY_TIMEOUT_MS: u64 = 30_000;
-
-impl LoadOptions {
-    /// The load generator's arguments for one run of `packets` messages
-    /// against `run`.
-    #[must_use]
-    pub fn loadgen_args(&self, run: &RunState, packets: u64, bar: bool) -> LoadgenArgs {
-        LoadgenArgs {
-            packets: Some(packets),
-            connections: usize::try_from(self.connections).unwrap_or(usize::MAX),
-            busy_poll: self.loadgen_busy_poll,
-            mode: self.mode,
-            rate: self.rate.map(|r| r as f64),
-            seed: self.seed,
-            min_size: self.min_size,
-            max_size: self.max_size,
-            core: Some(run.loadgen_core),
-            warmup: self.warmup,
-            timeout_ms: self.timeout_ms,
-            shm: run.segment.clone(),
-            progress: if bar { Progress::Auto } else { Progress::Never },
-            ..LoadgenArgs::new(std::net::SocketAddr::V4(run.server))
-        }
-    }
-
-    /// How long one run of `packets` messages may take at most: every
-    /// message (warm-up included) waiting out its reply timeout, plus a
-    /// minute to connect and finish.
-    #[must_use]
-    pub fn bound(&self, packets: u64) -> Duration {
-        let messages = packets.saturating_add(self.warmup).max(1);
-        let worst = Duration::from_millis(messages.saturating_mul(self.timeout_ms.max(1)));
-        worst.min(Duration::from_secs(7 * 86_400)) + Duration::from_secs(60)
-    }
-}
+pub use contract::loadgen::{LoadOptions, REPLY_TIMEOUT_MS};
 
 /// One result row: one load-generator run at one message count.
 #[derive(Debug, Clone, Serialize)]
@@ -221,14 +148,48 @@ impl EngineLosses {
     }
 }
 
-/// How busy both processes were over one load-generator run.
+/// How busy both processes were over one load-generator run, and what the
+/// server's side lost meanwhile.
 #[derive(Debug, Clone, Copy, Default)]
-struct Busy {
+pub struct Busy {
     engine: Option<f64>,
     loadgen: Option<f64>,
     engine_cpu: Option<f64>,
     loadgen_cpu: Option<f64>,
     engine_losses: EngineLosses,
+}
+
+impl Busy {
+    /// From the engine's counters before and after the run (its loop's
+    /// busy share, its port's losses), the load generator's slot, the CPU
+    /// shares where the processes could be measured, and the interface's
+    /// drop counter before and after.
+    #[must_use]
+    pub fn of(
+        engine: (Option<&CounterReadings>, Option<&CounterReadings>),
+        loadgen: &shm_layout::SlotSnapshot,
+        cpu: (Option<f64>, Option<f64>),
+        interface_drops: (Option<u64>, Option<u64>),
+    ) -> Self {
+        let (before, after) = engine;
+        let (engine_cpu, loadgen_cpu) = cpu;
+        let grew = |get: fn(&CounterReadings) -> Option<u64>| match (before, after) {
+            (Some(b), Some(a)) => Some(get(a)?.saturating_sub(get(b).unwrap_or(0))),
+            _ => None,
+        };
+        let engine_loops = match (grew(|c| c.busy_loops), grew(|c| c.idle_loops)) {
+            (Some(busy), Some(idle)) => cpu::loop_share(busy, idle),
+            _ => None,
+        };
+        let counters = loadgen.counters_or_zero();
+        Self {
+            engine: engine_loops.or(engine_cpu),
+            loadgen: cpu::loop_share(counters.busy_loops, counters.idle_loops).or(loadgen_cpu),
+            engine_cpu,
+            loadgen_cpu,
+            engine_losses: EngineLosses::between(before, after, interface_drops),
+        }
+    }
 }
 
 impl ResultRow {
@@ -239,17 +200,20 @@ impl ResultRow {
     }
 }
 
-/// Load generators recorded as running on a testbed (for teardown).
+/// Load generators recorded as running in a state directory (for
+/// teardown).
 #[must_use]
-pub fn recorded_loadgens(config: &TestbedConfig) -> Vec<ProcessId> {
-    read_json::<ProcessId>(&config.state_dir().file(StateFile::LoadgenPid))
+pub fn recorded_loadgens(dir: &StateDir) -> Vec<ProcessId> {
+    read_json::<ProcessId>(&dir.file(StateFile::LoadgenPid))
         .ok()
         .flatten()
         .into_iter()
         .collect()
 }
 
-fn slot(snapshot: &Snapshot, role: Role) -> Option<&shm_layout::SlotSnapshot> {
+/// The slot of `role` in a snapshot.
+#[must_use]
+pub fn slot(snapshot: &Snapshot, role: Role) -> Option<&shm_layout::SlotSnapshot> {
     snapshot.slots.iter().find(|s| s.role == role)
 }
 
@@ -291,38 +255,150 @@ pub fn attach(
     packets: u64,
     load: &LoadOptions,
     interrupted: &AtomicBool,
-    mut progress: Option<&mut dyn FnMut(u64)>,
+    progress: Option<&mut dyn FnMut(u64)>,
 ) -> Result<Attached, LifecycleError> {
-    if run.phase != Phase::Ready {
-        return Err(LifecycleError::NotReady {
-            testbed: run.testbed.clone(),
-            phase: run.phase,
-        });
-    }
-    let loadgen = bins::path(bin_dir, Binary::Loadgen)?;
+    require_ready(run)?;
     let segment_path = run.segment_path()?.to_owned();
     let segment = Segment::open(&segment_path)?;
-    let engine_slot_before = slot(&segment.snapshot(), Role::Engine).and_then(|s| s.counters);
-    let engine_before = slot(&segment.snapshot(), Role::Engine).map(|s| s.counters_or_zero());
+    let engine_before = slot(&segment.snapshot(), Role::Engine).and_then(|s| s.counters);
     let server_node = config.node(NsRole::Server);
-    let interface_drops_before = rx_drops::rx_drops(&server_node, &config.server_iface());
+    let drops_before = rx_drops::rx_drops(&server_node, &config.server_iface());
+    let engine_pid = run.engine.map(|p| p.pid);
+    let engine_cpu_before = engine_pid.and_then(cpu::process_cpu);
+    let ran = run_loadgen(
+        &config.node(NsRole::Client),
+        run,
+        &segment,
+        bin_dir,
+        packets,
+        load,
+        interrupted,
+        progress,
+    )?;
+    let engine_cpu = engine_pid
+        .and_then(cpu::process_cpu)
+        .zip(engine_cpu_before)
+        .and_then(|(after, before)| cpu::share(after.saturating_sub(before), ran.wall));
+    if let Some((pid, how)) = netview::emulator_ending(config) {
+        eprintln!(
+            "supervisor: the link emulator (pid {pid}) {how}: NS1 and NS3 are cut off; restart the network with `supervisor stop` then `start`"
+        );
+    }
+    let snapshot = settled_snapshot(&segment);
+    let engine_after = slot(&snapshot, Role::Engine).and_then(|s| s.counters);
+    let loadgen = slot(&snapshot, Role::Loadgen).ok_or(LifecycleError::MissingSlot {
+        segment: segment_path.clone(),
+        role: "loadgen",
+    })?;
+    let busy = Busy::of(
+        (engine_before.as_ref(), engine_after.as_ref()),
+        loadgen,
+        (engine_cpu, ran.cpu),
+        (
+            drops_before,
+            rx_drops::rx_drops(&server_node, &config.server_iface()),
+        ),
+    );
+    let (impairment, observed_loss_percent) = impairment_summary(config);
+    let row = build_row(
+        packets,
+        run.engine_kind,
+        load,
+        loadgen,
+        engine_received(engine_before.as_ref(), engine_after.as_ref()),
+        ran.ending,
+        impairment,
+        observed_loss_percent,
+        busy,
+    );
+    Ok(Attached {
+        row,
+        stdout: ran.stdout,
+        command: ran.command,
+    })
+}
 
-    let argv = to_argv(&load.loadgen_args(run, packets, progress.is_none()))?;
-    let mut command = config.node(NsRole::Client).command(&loadgen);
+fn require_ready(run: &RunState) -> Result<(), LifecycleError> {
+    if run.phase == Phase::Ready {
+        Ok(())
+    } else {
+        Err(LifecycleError::NotReady {
+            testbed: run.testbed.clone(),
+            phase: run.phase,
+        })
+    }
+}
+
+/// Requests the engine decoded between two of its counter readings (0
+/// when either is missing).
+#[must_use]
+pub fn engine_received(before: Option<&CounterReadings>, after: Option<&CounterReadings>) -> u64 {
+    match (
+        before.and_then(|c| c.messages_received),
+        after.and_then(|c| c.messages_received),
+    ) {
+        (Some(b), Some(a)) => a.saturating_sub(b),
+        _ => 0,
+    }
+}
+
+/// One load-generator run, as it ended.
+#[derive(Debug, Clone)]
+pub struct LoadgenRun {
+    /// Its pid.
+    pub pid: u32,
+    /// How it ended.
+    pub ending: Ending,
+    /// Its stdout (its own final JSON result).
+    pub stdout: String,
+    /// Its command line, as it ran.
+    pub command: Vec<String>,
+    /// Its wall time, start to exit.
+    pub wall: Duration,
+    /// Its CPU time over its wall time (0..=1), where it could be read.
+    pub cpu: Option<f64>,
+}
+
+/// Runs the load generator once at `node` against `run`'s server,
+/// publishing into `segment` (the run's), recorded in the run's state
+/// directory while it runs; `progress` as for [`attach`].
+///
+/// # Errors
+/// The run is not ready, the loadgen cannot start or overruns its bound,
+/// or `interrupted` was raised (the loadgen is then stopped).
+#[allow(clippy::too_many_arguments)]
+pub fn run_loadgen(
+    node: &Node,
+    run: &RunState,
+    segment: &Segment,
+    bin_dir: &Path,
+    packets: u64,
+    load: &LoadOptions,
+    interrupted: &AtomicBool,
+    mut progress: Option<&mut dyn FnMut(u64)>,
+) -> Result<LoadgenRun, LifecycleError> {
+    require_ready(run)?;
+    let loadgen = bins::path(bin_dir, Binary::Loadgen)?;
+    let argv = to_argv(&load.loadgen_args(
+        std::net::SocketAddr::V4(run.server),
+        packets,
+        Some(run.loadgen_core),
+        run.segment.clone(),
+        progress.is_none(),
+    ))?;
+    let mut command = node.command(&loadgen);
     command
         .args(&argv)
         .stdin(Stdio::null())
         .stdout(Stdio::piped());
     let words = command::words(&command);
-    let engine_pid = run.engine.map(|p| p.pid);
-    let engine_cpu_before = engine_pid.and_then(cpu::process_cpu);
     let children_cpu_before = cpu::reaped_children_cpu();
     let started = std::time::Instant::now();
     let mut child = command.spawn().map_err(|source| LifecycleError::Spawn {
         role: "load generator",
         source,
     })?;
-    let pid_file = config.state_dir().file(StateFile::LoadgenPid);
+    let pid_file = StateDir::of(&run.testbed).file(StateFile::LoadgenPid);
     // Recorded for teardown: a `stop` from elsewhere stops it first.
     let _ = write_json(&pid_file, &ProcessId::of_child(&child));
     // Drain stdout on a thread so a chatty loadgen never blocks on a full pipe.
@@ -365,11 +441,7 @@ pub fn attach(
     };
     // Reaped by the wait above: its CPU time is now among the children's.
     let wall = started.elapsed();
-    let loadgen_cpu = cpu::share(cpu::reaped_children_cpu() - children_cpu_before, wall);
-    let engine_cpu = engine_pid
-        .and_then(cpu::process_cpu)
-        .zip(engine_cpu_before)
-        .and_then(|(after, before)| cpu::share(after.saturating_sub(before), wall));
+    let cpu = cpu::share(cpu::reaped_children_cpu() - children_cpu_before, wall);
     let _ = std::fs::remove_file(&pid_file);
     let stdout = String::from_utf8_lossy(&reader.join().unwrap_or_default()).into_owned();
     // Say what died and how: a row's counts alone do not tell a killed load
@@ -380,65 +452,13 @@ pub fn attach(
             child.id()
         );
     }
-    if let Some((pid, how)) = netview::emulator_ending(config) {
-        eprintln!(
-            "supervisor: the link emulator (pid {pid}) {how}: NS1 and NS3 are cut off; restart the network with `supervisor stop` then `start`"
-        );
-    }
-
-    let snapshot = settled_snapshot(&segment);
-    let engine_after = slot(&snapshot, Role::Engine).map(|s| s.counters_or_zero());
-    let engine_losses = EngineLosses::between(
-        engine_slot_before.as_ref(),
-        slot(&snapshot, Role::Engine)
-            .and_then(|s| s.counters)
-            .as_ref(),
-        (
-            interface_drops_before,
-            rx_drops::rx_drops(&server_node, &config.server_iface()),
-        ),
-    );
-    let loadgen = slot(&snapshot, Role::Loadgen).ok_or(LifecycleError::MissingSlot {
-        segment: segment_path.clone(),
-        role: "loadgen",
-    })?;
-    let counters = loadgen.counters_or_zero();
-    let rtt = loadgen.latency.unwrap_or_default();
-    let engine_received = match (engine_before, engine_after) {
-        (Some(b), Some(a)) => a.messages_received.saturating_sub(b.messages_received),
-        _ => 0,
-    };
-    let engine_loops = match (engine_before, engine_after) {
-        (Some(b), Some(a)) => cpu::loop_share(
-            a.busy_loops.saturating_sub(b.busy_loops),
-            a.idle_loops.saturating_sub(b.idle_loops),
-        ),
-        _ => None,
-    };
-    let busy = Busy {
-        engine: engine_loops.or(engine_cpu),
-        loadgen: cpu::loop_share(counters.busy_loops, counters.idle_loops).or(loadgen_cpu),
-        engine_cpu,
-        loadgen_cpu,
-        engine_losses,
-    };
-    let (impairment, observed_loss_percent) = impairment_summary(config);
-    let row = build_row(
-        packets,
-        run,
-        load,
-        &counters,
-        rtt,
-        engine_received,
+    Ok(LoadgenRun {
+        pid: child.id(),
         ending,
-        impairment,
-        observed_loss_percent,
-        busy,
-    );
-    Ok(Attached {
-        row,
         stdout,
         command: words,
+        wall,
+        cpu,
     })
 }
 
@@ -446,7 +466,8 @@ pub fn attach(
 /// publishes on a timer, so right after the load generator exits its last
 /// replies may not be counted yet. Two publications guarantee one that began
 /// after the exit. Bounded: a stalled engine yields what it has after 2 s.
-fn settled_snapshot(segment: &Segment) -> Snapshot {
+#[must_use]
+pub fn settled_snapshot(segment: &Segment) -> Snapshot {
     let engine_elapsed = |s: &Snapshot| {
         slot(s, Role::Engine).map(|e| (e.counters_or_zero().elapsed_ns, e.info.state))
     };
@@ -468,19 +489,25 @@ fn settled_snapshot(segment: &Segment) -> Snapshot {
     }
 }
 
+/// The row of one load-generator run of `packets` messages against an
+/// engine of `engine` kind: the load generator's own slot, the requests the
+/// engine counted meanwhile, how the load generator ended, the impairment
+/// in force, and how busy both sides were.
 #[allow(clippy::too_many_arguments)]
-fn build_row(
+#[must_use]
+pub fn build_row(
     packets: u64,
-    run: &RunState,
+    engine: EngineKind,
     load: &LoadOptions,
-    counters: &Counters,
-    rtt: LatencySummary,
+    loadgen: &shm_layout::SlotSnapshot,
     engine_received: u64,
     ending: Ending,
     impairment: String,
     observed_loss_percent: Option<f64>,
     busy: Busy,
 ) -> ResultRow {
+    let counters = loadgen.counters_or_zero();
+    let rtt = loadgen.latency.unwrap_or_default();
     let elapsed_s = counters.elapsed_ns as f64 / 1e9;
     let per_s = |x: f64| if elapsed_s > 0.0 { x / elapsed_s } else { 0.0 };
     // The load generator counts the request bytes answered correctly.
@@ -488,7 +515,7 @@ fn build_row(
     let answered_bytes = counters.answered_bytes as f64;
     ResultRow {
         packets,
-        engine: run.engine_kind,
+        engine,
         mode: load.mode,
         sent: counters.messages_sent,
         answered: counters.messages_received,
@@ -630,6 +657,7 @@ mod tests {
             created_network: false,
             removed_server_address: None,
             pci_device: None,
+            port: None,
             engine_command: Vec::new(),
             rto_min_ms: None,
             tuned_routes: Vec::new(),
@@ -654,21 +682,28 @@ mod tests {
 
     /// 1000 requests sent, 900 answered with 700 000 request bytes in 2 s.
     fn row(rtt: LatencySummary, losses: EngineLosses) -> ResultRow {
-        let counters = Counters {
+        let counters = shm_layout::Counters {
             messages_sent: 1000,
             messages_received: 900,
             messages_failed: 100,
             bytes_sent: 1_000_000,
             answered_bytes: 700_000,
             elapsed_ns: 2_000_000_000,
-            ..Counters::default()
+            ..shm_layout::Counters::default()
+        };
+        let loadgen = shm_layout::SlotSnapshot {
+            role: Role::Loadgen,
+            info: shm_layout::ProducerInfo::starting("closed-loop", None),
+            generation: 1,
+            counters: Some(CounterReadings::new(&counters, shm_layout::Measured::ALL)),
+            latency: Some(rtt),
+            ring: shm_layout::RingStats::default(),
         };
         build_row(
             1000,
-            &state(),
+            state().engine_kind,
             &load(),
-            &counters,
-            rtt,
+            &loadgen,
             1000,
             Ending::Exited { code: 1 },
             "none".into(),

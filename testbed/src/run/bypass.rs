@@ -1,7 +1,8 @@
-//! Preparing NS3 for a kernel-bypass engine: the kernel must not answer for
-//! the address the userspace stack owns, the engine gets a per-run
-//! config.ini (F-Stack's format), and after the run EAL's runtime files,
-//! hugepage files and any XDP program left by a killed engine are removed.
+//! Preparing an interface for a kernel-bypass engine (NS3's veth, or the
+//! NIC of an engine host): the kernel must not answer for the address the
+//! userspace stack owns, the engine gets a per-run config.ini (F-Stack's
+//! format), and after the run EAL's runtime files, hugepage files and any
+//! XDP program left by a killed engine are removed.
 
 use std::fs;
 use std::net::Ipv4Addr;
@@ -9,17 +10,74 @@ use std::path::{Path, PathBuf};
 
 use contract::{PciAddress, Pmd};
 
+use serde::{Deserialize, Serialize};
+
 use super::report::TeardownReport;
 use super::state::{BoundDevice, RunState, StateError};
 use crate::config::TestbedConfig;
 use crate::host::command::{self, CommandError};
-use crate::state::StateFile;
+use crate::state::{StateDir, StateFile};
+
+/// The interface a bypass engine takes over and the addresses its stack
+/// answers with: recorded in the run state, so a teardown from the record
+/// alone (after a crash) knows where to give the address back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Port {
+    /// Its network namespace; `None`: the supervisor's own (an engine
+    /// host's NIC).
+    pub namespace: Option<String>,
+    /// The interface.
+    pub iface: String,
+    /// The server's address on it.
+    pub address: Ipv4Addr,
+    /// The subnet's prefix length.
+    pub prefix_len: u8,
+    /// The client's address (the stack's gateway).
+    pub gateway: Ipv4Addr,
+}
+
+impl Port {
+    /// NS3's veth of a testbed.
+    #[must_use]
+    pub fn server_of(config: &TestbedConfig) -> Self {
+        Self {
+            namespace: Some(config.server_ns()),
+            iface: config.server_iface(),
+            address: config.server_addr(),
+            prefix_len: config.prefix_len(),
+            gateway: config.client_addr(),
+        }
+    }
+
+    /// Where it is, for messages.
+    fn place(&self) -> String {
+        match &self.namespace {
+            Some(ns) => format!("{} in {ns}", self.iface),
+            None => self.iface.clone(),
+        }
+    }
+
+    /// `ip [-n <ns>] <args>`.
+    fn ip(&self, args: &[&str]) -> Result<String, CommandError> {
+        let mut c = command::cmd("ip", [""; 0]);
+        if let Some(ns) = &self.namespace {
+            c.args(["-n", ns]);
+        }
+        c.args(args);
+        command::run(&mut c, "")
+    }
+
+    /// `addr/prefix` as `ip` spells it.
+    fn cidr(&self) -> String {
+        format!("{}/{}", self.address, self.prefix_len)
+    }
+}
 
 /// A step of preparing NS3 (or a NIC) for a bypass engine that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BypassError {
-    /// The kernel address could not be taken off NS3's interface.
-    #[error("removing the kernel address from NS3's {iface}: {source}")]
+    /// The kernel address could not be taken off the interface.
+    #[error("removing the kernel address from {iface}: {source}")]
     RemoveAddress {
         /// The interface.
         iface: String,
@@ -119,12 +177,6 @@ fn devbind(addr: &str, driver: Option<&str>) -> Result<(), BypassError> {
         })
 }
 
-/// `ip -n <ns> <args>`.
-fn ip_in(ns: &str, args: &[&str]) -> Result<String, CommandError> {
-    let mut c = command::cmd("ip", ["-n", ns].into_iter().chain(args.iter().copied()));
-    command::run(&mut c, "")
-}
-
 fn mask(prefix_len: u8) -> Ipv4Addr {
     Ipv4Addr::from(
         u32::MAX
@@ -177,10 +229,11 @@ const FSTACK_FREEBSD_SECTIONS: &str = "\
     net.inet.ip.redirect=0\n\
     net.inet.ip.forwarding=0\n";
 
-/// The per-run config.ini for the engine.
+/// The per-run config.ini for the engine of run `name` on `port`.
 #[must_use]
 pub fn engine_ini(
-    config: &TestbedConfig,
+    name: &str,
+    port: &Port,
     pmd: &Pmd,
     core: usize,
     huge_dir: Option<&Path>,
@@ -190,10 +243,10 @@ pub fn engine_ini(
     let huge_dir_line = huge_dir
         .map(|d| format!("huge_dir={}\n", d.display()))
         .unwrap_or_default();
-    let netmask = mask(config.prefix_len());
-    let broadcast = Ipv4Addr::from(u32::from(config.subnet()) | !u32::from(netmask));
+    let netmask = mask(port.prefix_len);
+    let broadcast = Ipv4Addr::from(u32::from(port.address) | !u32::from(netmask));
     let pmd_key = pmd.kind().ini_name();
-    let iface = config.server_iface();
+    let iface = &port.iface;
     let whitelist = pmd
         .pci()
         .map(|addr| format!("pci_whitelist={addr}\n"))
@@ -224,22 +277,22 @@ pub fn engine_ini(
         fstack_dpdk = FSTACK_DPDK_KEYS,
         fstack_freebsd = FSTACK_FREEBSD_SECTIONS,
         fstack_rto = super::rto::freebsd_sysctls(rto_min_ms),
-        name = config.name(),
         mask = 1u64 << core.min(63),
         no_huge = u8::from(no_huge),
-        prefix = file_prefix(config.name()),
-        addr = config.server_addr(),
-        gateway = config.client_addr(),
+        prefix = file_prefix(name),
+        addr = port.address,
+        gateway = port.gateway,
     )
 }
 
-/// Prepares NS3 and writes the engine's config.ini; every change is
-/// recorded in `state` (and saved) before it is made.
+/// Prepares `port` and writes the engine's config.ini in the run's state
+/// directory; every change is recorded in `state` (and saved) before it is
+/// made.
 ///
 /// # Errors
 /// [`BypassError`]: the step that failed, with what to do.
 pub fn prepare(
-    config: &TestbedConfig,
+    port: &Port,
     state: &mut RunState,
     pmd: &Pmd,
     say: &mut dyn FnMut(&str),
@@ -256,25 +309,21 @@ pub fn prepare(
         // The userspace stack owns the address: the kernel must not answer
         // ARP or SYNs for it (an af_packet port still lets the kernel see
         // every frame).
-        let address = format!("{}/{}", config.server_addr(), config.prefix_len());
+        let address = port.cidr();
         state.removed_server_address = Some(address.clone());
         state.save()?;
-        let ns = config.server_ns();
-        if let Err(source) = ip_in(
-            &ns,
-            &["addr", "del", &address, "dev", &config.server_iface()],
-        ) {
+        if let Err(source) = port.ip(&["addr", "del", &address, "dev", &port.iface]) {
             // Already absent is what we want.
             if !source.stderr().contains("Cannot assign requested address") {
                 return Err(BypassError::RemoveAddress {
-                    iface: config.server_iface(),
+                    iface: port.place(),
                     source,
                 });
             }
         }
         say(&format!(
-            "removed {address} from {} in {ns}: the userspace stack answers for it",
-            config.server_iface()
+            "removed {address} from {}: the userspace stack answers for it",
+            port.place()
         ));
     }
     let no_huge = state.hugepages.unavailable.is_some() || state.hugepages.dir.is_none();
@@ -288,7 +337,7 @@ pub fn prepare(
                 .unwrap_or("no hugetlbfs mount")
         ));
     }
-    let ini = config.state_dir().file(StateFile::EngineIni);
+    let ini = StateDir::of(&state.testbed).file(StateFile::EngineIni);
     state.files.push(ini.clone());
     state.save()?;
     let huge_dir = if no_huge {
@@ -296,18 +345,26 @@ pub fn prepare(
     } else {
         state.hugepages.dir.as_deref()
     };
-    let ini_text = engine_ini(config, pmd, state.engine_core, huge_dir, state.rto_min_ms);
-    fs::write(&ini, ini_text).map_err(|source| BypassError::WriteIni {
+    let text = engine_ini(
+        &state.testbed,
+        port,
+        pmd,
+        state.engine_core,
+        huge_dir,
+        state.rto_min_ms,
+    );
+    fs::write(&ini, text).map_err(|source| BypassError::WriteIni {
         path: ini.clone(),
         source,
     })?;
     Ok(ini)
 }
 
-/// Undoes [`prepare`] and removes what a killed engine leaves: EAL's
-/// runtime directory, its hugepage files, an XDP program on the veth.
-pub fn teardown(config: &TestbedConfig, state: &RunState, report: &mut TeardownReport) {
-    let prefix = file_prefix(config.name());
+/// Undoes [`prepare`] on `port` and removes what a killed engine leaves:
+/// EAL's runtime directory, its hugepage files, an XDP program on the
+/// interface.
+pub fn teardown(port: &Port, state: &RunState, report: &mut TeardownReport) {
+    let prefix = file_prefix(&state.testbed);
     let runtime = Path::new("/var/run/dpdk").join(&prefix);
     if runtime.exists() {
         match fs::remove_dir_all(&runtime) {
@@ -341,15 +398,14 @@ pub fn teardown(config: &TestbedConfig, state: &RunState, report: &mut TeardownR
                 .push(format!("removed {} DPDK hugepage files", ours.len()));
         }
     }
-    let ns = config.server_ns();
-    let iface = config.server_iface();
+    let iface = &port.iface;
     if let Some(address) = &state.removed_server_address {
         // A killed af_xdp engine leaves its XDP program attached.
-        let _ = ip_in(&ns, &["link", "set", "dev", &iface, "xdp", "off"]);
-        match ip_in(&ns, &["addr", "add", address, "dev", &iface]) {
+        let _ = port.ip(&["link", "set", "dev", iface, "xdp", "off"]);
+        match port.ip(&["addr", "add", address, "dev", iface]) {
             Ok(_) => report
                 .done
-                .push(format!("restored {address} on {iface} in {ns}")),
+                .push(format!("restored {address} on {}", port.place())),
             // Already there, or the namespace or link went with the network.
             Err(e)
                 if [
@@ -382,7 +438,8 @@ mod tests {
     #[test]
     fn ini_has_the_testbed_addresses() {
         let config = TestbedConfig::default();
-        let ini = engine_ini(&config, &Pmd::AfXdp, 1, None, None);
+        let port = Port::server_of(&config);
+        let ini = engine_ini(config.name(), &port, &Pmd::AfXdp, 1, None, None);
         assert!(ini.contains(&format!("addr={}\n", config.server_addr())));
         assert!(ini.contains("netmask=255.255.255.0\n"));
         assert!(ini.contains("lcore_mask=2\n"));
@@ -391,7 +448,8 @@ mod tests {
         assert!(ini.contains(&format!("file_prefix=bypasslab-{}\n", config.name())));
         assert!(!ini.contains("huge_dir="));
         let huge = engine_ini(
-            &config,
+            config.name(),
+            &port,
             &Pmd::AfXdp,
             1,
             Some(Path::new("/run/x/hugepages")),

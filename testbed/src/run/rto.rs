@@ -28,6 +28,9 @@ pub const MAX_RTO_MIN_MS: u32 = 10_000;
 /// An equal minimum RTO that cannot be had.
 #[derive(Debug, thiserror::Error)]
 pub enum RtoError {
+    /// A run on a remote host: no testbed routes to set it on.
+    #[error("--rto-min-ms {0}: a run on a remote host has no testbed routes to set it on; over two hosts, set rto_min on each host's route to the link (ip route change <subnet> dev <nic> rto_min <ms>ms)")]
+    NoTestbedRoutes(u32),
     /// A zero or absurd value.
     #[error("--rto-min-ms {0}: must be within 1..={MAX_RTO_MIN_MS}")]
     OutOfRange(u32),

@@ -4,6 +4,7 @@
 //! of an earlier supervisor) removes exactly what exists.
 
 use std::fs;
+use std::net::SocketAddrV4;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -16,7 +17,7 @@ use shm_layout::{CreateOptions, ProducerState, Role, Segment};
 use super::error::LifecycleError;
 use super::rto::{self, TunedRoute};
 use super::state::{Phase, RunState, StateError};
-use super::teardown::{describe_leftovers, teardown_recorded, TeardownReport};
+use super::teardown::{describe_leftovers, teardown_record, TeardownReport};
 use super::{bypass, netview};
 use crate::bins::{self, Binary};
 use crate::config::TestbedConfig;
@@ -24,7 +25,8 @@ use crate::host::process::{self, Ending, ProcessId};
 use crate::host::wait::{self, Check, Waited};
 use crate::host::{command, hugepages};
 use crate::net;
-use crate::state::StateFile;
+use crate::placement::Node;
+use crate::state::{StateDir, StateFile};
 use crate::topology::NsRole;
 
 /// How long `start` waits for the engine to serve, unless told otherwise.
@@ -59,9 +61,43 @@ fn pages_needed(engine: EngineKind) -> u64 {
     }
 }
 
+/// Where a run's pieces live on this host: what names its state (the state
+/// directory, the segment, EAL's file prefix), where the engine runs, and
+/// the interface a bypass engine takes over.
+#[derive(Debug, Clone)]
+pub struct Site {
+    /// Names the run's state directory, segment and EAL file prefix.
+    pub name: String,
+    /// Where the engine runs, and its core.
+    pub engine: Node,
+    /// The interface a bypass engine owns.
+    pub port: bypass::Port,
+    /// Address and port the engine answers on.
+    pub server: SocketAddrV4,
+    /// The load generator's core (recorded for `attach`).
+    pub loadgen_core: usize,
+}
+
+impl Site {
+    /// The single-host testbed: the engine in NS3 on its veth.
+    #[must_use]
+    pub fn of_testbed(config: &TestbedConfig) -> Self {
+        Self {
+            name: config.name().to_owned(),
+            engine: config.node(NsRole::Server),
+            port: bypass::Port::server_of(config),
+            server: SocketAddrV4::new(config.server_addr(), config.port()),
+            loadgen_core: config.cores().loadgen,
+        }
+    }
+}
+
 /// A run in progress, owned by this process. Dropping it tears it down.
 pub struct Run {
-    config: TestbedConfig,
+    /// The testbed whose network the run uses (`None`: a remote host's
+    /// run, which has none).
+    config: Option<TestbedConfig>,
+    site: Site,
     state: RunState,
     segment: Option<Segment>,
     engine: Option<Child>,
@@ -79,29 +115,44 @@ impl Run {
         options: &StartOptions,
         say: &mut dyn FnMut(&str),
     ) -> Result<Self, LifecycleError> {
+        let site = Site::of_testbed(&config);
+        Self::start_at(Some(config), site, options, say)
+    }
+
+    /// Performs `start` at `site`, with `config`'s network when given (a
+    /// remote host's run has none: its interface is the host's own).
+    ///
+    /// # Errors
+    /// The failed step; everything done before it has been undone.
+    pub fn start_at(
+        config: Option<TestbedConfig>,
+        site: Site,
+        options: &StartOptions,
+        say: &mut dyn FnMut(&str),
+    ) -> Result<Self, LifecycleError> {
         let engine_bin = bins::path(&options.bin_dir, Binary::Engine)?;
         bins::require(&engine_bin, options.engine)?;
         if let Some(ms) = options.rto_min_ms {
             rto::check(ms)?;
         }
         bins::path(&options.bin_dir, Binary::Loadgen)?;
-        check_previous_run(&config, options.clean_leftovers, say)?;
+        check_previous_run(config.as_ref(), &site.name, options.clean_leftovers, say)?;
 
-        let cores = config.cores();
         let state = RunState {
-            testbed: config.name().to_owned(),
+            testbed: site.name.clone(),
             phase: Phase::Starting,
             supervisor: ProcessId::current(),
             engine_kind: options.engine,
             engine: None,
-            engine_core: cores.engine,
-            loadgen_core: cores.loadgen,
-            server: std::net::SocketAddrV4::new(config.server_addr(), config.port()),
+            engine_core: site.engine.core().unwrap_or(0),
+            loadgen_core: site.loadgen_core,
+            server: site.server,
             segment: None,
             hugepages: hugepages::HugepageGrant::default(),
             created_network: false,
             removed_server_address: None,
             pci_device: None,
+            port: Some(site.port.clone()),
             engine_command: Vec::new(),
             rto_min_ms: options.rto_min_ms,
             tuned_routes: Vec::new(),
@@ -113,6 +164,7 @@ impl Run {
         state.create()?;
         let mut run = Self {
             config,
+            site,
             state,
             segment: None,
             engine: None,
@@ -122,20 +174,19 @@ impl Run {
         // the state records.
 
         // Step 1: the network (left alone if the user brought it up).
-        if !netview::is_up(&run.config) {
-            say(&format!(
-                "bringing up testbed network `{}`",
-                run.config.name()
-            ));
-            run.state.created_network = true;
-            run.state.save()?;
-            net::up(&run.config)?;
-        }
-        if let Ok(status) = net::status(&run.config) {
-            say(&format!(
-                "impairment: {}",
-                netview::describe_impairment(&status)
-            ));
+        if let Some(config) = &run.config {
+            if !netview::is_up(config) {
+                say(&format!("bringing up testbed network `{}`", config.name()));
+                run.state.created_network = true;
+                run.state.save()?;
+                net::up(config)?;
+            }
+            if let Ok(status) = net::status(config) {
+                say(&format!(
+                    "impairment: {}",
+                    netview::describe_impairment(&status)
+                ));
+            }
         }
 
         // Step 1b: an equal minimum RTO on the kernel's routes of both ends
@@ -145,12 +196,12 @@ impl Run {
         }
 
         // Step 2: hugepages (for the segment, and DPDK's memory).
-        let mount_point = run.config.state_dir().file(StateFile::Hugepages);
+        let mount_point = run.state_dir().file(StateFile::Hugepages);
         run.state.hugepages = hugepages::acquire(pages_needed(options.engine), &mount_point)?;
         run.state.save()?;
 
         // Step 3: the shared-memory segment.
-        let mut create = CreateOptions::new(run.config.name());
+        let mut create = CreateOptions::new(&run.site.name);
         create.hugetlbfs_dir.clone_from(&run.state.hugepages.dir);
         for path in stale_segment_paths(&create) {
             let _ = fs::remove_file(path);
@@ -170,7 +221,7 @@ impl Run {
         }
         run.segment = Some(segment);
 
-        // Step 4: the engine, in NS3, on its core.
+        // Step 4: the engine, in its node (NS3), on its core.
         run.spawn_engine(&engine_bin, options)?;
         run.wait_engine_ready(options.ready_timeout)?;
         run.state.phase = Phase::Ready;
@@ -188,7 +239,10 @@ impl Run {
     /// Sets `rto_min` on NS1's and NS3's routes to the testbed subnet, each
     /// recorded before it is changed.
     fn tune_routes(&mut self, ms: u32, say: &mut dyn FnMut(&str)) -> Result<(), LifecycleError> {
-        let cfg = &self.config;
+        let Some(cfg) = self.config.clone() else {
+            return Err(rto::RtoError::NoTestbedRoutes(ms).into());
+        };
+        let cfg = &cfg;
         let routes = [
             TunedRoute {
                 ns: cfg.client_ns(),
@@ -204,7 +258,7 @@ impl Run {
         for route in routes {
             self.state.tuned_routes.push(route.clone());
             self.state.save()?;
-            rto::tune(&self.config, &route, ms)?;
+            rto::tune(cfg, &route, ms)?;
         }
         say(&format!(
             "minimum RTO {ms} ms for every stack (Linux: the routes in NS1 and NS3; F-Stack: rexmit_min; smoltcp: the sockets' minimum)"
@@ -212,12 +266,16 @@ impl Run {
         Ok(())
     }
 
+    fn state_dir(&self) -> StateDir {
+        StateDir::of(&self.site.name)
+    }
+
     /// The engine's arguments for this run.
     fn engine_args(&self, options: &StartOptions, dpdk_config: Option<PathBuf>) -> EngineArgs {
         let defaults = EngineArgs::default();
         EngineArgs {
             kind: options.engine,
-            listen: std::net::SocketAddr::from(([0, 0, 0, 0], self.config.port())),
+            listen: std::net::SocketAddr::from(([0, 0, 0, 0], self.site.server.port())),
             core: Some(self.state.engine_core),
             busy_poll: options.busy_poll,
             shm: self.state.segment.clone(),
@@ -230,7 +288,7 @@ impl Run {
     fn spawn_engine(&mut self, bin: &Path, options: &StartOptions) -> Result<(), LifecycleError> {
         let dpdk_config = if options.engine.is_bypass() {
             Some(bypass::prepare(
-                &self.config,
+                &self.site.port,
                 &mut self.state,
                 &options.pmd,
                 &mut |l| eprintln!("supervisor: {l}"),
@@ -238,12 +296,12 @@ impl Run {
         } else {
             None
         };
-        let log_path = self.config.state_dir().file(StateFile::EngineLog);
+        let log_path = self.state_dir().file(StateFile::EngineLog);
         let (log, log_err) = command::log_streams(&log_path).map_err(LifecycleError::io(
             format!("creating {}", log_path.display()),
         ))?;
         let argv = to_argv(&self.engine_args(options, dpdk_config))?;
-        let mut command = self.config.node(NsRole::Server).command(bin);
+        let mut command = self.site.engine.command(bin);
         command
             .args(&argv)
             .stdin(Stdio::null())
@@ -279,7 +337,7 @@ impl Run {
                 Check::Pending
             }
         });
-        let log_tail = || log_tail(&self.config.state_dir().file(StateFile::EngineLog));
+        let log_tail = || log_tail(&self.state_dir().file(StateFile::EngineLog));
         match waited {
             Ok(()) => Ok(()),
             Err(Waited::Failed(Ok(ending))) => Err(LifecycleError::DiedStarting {
@@ -318,10 +376,16 @@ impl Run {
         &self.state
     }
 
-    /// The testbed configuration.
+    /// The testbed configuration (`None` for a remote host's run).
     #[must_use]
-    pub fn config(&self) -> &TestbedConfig {
-        &self.config
+    pub fn config(&self) -> Option<&TestbedConfig> {
+        self.config.as_ref()
+    }
+
+    /// The run's segment (until teardown).
+    #[must_use]
+    pub fn segment(&self) -> Option<&Segment> {
+        self.segment.as_ref()
     }
 
     /// Stops the engine and removes everything the run created.
@@ -345,7 +409,7 @@ impl Run {
         }
         // Unmap before the file goes (and before its hugepages are released).
         self.segment = None;
-        teardown_recorded(&self.config, &self.state, &mut report);
+        teardown_record(self.config.as_ref(), &self.state, &mut report);
         report
     }
 }
@@ -371,13 +435,15 @@ fn stale_segment_paths(create: &CreateOptions) -> Vec<PathBuf> {
     paths.into_iter().filter(|p| p.exists()).collect()
 }
 
-/// Refuses to start over a live run; over a dead one, cleans or refuses.
+/// Refuses to start over a live run of `name`; over a dead one, cleans or
+/// refuses.
 fn check_previous_run(
-    config: &TestbedConfig,
+    config: Option<&TestbedConfig>,
+    name: &str,
     clean: bool,
     say: &mut dyn FnMut(&str),
 ) -> Result<(), LifecycleError> {
-    let previous = match RunState::load(config.name()) {
+    let previous = match RunState::load(name) {
         Ok(previous) => previous,
         Err(StateError::NotRunning { .. }) => return Ok(()),
         Err(e) => return Err(e.into()),
@@ -401,7 +467,7 @@ fn check_previous_run(
         previous.supervisor.pid
     ));
     let mut report = TeardownReport::default();
-    teardown_recorded(config, &previous, &mut report);
+    teardown_record(config, &previous, &mut report);
     for line in &report.done {
         say(line);
     }

@@ -90,6 +90,10 @@ pub struct RunState {
     /// PCI device bound to vfio-pci for the engine (restored on stop).
     #[serde(default)]
     pub pci_device: Option<BoundDevice>,
+    /// The interface a bypass engine owns (its address is restored there
+    /// on stop); a record without it is of NS3's veth.
+    #[serde(default)]
+    pub port: Option<super::bypass::Port>,
     /// The engine's command line, as it was started.
     #[serde(default)]
     pub engine_command: Vec<String>,

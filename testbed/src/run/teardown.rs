@@ -12,7 +12,7 @@ use crate::config::TestbedConfig;
 use crate::host::hugepages;
 use crate::host::process::ProcessId;
 use crate::net;
-use crate::state::StateFile;
+use crate::state::{StateDir, StateFile};
 
 /// A one-line list of what a dead run recorded.
 #[must_use]
@@ -36,12 +36,25 @@ pub fn describe_leftovers(state: &RunState) -> String {
     parts.join(", ")
 }
 
-/// Removes everything `state` records, in reverse order of creation.
+/// Removes everything `state` records of a run of testbed `config`, in
+/// reverse order of creation.
 pub fn teardown_recorded(config: &TestbedConfig, state: &RunState, report: &mut TeardownReport) {
-    let dir = config.state_dir();
+    teardown_record(Some(config), state, report);
+}
+
+/// Removes everything `state` records, in reverse order of creation; the
+/// testbed network too when the run brought up `network`'s. A remote
+/// host's run (`serve`) has no testbed network: its record names all it
+/// owns.
+pub fn teardown_record(
+    network: Option<&TestbedConfig>,
+    state: &RunState,
+    report: &mut TeardownReport,
+) {
+    let dir = StateDir::of(&state.testbed);
     // The load generator first (it was started last): stopping the engine
     // first would make it exit on its own, and its end go unreported.
-    for loadgen in recorded_loadgens(config) {
+    for loadgen in recorded_loadgens(&dir) {
         report.stop("load generator", &loadgen);
     }
     // Its record too, or the state directory outlives the run.
@@ -49,9 +62,18 @@ pub fn teardown_recorded(config: &TestbedConfig, state: &RunState, report: &mut 
     if let Some(engine) = state.engine {
         report.stop("engine", &engine);
     }
-    bypass::teardown(config, state, report);
-    for route in &state.tuned_routes {
-        super::rto::untune(config, route);
+    crate::remote::netem::remove_recorded(&dir, report);
+    let port = state
+        .port
+        .clone()
+        .or_else(|| network.map(bypass::Port::server_of));
+    if let Some(port) = &port {
+        bypass::teardown(port, state, report);
+    }
+    if let Some(config) = network {
+        for route in &state.tuned_routes {
+            super::rto::untune(config, route);
+        }
     }
     if let Some(path) = &state.segment {
         match fs::remove_file(path) {
@@ -72,7 +94,7 @@ pub fn teardown_recorded(config: &TestbedConfig, state: &RunState, report: &mut 
         report.done.push("released hugepages".to_owned());
     }
     report.problems.extend(problems);
-    if state.created_network {
+    if let Some(config) = network.filter(|_| state.created_network) {
         match net::down(config) {
             Ok(_) => report
                 .done

@@ -1,0 +1,341 @@
+//! Two hosts over SSH (root: namespaces, sshd). The "hosts" are network
+//! namespaces joined by a veth pair, each with its own sshd; the
+//! orchestrating supervisor runs in a third namespace (see
+//! `support::two_hosts`). Each test checks what the user sees and that
+//! nothing is left on either host.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::two_hosts::{TwoHosts, A_MGMT, B_MGMT, SSH_PORT};
+use support::{bin_dir, engines, kill, pid, require_root, SUPERVISOR};
+
+const LIMIT: Duration = Duration::from_secs(240);
+
+fn engine_url() -> String {
+    format!("ssh://root@{B_MGMT}:{SSH_PORT}")
+}
+
+fn run_args(config: &std::path::Path, engine: &str, packets: &str) -> Vec<String> {
+    [
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+        "--engine",
+        engine,
+        "--packets",
+        packets,
+        "--json",
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .collect()
+}
+
+fn args(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+#[test]
+fn two_hosts_run_kernel_and_dpdk_engine_on_b_loadgen_on_a() {
+    if !require_root("two_hosts_run_kernel_and_dpdk_engine_on_b_loadgen_on_a") {
+        return;
+    }
+    bin_dir();
+    for engine in engines() {
+        let hosts = TwoHosts::plain("th");
+        let config = hosts.standard_config();
+        let out = hosts.run(&args(&run_args(&config, engine.as_str(), "3000")), LIMIT);
+        assert_eq!(out.code, Some(0), "{engine}: {}", out.stderr);
+        let doc = out.json();
+        let row = &doc["rows"][0];
+        assert_eq!(row["answered"], 3000, "{row}");
+        assert_eq!(row["failed"], 0);
+        let warmup = row["warmup"].as_u64().unwrap();
+        assert_eq!(
+            row["engine_received"].as_u64().unwrap(),
+            3000 + warmup,
+            "the engine's counters come from B's segment"
+        );
+        assert!(row["rtt"]["p50_us"].as_f64().unwrap() > 0.0);
+        assert_eq!(row["impairment"], "none");
+        let recorded = doc["hosts"].as_array().unwrap();
+        assert_eq!(recorded[0]["role"], "engine");
+        assert_eq!(recorded[0]["reached"], engine_url());
+        assert_eq!(recorded[0]["iface"], format!("{}-db", hosts.name));
+        assert!(!recorded[0]["kernel"].as_str().unwrap().is_empty());
+        assert_eq!(recorded[1]["role"], "client");
+        if engine.is_bypass() {
+            assert_eq!(recorded[0]["pmd"], "af_xdp");
+        }
+        hosts.assert_nothing_left(&[], Duration::from_secs(10));
+    }
+}
+
+/// The ssh client of the engine host's session, a child of the
+/// orchestrating supervisor `parent`.
+fn ssh_child(parent: u32, host: &str) -> Option<u32> {
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(p) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().nth(1));
+        let cmd = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd);
+        if ppid == Some(&parent.to_string()) && cmd.starts_with("ssh\0") && cmd.contains(host) {
+            return Some(p);
+        }
+    }
+    None
+}
+
+/// Starts a long run and waits (bounded) until the load generator on A
+/// runs; returns the child and the engine's pid on B.
+fn long_run(hosts: &TwoHosts, engine: &str) -> (support::Watched, u32) {
+    let config = hosts.standard_config();
+    let mut a = run_args(&config, engine, "50000000");
+    a.extend(["--timeout-ms".into(), "1000".into()]);
+    let child = hosts
+        .command(&args(&a))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let engine_pid = loop {
+        let engine = hosts
+            .run_state("engine")
+            .filter(|s| s["phase"] == "ready")
+            .map(|s| pid(&s["engine"]["pid"]));
+        let loadgen = hosts.state_dir("client").join("loadgen.pid.json").exists();
+        if let (Some(p), true) = (engine, loadgen) {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "the two-host run did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    (support::Watched::new(child), engine_pid)
+}
+
+#[test]
+fn two_hosts_lost_ssh_connection_and_killed_engine_are_named() {
+    if !require_root("two_hosts_lost_ssh_connection_and_killed_engine_are_named") {
+        return;
+    }
+    bin_dir();
+    // The engine host's connection killed mid-run: B tears down, A says
+    // which host was lost.
+    let hosts = TwoHosts::plain("tf");
+    let (run, engine_pid) = long_run(&hosts, "kernel");
+    let ssh = ssh_child(run.child.id(), B_MGMT).expect("the ssh client of B's session");
+    kill(ssh, "KILL");
+    let out = run.wait(Duration::from_secs(90));
+    assert_ne!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains(&format!("lost engine host {}", engine_url())),
+        "{}",
+        out.stderr
+    );
+    hosts.assert_nothing_left(&[engine_pid, ssh], Duration::from_secs(30));
+    drop(hosts);
+
+    // kill -9 of the engine on B: named on A, by host and pid.
+    let hosts = TwoHosts::plain("tk");
+    let (run, engine_pid) = long_run(&hosts, "kernel");
+    kill(engine_pid, "KILL");
+    let out = run.wait(Duration::from_secs(90));
+    eprintln!("{}", out.stderr);
+    assert_eq!(out.code, Some(3), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "the engine on engine host {} (pid {engine_pid}) was killed by SIGKILL",
+            engine_url()
+        )),
+        "{}",
+        out.stderr
+    );
+    hosts.assert_nothing_left(&[engine_pid], Duration::from_secs(30));
+}
+
+#[test]
+fn two_hosts_refusals_are_clear_and_create_nothing() {
+    if !require_root("two_hosts_refusals_are_clear_and_create_nothing") {
+        return;
+    }
+    bin_dir();
+    let hosts = TwoHosts::plain("tr");
+    let known = hosts.dir.join("known_hosts");
+    // A wrong host key for B.
+    let wrong = hosts.dir.join("wrong_known_hosts");
+    let text = std::fs::read_to_string(&known).unwrap();
+    let a_line = text.lines().next().unwrap().to_owned();
+    let a_key = a_line.split_once(' ').unwrap().1;
+    std::fs::write(&wrong, format!("{a_line}\n[{B_MGMT}]:{SSH_PORT} {a_key}\n")).unwrap();
+    let a_url = format!("ssh://root@{A_MGMT}:{SSH_PORT}");
+    let fake = hosts.dir.join("old-supervisor");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\nread line\necho '{\"ok\":{\"id\":1,\"result\":{\"hello\":{\"contract_version\":999,\"host\":{\"hostname\":\"old\",\"kernel\":\"k\",\"cores\":1,\"pid\":1}}}}}'\nread line\n",
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .args(["+x", fake.to_str().unwrap()])
+        .status()
+        .unwrap();
+    let unreachable = format!("ssh://root@10.99.3.2:{SSH_PORT}");
+    let cases: [(&str, &str, &std::path::Path, Vec<&str>); 4] = [
+        (
+            &engine_url(),
+            SUPERVISOR,
+            &wrong,
+            vec!["engine host", "Host key verification failed"],
+        ),
+        (
+            &unreachable,
+            SUPERVISOR,
+            &known,
+            vec![
+                "engine host ssh://root@10.99.3.2",
+                "no session",
+                "unreachable",
+            ],
+        ),
+        (
+            &engine_url(),
+            "/nonexistent/supervisor",
+            &known,
+            vec!["engine host", "/nonexistent/supervisor", "No such file"],
+        ),
+        (
+            &engine_url(),
+            fake.to_str().unwrap(),
+            &known,
+            vec!["contract version mismatch", "speaks 2", "host's 999"],
+        ),
+    ];
+    let _ = a_url;
+    for (url, supervisor, known_hosts, needles) in cases {
+        let config = hosts.config(url, supervisor, known_hosts);
+        let out = hosts.run(&args(&run_args(&config, "kernel", "100")), LIMIT);
+        assert_eq!(out.code, Some(1), "{}", out.stderr);
+        for needle in needles {
+            assert!(
+                out.stderr.contains(needle),
+                "{needle:?} missing: {}",
+                out.stderr
+            );
+        }
+        hosts.assert_nothing_left(&[], Duration::from_secs(10));
+    }
+
+    // doctor --host reports B's capabilities through its serve.
+    let config = hosts.standard_config();
+    let out = hosts.run(
+        &[
+            "doctor",
+            "--host",
+            &engine_url(),
+            "--config",
+            config.to_str().unwrap(),
+            "--json",
+        ],
+        LIMIT,
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let doc = out.json();
+    let names: Vec<&str> = doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    for name in ["root", "netem", "hugepages", "af_xdp"] {
+        assert!(names.contains(&name), "{name}: {names:?}");
+    }
+}
+
+#[test]
+fn two_hosts_work_with_a_key_restricted_to_serve() {
+    if !require_root("two_hosts_work_with_a_key_restricted_to_serve") {
+        return;
+    }
+    bin_dir();
+    let hosts = TwoHosts::new("ts", |key| {
+        format!("command=\"{SUPERVISOR} serve --stdio\",no-pty,no-port-forwarding,no-agent-forwarding,no-X11-forwarding {key}")
+    });
+    let config = hosts.standard_config();
+    let out = hosts.run(&args(&run_args(&config, "kernel", "2000")), LIMIT);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(out.json()["rows"][0]["answered"], 2000);
+    hosts.assert_nothing_left(&[], Duration::from_secs(10));
+
+    // The key runs nothing else: asking for a shell command gets serve,
+    // which reads no request and ends.
+    let mut ssh = std::process::Command::new("ip");
+    ssh.args([
+        "netns",
+        "exec",
+        &hosts.ns("o"),
+        "ssh",
+        "-T",
+        "-p",
+        &SSH_PORT.to_string(),
+    ]);
+    for o in hosts.ssh_options(&hosts.dir.join("known_hosts")) {
+        ssh.args(["-o", &o]);
+    }
+    ssh.args([
+        "-o",
+        "BatchMode=yes",
+        &format!("root@{B_MGMT}"),
+        "id; touch /tmp/bl-escaped",
+    ]);
+    let out = support::run_bounded(&mut ssh, Duration::from_secs(30));
+    assert!(!out.stdout.contains("uid="), "{}", out.stdout);
+    assert!(!std::path::Path::new("/tmp/bl-escaped").exists());
+
+    // A request naming a path is refused, naming the field.
+    let mut ssh = std::process::Command::new("ip");
+    ssh.args([
+        "netns",
+        "exec",
+        &hosts.ns("o"),
+        "ssh",
+        "-T",
+        "-p",
+        &SSH_PORT.to_string(),
+    ]);
+    for o in hosts.ssh_options(&hosts.dir.join("known_hosts")) {
+        ssh.args(["-o", &o]);
+    }
+    ssh.args(["-o", "BatchMode=yes", &format!("root@{B_MGMT}")]);
+    let mut child = ssh
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        writeln!(stdin, r#"{{"id":1,"call":{{"hello":{{"contract_version":{},"testbed":"{}","role":"engine"}}}}}}"#, contract::CONTRACT_VERSION, hosts.name).unwrap();
+        writeln!(
+            stdin,
+            r#"{{"id":2,"call":{{"doctor":{{"program":"/bin/sh"}}}}}}"#
+        )
+        .unwrap();
+        writeln!(stdin, r#"{{"id":3,"call":{{"teardown":{{}}}}}}"#).unwrap();
+    }
+    let out = support::finish(child, Duration::from_secs(30));
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "every message answered: {}", out.stdout);
+    assert!(lines[1].contains("unknown field `program`"), "{}", lines[1]);
+    hosts.assert_nothing_left(&[], Duration::from_secs(10));
+}
