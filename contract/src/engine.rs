@@ -47,6 +47,13 @@ pub struct EngineArgs {
     #[arg(long, default_value_t = 4096)]
     pub max_connections: usize,
 
+    /// Connection attempts that can wait at once for the server to take
+    /// them: kernel, `listen(2)`'s backlog (capped by
+    /// net.core.somaxconn); dpdk, the sockets kept listening (a SYN beyond
+    /// them is answered with a reset); fstack, `ff_listen`'s backlog.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..4096))]
+    pub listen_backlog: u32,
+
     /// After SIGTERM/SIGINT: how long open connections are still served
     /// before they are closed, in milliseconds.
     #[arg(long, default_value_t = 2000)]

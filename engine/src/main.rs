@@ -144,6 +144,7 @@ fn serve_kind(args: &EngineArgs, setup: &Setup) -> Result<FinalReport, Failure> 
         EngineKind::Kernel => {
             let mut config = KernelConfig::new(args.listen, args.busy_poll);
             config.max_connections = args.max_connections;
+            config.listen_backlog = args.listen_backlog;
             config.drain = Duration::from_millis(args.drain_ms);
             let mut kernel = KernelBackend::bind(config)?;
             let listen = kernel.local_addr().to_string();
@@ -157,6 +158,7 @@ fn serve_kind(args: &EngineArgs, setup: &Setup) -> Result<FinalReport, Failure> 
         EngineKind::Dpdk => {
             let mut options = DpdkOptions::from_args(args);
             options.max_connections = args.max_connections;
+            options.listen_backlog = args.listen_backlog;
             options.rto_min = args
                 .rto_min_ms
                 .map(|ms| Duration::from_millis(u64::from(ms)));

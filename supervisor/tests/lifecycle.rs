@@ -362,3 +362,48 @@ fn hugepages_reserve_then_release_restores_the_host() {
         "release with nothing reserved is harmless"
     );
 }
+
+/// `[service] max_connections` and `listen_backlog` reach every engine's
+/// command line (the defaults are left out of it, as every default is).
+#[test]
+fn service_limits_from_the_config_reach_the_engine() {
+    if !require_root("service_limits_from_the_config_reach_the_engine") {
+        return;
+    }
+    bin_dir();
+    for engine in engines() {
+        let testbed = Testbed::new(
+            "sl",
+            "[impairment]\nbackend = \"none\"\n[service]\nmax_connections = 300\nlisten_backlog = 77",
+        );
+        let state = testbed.start_detached(engine);
+        let command: Vec<&str> = state["engine_command"]
+            .as_array()
+            .expect("engine_command")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        for (flag, value) in [("--max-connections", "300"), ("--listen-backlog", "77")] {
+            let at = command
+                .iter()
+                .position(|w| *w == flag)
+                .unwrap_or_else(|| panic!("{engine}: no {flag} in {command:?}"));
+            assert_eq!(command[at + 1], value, "{engine}: {command:?}");
+        }
+        let attached = testbed.run(
+            &[
+                "attach",
+                "--connections",
+                "200",
+                "--packets",
+                "2000",
+                "--json",
+            ],
+            LIMIT,
+        );
+        assert_eq!(attached.code, Some(0), "{engine}: {}", attached.stderr);
+        let stopped = testbed.run(&["stop"], LIMIT);
+        assert_eq!(stopped.code, Some(0), "{engine}: {}", stopped.stderr);
+        testbed.assert_nothing_left(&[]);
+    }
+}

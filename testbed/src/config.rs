@@ -171,6 +171,7 @@ pub struct TestbedConfig {
     impairment: Impairment,
     cores: Cores,
     port: u16,
+    limits: ServiceLimits,
     /// `[engine_host]` and `[client_host]`, kept with or without `[hosts]`
     /// (the command line may name the hosts).
     role_hosts: Hosts,
@@ -294,10 +295,37 @@ impl Default for RawCores {
 #[serde(deny_unknown_fields, default)]
 struct RawService {
     port: i64,
+    max_connections: i64,
+    listen_backlog: i64,
 }
 impl Default for RawService {
     fn default() -> Self {
-        Self { port: 7000 }
+        let limits = ServiceLimits::default();
+        Self {
+            port: 7000,
+            max_connections: i64::try_from(limits.max_connections).unwrap_or(i64::MAX),
+            listen_backlog: i64::from(limits.listen_backlog),
+        }
+    }
+}
+
+/// How many connections the engine takes: `[service] max_connections` and
+/// `listen_backlog`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ServiceLimits {
+    /// Most connections served at once; further ones are refused and
+    /// counted.
+    pub max_connections: usize,
+    /// Connection attempts that can wait at once for the engine.
+    pub listen_backlog: u32,
+}
+
+impl Default for ServiceLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 4096,
+            listen_backlog: 1024,
+        }
     }
 }
 
@@ -319,7 +347,7 @@ const KNOWN_KEYS: &[(&str, &[&str])] = &[
         ],
     ),
     ("cores", &["engine", "loadgen", "emulator"]),
-    ("service", &["port"]),
+    ("service", &["port", "max_connections", "listen_backlog"]),
     ("hosts", &["engine", "client"]),
     (
         "engine_host",
@@ -635,6 +663,18 @@ impl RawFile {
             emulator: core("cores.emulator", self.cores.emulator)?,
         };
         let port = in_range::<u16>("service.port", self.service.port, 1, 65535)?;
+        let max_connections = in_range::<usize>(
+            "service.max_connections",
+            self.service.max_connections,
+            1,
+            1_000_000,
+        )?;
+        let listen_backlog = in_range::<u32>(
+            "service.listen_backlog",
+            self.service.listen_backlog,
+            1,
+            4095,
+        )?;
 
         let engine_role = self.engine_host.validate(
             self.hosts.engine.as_deref(),
@@ -698,6 +738,10 @@ impl RawFile {
             },
             cores,
             port,
+            limits: ServiceLimits {
+                max_connections,
+                listen_backlog,
+            },
             role_hosts,
         })
     }
@@ -795,6 +839,8 @@ impl TestbedConfig {
             },
             service: RawService {
                 port: self.port.into(),
+                max_connections: i64::try_from(self.limits.max_connections).unwrap_or(i64::MAX),
+                listen_backlog: self.limits.listen_backlog.into(),
             },
             hosts: RawHosts {
                 engine: self.role_hosts.engine.ssh.as_ref().map(ToString::to_string),
@@ -873,6 +919,10 @@ impl TestbedConfig {
     /// The service's TCP port in NS3.
     pub fn port(&self) -> u16 {
         self.port
+    }
+    /// How many connections the engine takes (`[service]`).
+    pub fn service_limits(&self) -> ServiceLimits {
+        self.limits
     }
     /// Cores of the engine, the load generator and the emulator.
     pub fn cores(&self) -> Cores {
@@ -1000,6 +1050,8 @@ mod tests {
             ("[cores]\nemulator = -1\n", "cores.emulator"),
             ("[link]\nmtu = 100\n", "link.mtu"),
             ("[service]\nport = 0\n", "service.port"),
+            ("[service]\nmax_connections = 0\n", "service.max_connections"),
+            ("[service]\nlisten_backlog = 4096\n", "service.listen_backlog"),
         ];
         for (text, want) in cases {
             match parse(text) {

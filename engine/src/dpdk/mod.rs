@@ -65,6 +65,8 @@ pub struct DpdkOptions {
     pub stats_interval: Duration,
     /// The sockets' smallest retransmission timeout (`None`: smoltcp's).
     pub rto_min: Option<Duration>,
+    /// Sockets kept listening: connection attempts that can arrive at once.
+    pub listen_backlog: u32,
 }
 
 impl DpdkOptions {
@@ -80,6 +82,7 @@ impl DpdkOptions {
             drain: Duration::from_millis(200),
             stats_interval: Duration::from_millis(args.publish_interval_ms.max(1)),
             rto_min: None,
+            listen_backlog: args.listen_backlog,
         }
     }
 }
@@ -188,6 +191,7 @@ fn serve_on(
     ctx: &mut ServeContext,
 ) {
     let mut server_config = ServerConfig::new(config.port0, options.port);
+    server_config.pool.listen_backlog = usize::try_from(options.listen_backlog.max(1)).unwrap_or(1);
     server_config.pool.max_sockets =
         options.max_connections.max(1) + server_config.pool.listen_backlog;
     server_config.drain = options.drain;

@@ -30,6 +30,8 @@ pub struct FstackOptions {
     pub core: Option<usize>,
     /// Most connections open at once.
     pub max_connections: usize,
+    /// `ff_listen`'s backlog.
+    pub listen_backlog: u32,
     /// How long open connections are served after the stop signal.
     pub drain: Duration,
     /// Port counters are read at this interval (the publication interval).
@@ -46,6 +48,7 @@ impl FstackOptions {
             listen_ip: Some(args.listen.ip()).filter(|ip| !ip.is_unspecified()),
             core: args.core,
             max_connections: args.max_connections,
+            listen_backlog: args.listen_backlog,
             drain: Duration::from_millis(args.drain_ms),
             stats_interval: Duration::from_millis(args.publish_interval_ms.max(1)),
         }
@@ -176,7 +179,7 @@ fn serve_on(
         move |source| EngineError::Io { step, source }
     };
     let listener = stack
-        .listen(addr, 512)
+        .listen(addr, options.listen_backlog)
         .map_err(io_step(&format!("listen on {addr}")))?;
     let epoll = stack.epoll().map_err(io_step("create an epoll instance"))?;
     let mut server = Server::new(

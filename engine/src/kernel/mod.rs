@@ -20,6 +20,7 @@
 //! memory stays bounded.
 
 mod conn;
+pub mod listener;
 
 use std::io;
 use std::net::SocketAddr;
@@ -52,6 +53,8 @@ pub struct KernelConfig {
     /// After the stop signal: how long existing connections may still be
     /// served before they are closed.
     pub drain: Duration,
+    /// Connections the kernel queues before `accept` (`listen(2)`).
+    pub listen_backlog: u32,
 }
 
 impl KernelConfig {
@@ -64,6 +67,7 @@ impl KernelConfig {
             so_busy_poll_us: 50,
             max_connections: 4096,
             drain: Duration::from_secs(2),
+            listen_backlog: 1024,
         }
     }
 }
@@ -116,8 +120,12 @@ impl KernelBackend {
     pub fn bind(config: KernelConfig) -> Result<Self, EngineError> {
         let io_err = |step: String| move |source| EngineError::Io { step, source };
         let poll = Poll::new().map_err(io_err("create epoll instance".into()))?;
-        let mut listener =
-            TcpListener::bind(config.listen).map_err(io_err(format!("bind {}", config.listen)))?;
+        let mut listener = listener::bind_listener(config.listen, config.listen_backlog).map_err(
+            io_err(format!(
+                "bind {} (listen backlog {})",
+                config.listen, config.listen_backlog
+            )),
+        )?;
         let local_addr = listener
             .local_addr()
             .map_err(io_err("read the bound address".into()))?;

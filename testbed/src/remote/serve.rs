@@ -23,6 +23,7 @@ use shm_layout::{CreateOptions, Role, Segment};
 
 use super::facts;
 use super::netem;
+use crate::config::ServiceLimits;
 use crate::host::hugepages;
 use crate::host::process::ProcessId;
 use crate::placement::Node;
@@ -392,6 +393,8 @@ impl<W: Write> Session<W> {
             },
             server: SocketAddrV4::new(start.address, start.port),
             loadgen_core: 0,
+            // The serve protocol carries no limits yet: the engine's own.
+            limits: ServiceLimits::default(),
         };
         let options = StartOptions {
             engine: start.kind,

@@ -20,7 +20,7 @@ use super::state::{Phase, RunState, StateError};
 use super::teardown::{describe_leftovers, teardown_record, TeardownReport};
 use super::{bypass, netview};
 use crate::bins::{self, Binary};
-use crate::config::TestbedConfig;
+use crate::config::{ServiceLimits, TestbedConfig};
 use crate::host::process::{self, Ending, ProcessId};
 use crate::host::wait::{self, Check, Waited};
 use crate::host::{command, hugepages};
@@ -76,6 +76,8 @@ pub struct Site {
     pub server: SocketAddrV4,
     /// The load generator's core (recorded for `attach`).
     pub loadgen_core: usize,
+    /// How many connections the engine takes.
+    pub limits: ServiceLimits,
 }
 
 impl Site {
@@ -88,6 +90,7 @@ impl Site {
             port: bypass::Port::server_of(config),
             server: SocketAddrV4::new(config.server_addr(), config.port()),
             loadgen_core: config.cores().loadgen,
+            limits: config.service_limits(),
         }
     }
 }
@@ -281,6 +284,8 @@ impl Run {
             shm: self.state.segment.clone(),
             dpdk_config: dpdk_config.unwrap_or(defaults.dpdk_config.clone()),
             rto_min_ms: rto::engine_flag(options.engine, options.rto_min_ms),
+            max_connections: self.site.limits.max_connections,
+            listen_backlog: self.site.limits.listen_backlog,
             ..defaults
         }
     }
