@@ -208,7 +208,7 @@ fn lifecycle_exit(outcome: Result<i32, testbed::run::LifecycleError>) -> Result<
         Ok(0) => Ok(()),
         Ok(code) => Err(ExitCode::from(u8::try_from(code).unwrap_or(1))),
         Err(testbed::run::LifecycleError::Interrupted) => Err(ExitCode::from(130)),
-        Err(e @ testbed::run::LifecycleError::Config(_)) => {
+        Err(e) if e.is_usage() => {
             eprintln!("supervisor: {e}");
             Err(ExitCode::from(2))
         }

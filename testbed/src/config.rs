@@ -130,6 +130,7 @@ pub struct TestbedConfig {
     impairment: Impairment,
     cores: Cores,
     port: u16,
+    dpdk_hugepages: Option<u64>,
 }
 
 // ---- raw (deserialised, not yet validated) sections ----
@@ -143,6 +144,7 @@ struct RawFile {
     impairment: RawImpairment,
     cores: RawCores,
     service: RawService,
+    dpdk: RawDpdk,
 }
 
 #[derive(Debug, Deserialize)]
@@ -237,6 +239,15 @@ impl Default for RawService {
     }
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawDpdk {
+    hugepages: Option<i64>,
+}
+
+/// Most 2 MB pages `dpdk.hugepages` may ask for (512 GB).
+const MAX_HUGEPAGES: i64 = 262_144;
+
 /// Every key the file may hold, by section.
 const KNOWN_KEYS: &[(&str, &[&str])] = &[
     ("testbed", &["name"]),
@@ -256,6 +267,7 @@ const KNOWN_KEYS: &[(&str, &[&str])] = &[
     ),
     ("cores", &["engine", "loadgen", "emulator"]),
     ("service", &["port"]),
+    ("dpdk", &["hugepages"]),
 ];
 
 /// Reports the first key that is not in [`KNOWN_KEYS`], with its dotted name.
@@ -479,6 +491,11 @@ impl RawFile {
             emulator: core("cores.emulator", self.cores.emulator)?,
         };
         let port = in_range::<u16>("service.port", self.service.port, 1, 65535)?;
+        let dpdk_hugepages = self
+            .dpdk
+            .hugepages
+            .map(|n| in_range::<u64>("dpdk.hugepages", n, 1, MAX_HUGEPAGES))
+            .transpose()?;
 
         Ok(TestbedConfig {
             name,
@@ -498,6 +515,7 @@ impl RawFile {
             },
             cores,
             port,
+            dpdk_hugepages,
         })
     }
 }
@@ -595,6 +613,11 @@ impl TestbedConfig {
             service: RawService {
                 port: self.port.into(),
             },
+            dpdk: RawDpdk {
+                hugepages: self
+                    .dpdk_hugepages
+                    .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+            },
         }
         .with_impairment_of(self)
     }
@@ -671,6 +694,11 @@ impl TestbedConfig {
     pub fn cores(&self) -> Cores {
         self.cores
     }
+    /// 2 MB hugepages a run on a PCI NIC reserves (`dpdk.hugepages`);
+    /// `None`: the original setup's 1024 where the host has the memory.
+    pub fn dpdk_hugepages(&self) -> Option<u64> {
+        self.dpdk_hugepages
+    }
     /// The configured impairment.
     pub fn impairment(&self) -> &Impairment {
         &self.impairment
@@ -732,6 +760,10 @@ mod tests {
         assert_eq!(c.impairment().delay_us, 100);
         assert_eq!(c.impairment().direction, Direction::FromNs3);
         assert_eq!(c.cores().engine, 1);
+        assert_eq!(c.dpdk_hugepages(), None);
+        let d = parse("[dpdk]\nhugepages = 512\n").unwrap();
+        assert_eq!(d.dpdk_hugepages(), Some(512));
+        assert_eq!(d.with_name("x").unwrap().dpdk_hugepages(), Some(512));
     }
 
     #[test]
@@ -761,6 +793,7 @@ mod tests {
             ("[cores]\nemulator = -1\n", "cores.emulator"),
             ("[link]\nmtu = 100\n", "link.mtu"),
             ("[service]\nport = 0\n", "service.port"),
+            ("[dpdk]\nhugepages = 0\n", "dpdk.hugepages"),
         ];
         for (text, want) in cases {
             match parse(text) {

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::config::host_cores;
 use crate::host::command;
+use crate::host::hugepages::meminfo;
 use crate::impairment::{self, Backend};
 use crate::nic::driver::{Driver, RTE_KNI};
 use crate::nic::module;
@@ -57,14 +58,6 @@ fn check(
         detail: detail.into(),
         consequence: consequence.into(),
     }
-}
-
-fn meminfo(key: &str) -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    text.lines()
-        .find(|l| l.starts_with(key) && l[key.len()..].starts_with(':'))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
 }
 
 fn af_xdp_socket() -> std::io::Result<()> {

@@ -26,7 +26,14 @@ impl Node {
         }
     }
 
-    /// The network namespace.
+    /// The supervisor's own network namespace: an engine on a PCI NIC,
+    /// which is in no namespace of the testbed's.
+    #[must_use]
+    pub fn here(core: Option<usize>) -> Self {
+        Self::in_namespace("", core)
+    }
+
+    /// The network namespace (empty: the supervisor's own).
     #[must_use]
     pub fn namespace(&self) -> &str {
         &self.namespace
@@ -43,6 +50,9 @@ impl Node {
     /// program pins itself (the engine's and load generator's `--core`).
     #[must_use]
     pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
+        if self.namespace.is_empty() {
+            return Command::new(program);
+        }
         let mut command = Command::new("ip");
         command
             .args(["netns", "exec", &self.namespace])
@@ -89,5 +99,9 @@ mod tests {
         );
         let unpinned = Node::in_namespace("bl-ns1", None);
         assert_eq!(argv(&unpinned.pinned_command("iperf3")).len(), 5);
+        assert_eq!(
+            argv(&Node::here(Some(1)).pinned_command("/x/engine")),
+            ["taskset", "-c", "1", "/x/engine"]
+        );
     }
 }

@@ -227,6 +227,13 @@ pub fn attach(
             phase: run.phase,
         });
     }
+    if let Some(nic) = &run.pci_device {
+        return Err(LifecycleError::NoLocalClient {
+            testbed: run.testbed.clone(),
+            device: nic.address.to_string(),
+            server: run.server,
+        });
+    }
     let loadgen = bins::path(bin_dir, Binary::Loadgen)?;
     let segment_path = run.segment_path()?.to_owned();
     let segment = Segment::open(&segment_path)?;

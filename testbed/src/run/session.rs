@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use contract::argv::to_argv;
 use contract::engine::EngineArgs;
-use contract::{EngineKind, Pmd};
+use contract::{EngineKind, PciAddress, Pmd};
 use shm_layout::{CreateOptions, ProducerState, Role, Segment};
 
 use super::error::LifecycleError;
@@ -24,6 +24,7 @@ use crate::host::process::{self, Ending, ProcessId};
 use crate::host::wait::{self, Check, Waited};
 use crate::host::{command, hugepages};
 use crate::net;
+use crate::placement::Node;
 use crate::state::StateFile;
 use crate::topology::NsRole;
 
@@ -48,6 +49,14 @@ pub struct StartOptions {
     /// One minimum RTO for every stack of the run, ms (`None`: each
     /// stack's own).
     pub rto_min_ms: Option<u32>,
+}
+
+/// The PCI NIC a bypass engine serves on, if `--pmd pci:` names one: such
+/// a run has no testbed network (its link is the NIC's cable, its load
+/// generator at the other end), and its engine runs in the supervisor's own
+/// namespace.
+fn pci_nic(options: &StartOptions) -> Option<&PciAddress> {
+    options.pmd.pci().filter(|_| options.engine.is_bypass())
 }
 
 /// Hugepages a run needs: a few for the segment, more for DPDK's memory.
@@ -86,6 +95,10 @@ impl Run {
         }
         bins::path(&options.bin_dir, Binary::Loadgen)?;
         check_previous_run(&config, options.clean_leftovers, say)?;
+        let nic = pci_nic(options);
+        if let Some(addr) = nic {
+            super::pci::preflight(addr, config.name()).map_err(bypass::BypassError::from)?;
+        }
 
         let cores = config.cores();
         let state = RunState {
@@ -122,7 +135,12 @@ impl Run {
         // the state records.
 
         // Step 1: the network (left alone if the user brought it up).
-        if !netview::is_up(&run.config) {
+        if let Some(addr) = nic {
+            say(&format!(
+                "the engine serves on PCI NIC {addr}: no testbed network (NS1-NS3, impairment); the load generator runs at the NIC's other end, against {}",
+                run.state.server
+            ));
+        } else if !netview::is_up(&run.config) {
             say(&format!(
                 "bringing up testbed network `{}`",
                 run.config.name()
@@ -131,23 +149,46 @@ impl Run {
             run.state.save()?;
             net::up(&run.config)?;
         }
-        if let Ok(status) = net::status(&run.config) {
-            say(&format!(
-                "impairment: {}",
-                netview::describe_impairment(&status)
-            ));
+        if nic.is_none() {
+            if let Ok(status) = net::status(&run.config) {
+                say(&format!(
+                    "impairment: {}",
+                    netview::describe_impairment(&status)
+                ));
+            }
         }
 
         // Step 1b: an equal minimum RTO on the kernel's routes of both ends
         // (a bypass engine's address goes with NS3's route in step 4).
-        if let Some(ms) = options.rto_min_ms {
-            run.tune_routes(ms, say)?;
+        match (options.rto_min_ms, nic) {
+            (Some(ms), None) => run.tune_routes(ms, say)?,
+            (Some(_), Some(_)) => {
+                say("minimum RTO: the kernel routes are the peer's, set rto_min there")
+            }
+            (None, _) => {}
         }
 
-        // Step 2: hugepages (for the segment, and DPDK's memory).
+        // Step 2: hugepages (for the segment, and DPDK's memory) and their
+        // hugetlbfs mount; a PCI NIC's run reserves as the original setup.
+        let pages = match nic {
+            None => pages_needed(options.engine),
+            Some(_) => {
+                let count = hugepages::case2_pages(
+                    run.config.dpdk_hugepages(),
+                    pages_needed(options.engine),
+                    hugepages::pool().map_or(0, |p| p.free),
+                    hugepages::meminfo("MemAvailable"),
+                );
+                say(&format!("step hugepages: {}", count.why));
+                count.pages
+            }
+        };
         let mount_point = run.config.state_dir().file(StateFile::Hugepages);
-        run.state.hugepages = hugepages::acquire(pages_needed(options.engine), &mount_point)?;
+        run.state.hugepages = hugepages::acquire(pages, &mount_point)?;
         run.state.save()?;
+        if let (Some(_), Some(dir)) = (nic, &run.state.hugepages.mounted_at) {
+            say(&format!("step hugetlbfs mount: {}", dir.display()));
+        }
 
         // Step 3: the shared-memory segment.
         let mut create = CreateOptions::new(run.config.name());
@@ -243,7 +284,11 @@ impl Run {
             format!("creating {}", log_path.display()),
         ))?;
         let argv = to_argv(&self.engine_args(options, dpdk_config))?;
-        let mut command = self.config.node(NsRole::Server).command(bin);
+        let node = match pci_nic(options) {
+            Some(_) => Node::here(Some(self.state.engine_core)),
+            None => self.config.node(NsRole::Server),
+        };
+        let mut command = node.command(bin);
         command
             .args(&argv)
             .stdin(Stdio::null())
