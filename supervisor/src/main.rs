@@ -50,6 +50,11 @@ enum Command {
         #[command(subcommand)]
         action: cli::hugepages::HugepagesAction,
     },
+    /// Show, bind or give back the PCI NICs DPDK serves on (what dpdk-devbind.py does, through sysfs).
+    Nic {
+        #[command(subcommand)]
+        action: cli::nic::NicAction,
+    },
     /// The benchmark matrix: every engine and peer, counts, impairment off/on; writes results.json, results.md and plots.
     Bench(bench::BenchArgs),
     /// The userspace link emulator (started by `net up` in NS2).
@@ -183,6 +188,15 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
         Command::Hugepages { action } => {
             return lifecycle_exit(cli::hugepages::run(&action).map_err(Into::into))
         }
+        Command::Nic { action } => match cli::nic::run(&action) {
+            Ok(0) => {}
+            Ok(code) => return Err(ExitCode::from(u8::try_from(code).unwrap_or(1))),
+            Err(e) if e.is_usage() => {
+                eprintln!("supervisor: {e}");
+                return Err(ExitCode::from(2));
+            }
+            Err(e) => return Err(fail(e)),
+        },
         Command::Start(args) => return lifecycle_exit(cli::lifecycle::start(&args)),
         Command::Attach(args) => return lifecycle_exit(cli::lifecycle::attach(&args)),
         Command::Stats(args) => return lifecycle_exit(cli::lifecycle::stats(&args)),

@@ -4,3 +4,4 @@
 
 pub mod hugepages;
 pub mod lifecycle;
+pub mod nic;
