@@ -12,11 +12,13 @@
 //! The bind step is the test's own shell until `supervisor nic bind`
 //! exists. Figures from here are functional only: the guest is emulated.
 
-mod guest;
+mod support;
 
 use std::time::Duration;
 
-use guest::{guest_addr, guest_mac, workspace_bin, GuestBuilder, Machine, HOST_ADDR};
+use support::guest::{
+    self, guest_addr, guest_mac, workspace_bin, GuestBuilder, Machine, HOST_ADDR,
+};
 
 /// Messages measured per driver (after a short warm-up).
 const MESSAGES: u64 = 2000;
@@ -143,14 +145,14 @@ fn load(g: &guest::Guest, what: &str, addr: &str, port: u16, messages: u64) {
     c.args(["--connect", &format!("{addr}:{port}")])
         .args(["--packets", &messages.to_string(), "--warmup", "100"])
         .args(["--progress", "never", "--timeout-ms", "5000"]);
-    let out = guest::run_bounded(c, Duration::from_secs(180), "loadgen").expect("loadgen runs");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let out = support::run_bounded(&mut c, Duration::from_secs(180));
+    let text = &out.stdout;
     eprintln!("{what}: loadgen (emulated guest, functional only): {text}");
     assert!(
-        out.status.success(),
-        "loadgen against {what}: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
+        out.success(),
+        "loadgen against {what}: {:?}\n{}",
+        out.code,
+        out.stderr
     );
     let v: serde_json::Value = serde_json::from_str(text.trim()).expect("loadgen JSON");
     assert_eq!(v["answered"].as_u64(), Some(messages), "{v}");
