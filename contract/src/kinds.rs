@@ -119,9 +119,25 @@ impl PmdKind {
     }
 }
 
-/// A PCI address, `DDDD:BB:DD.F` in hexadecimal.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A PCI address, `DDDD:BB:DD.F` in hexadecimal (lower case, as sysfs
+/// names it); in JSON, that string.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct PciAddress(String);
+
+impl TryFrom<String> for PciAddress {
+    type Error = PmdError;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<PciAddress> for String {
+    fn from(a: PciAddress) -> Self {
+        a.0
+    }
+}
 
 impl PciAddress {
     /// The address as sysfs and EAL write it.
@@ -301,6 +317,14 @@ mod tests {
             Err(PmdError::PciAddress(_))
         ));
         assert!(matches!("tap".parse::<Pmd>(), Err(PmdError::Unknown(_))));
+    }
+
+    #[test]
+    fn pci_addresses_are_json_strings_and_checked() {
+        let addr: PciAddress = serde_json::from_str("\"0000:00:1F.6\"").unwrap();
+        assert_eq!(addr.as_str(), "0000:00:1f.6");
+        assert_eq!(serde_json::to_string(&addr).unwrap(), "\"0000:00:1f.6\"");
+        assert!(serde_json::from_str::<PciAddress>("\"eth0\"").is_err());
     }
 
     #[test]

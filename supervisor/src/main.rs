@@ -59,6 +59,11 @@ enum Command {
     },
     /// The remote end of a two-host run: JSON-lines requests on stdin, answers on stdout (run over SSH).
     Serve(cli::remote::ServeArgs),
+    /// Show, bind or give back the PCI NICs DPDK serves on (what dpdk-devbind.py does, through sysfs).
+    Nic {
+        #[command(subcommand)]
+        action: cli::nic::NicAction,
+    },
     /// The benchmark matrix: every engine and peer, counts, impairment off/on; writes results.json, results.md and plots.
     Bench(bench::BenchArgs),
     /// The userspace link emulator (started by `net up` in NS2).
@@ -208,6 +213,15 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
         Command::Hugepages { action } => {
             return lifecycle_exit(cli::hugepages::run(&action).map_err(Into::into))
         }
+        Command::Nic { action } => match cli::nic::run(&action) {
+            Ok(0) => {}
+            Ok(code) => return Err(ExitCode::from(u8::try_from(code).unwrap_or(1))),
+            Err(e) if e.is_usage() => {
+                eprintln!("supervisor: {e}");
+                return Err(ExitCode::from(2));
+            }
+            Err(e) => return Err(fail(e)),
+        },
         Command::Start(args) => return lifecycle_exit(cli::lifecycle::start(&args)),
         Command::Attach(args) => return lifecycle_exit(cli::lifecycle::attach(&args)),
         Command::Stats(args) => return lifecycle_exit(cli::lifecycle::stats(&args)),
@@ -245,7 +259,7 @@ fn lifecycle_exit(outcome: Result<i32, testbed::run::LifecycleError>) -> Result<
         Ok(0) => Ok(()),
         Ok(code) => Err(ExitCode::from(u8::try_from(code).unwrap_or(1))),
         Err(testbed::run::LifecycleError::Interrupted) => Err(ExitCode::from(130)),
-        Err(e @ testbed::run::LifecycleError::Config(_)) => {
+        Err(e) if e.is_usage() => {
             eprintln!("supervisor: {e}");
             Err(ExitCode::from(2))
         }

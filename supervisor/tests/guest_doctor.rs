@@ -4,11 +4,12 @@
 //! install it. On this host most of these lines say "missing"; in the
 //! guest each must say what is really there.
 
-mod guest;
+mod support;
 
 use std::time::Duration;
 
-use guest::{GuestBuilder, Machine, SUPERVISOR};
+use support::guest::{self, GuestBuilder, Machine};
+use support::SUPERVISOR;
 
 #[test]
 fn guest_doctor_sees_netem_iommu_and_the_pci_drivers() {

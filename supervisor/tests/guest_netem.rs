@@ -9,11 +9,12 @@
 //! so 100 µs would not stand out in the RTT; 1 ms does. Every figure here
 //! is a functional check inside an emulated machine, not a measurement.
 
-mod guest;
+mod support;
 
 use std::time::Duration;
 
-use guest::{GuestBuilder, SUPERVISOR};
+use support::guest::{self, GuestBuilder};
+use support::SUPERVISOR;
 
 const TESTBED: &str = r#"[testbed]
 name = "gnetem"

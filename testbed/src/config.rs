@@ -171,6 +171,7 @@ pub struct TestbedConfig {
     impairment: Impairment,
     cores: Cores,
     port: u16,
+    dpdk_hugepages: Option<u64>,
     limits: ServiceLimits,
     /// `[engine_host]` and `[client_host]`, kept with or without `[hosts]`
     /// (the command line may name the hosts).
@@ -188,6 +189,7 @@ struct RawFile {
     impairment: RawImpairment,
     cores: RawCores,
     service: RawService,
+    dpdk: RawDpdk,
     hosts: RawHosts,
     engine_host: RawRoleHost,
     client_host: RawRoleHost,
@@ -329,6 +331,15 @@ impl Default for ServiceLimits {
     }
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawDpdk {
+    hugepages: Option<i64>,
+}
+
+/// Most 2 MB pages `dpdk.hugepages` may ask for (512 GB).
+const MAX_HUGEPAGES: i64 = 262_144;
+
 /// Every key the file may hold, by section.
 const KNOWN_KEYS: &[(&str, &[&str])] = &[
     ("testbed", &["name"]),
@@ -357,6 +368,7 @@ const KNOWN_KEYS: &[(&str, &[&str])] = &[
         "client_host",
         &["iface", "pmd", "core", "supervisor", "ssh_options"],
     ),
+    ("dpdk", &["hugepages"]),
 ];
 
 /// The most cores a remote host's core number may name (its own count is
@@ -719,6 +731,11 @@ impl RawFile {
             engine: engine_role,
             client: client_role,
         };
+        let dpdk_hugepages = self
+            .dpdk
+            .hugepages
+            .map(|n| in_range::<u64>("dpdk.hugepages", n, 1, MAX_HUGEPAGES))
+            .transpose()?;
 
         Ok(TestbedConfig {
             name,
@@ -738,6 +755,7 @@ impl RawFile {
             },
             cores,
             port,
+            dpdk_hugepages,
             limits: ServiceLimits {
                 max_connections,
                 listen_backlog,
@@ -848,6 +866,11 @@ impl TestbedConfig {
             },
             engine_host: RawRoleHost::of(&self.role_hosts.engine),
             client_host: RawRoleHost::of(&self.role_hosts.client),
+            dpdk: RawDpdk {
+                hugepages: self
+                    .dpdk_hugepages
+                    .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+            },
         }
         .with_impairment_of(self)
     }
@@ -927,6 +950,11 @@ impl TestbedConfig {
     /// Cores of the engine, the load generator and the emulator.
     pub fn cores(&self) -> Cores {
         self.cores
+    }
+    /// 2 MB hugepages a run on a PCI NIC reserves (`dpdk.hugepages`);
+    /// `None`: the original setup's 1024 where the host has the memory.
+    pub fn dpdk_hugepages(&self) -> Option<u64> {
+        self.dpdk_hugepages
     }
     /// The configured impairment.
     pub fn impairment(&self) -> &Impairment {
@@ -1021,6 +1049,10 @@ mod tests {
         assert_eq!(c.impairment().delay_us, 100);
         assert_eq!(c.impairment().direction, Direction::FromNs3);
         assert_eq!(c.cores().engine, 1);
+        assert_eq!(c.dpdk_hugepages(), None);
+        let d = parse("[dpdk]\nhugepages = 512\n").unwrap();
+        assert_eq!(d.dpdk_hugepages(), Some(512));
+        assert_eq!(d.with_name("x").unwrap().dpdk_hugepages(), Some(512));
     }
 
     #[test]
@@ -1052,6 +1084,7 @@ mod tests {
             ("[service]\nport = 0\n", "service.port"),
             ("[service]\nmax_connections = 0\n", "service.max_connections"),
             ("[service]\nlisten_backlog = 4096\n", "service.listen_backlog"),
+            ("[dpdk]\nhugepages = 0\n", "dpdk.hugepages"),
         ];
         for (text, want) in cases {
             match parse(text) {

@@ -8,7 +8,11 @@ use serde::Serialize;
 
 use crate::config::host_cores;
 use crate::host::command;
+use crate::host::hugepages::meminfo;
 use crate::impairment::{self, Backend};
+use crate::nic::driver::{Driver, RTE_KNI};
+use crate::nic::module;
+use crate::nic::sysfs::Sysfs;
 use contract::EngineKind;
 
 /// One line of the report.
@@ -54,18 +58,6 @@ fn check(
         detail: detail.into(),
         consequence: consequence.into(),
     }
-}
-
-fn meminfo(key: &str) -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    text.lines()
-        .find(|l| l.starts_with(key) && l[key.len()..].starts_with(':'))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-}
-
-fn dir_nonempty(p: &str) -> bool {
-    std::fs::read_dir(p).is_ok_and(|mut d| d.next().is_some())
 }
 
 fn af_xdp_socket() -> std::io::Result<()> {
@@ -173,50 +165,11 @@ impl FstackBuild {
     }
 }
 
-/// How a kernel module stands on this host.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Module {
-    /// In /sys/module: loaded, or built into the kernel.
-    Present,
-    /// `modprobe -n` finds it (a dry run: nothing is loaded).
-    Loadable,
-    /// Neither; why.
-    Absent(String),
-}
-
-impl Module {
-    fn usable(&self) -> bool {
-        !matches!(self, Module::Absent(_))
-    }
-
-    fn describe(&self) -> String {
-        match self {
-            Module::Present => "loaded".into(),
-            Module::Loadable => "loadable".into(),
-            Module::Absent(why) => format!("absent ({why})"),
-        }
-    }
-}
-
-fn module(name: &str) -> Module {
-    if Path::new("/sys/module")
-        .join(name.replace('-', "_"))
-        .exists()
-    {
-        return Module::Present;
-    }
-    match command::run(&mut command::cmd("modprobe", ["-n", "-q", name]), "") {
-        Ok(_) => Module::Loadable,
-        Err(command::CommandError::Spawn { .. }) => Module::Absent("no modprobe to ask".into()),
-        Err(_) => Module::Absent("no such module for this kernel".into()),
-    }
-}
-
 /// Whether vfio can run without an IOMMU (`enable_unsafe_noiommu_mode`,
 /// only in kernels built with CONFIG_VFIO_NOIOMMU; Debian's are not).
-fn vfio_noiommu() -> bool {
-    if Path::new("/sys/module/vfio").exists() {
-        return Path::new("/sys/module/vfio/parameters/enable_unsafe_noiommu_mode").exists();
+fn vfio_noiommu(sysfs: &Sysfs) -> bool {
+    if let Some(has) = sysfs.vfio_has_noiommu() {
+        return has;
     }
     command::run(&mut command::cmd("modinfo", ["-F", "parm", "vfio"]), "")
         .is_ok_and(|p| p.contains("enable_unsafe_noiommu_mode"))
@@ -224,12 +177,13 @@ fn vfio_noiommu() -> bool {
 
 /// The drivers a PCI NIC can be handed to DPDK with, and the original
 /// experiment's KNI module, one check each.
-fn pci_driver_checks(iommu: bool) -> Vec<Check> {
-    let uio = module("uio_pci_generic");
-    let vfio = module("vfio-pci");
-    let noiommu = vfio.usable() && vfio_noiommu();
-    let igb = module("igb_uio");
-    let kni = module("rte_kni");
+fn pci_driver_checks(sysfs: &Sysfs, iommu: bool) -> Vec<Check> {
+    let module = |name| module::availability(sysfs, name);
+    let uio = module(Driver::UioPciGeneric.module());
+    let vfio = module(Driver::VfioPci.module());
+    let noiommu = vfio.usable() && vfio_noiommu(sysfs);
+    let igb = module(Driver::IgbUio.module());
+    let kni = module(RTE_KNI);
     vec![
         check(
             "uio_pci_generic",
@@ -526,8 +480,10 @@ pub fn run() -> DoctorReport {
     ));
 
     // Loaded, or loadable with modprobe: either way a NIC can be bound.
-    let vfio = Path::new("/dev/vfio/vfio").exists() || module("vfio-pci").usable();
-    let uio = module("uio").usable();
+    let sysfs = Sysfs::host();
+    let vfio = Path::new("/dev/vfio/vfio").exists()
+        || module::availability(&sysfs, Driver::VfioPci.module()).usable();
+    let uio = module::availability(&sysfs, "uio").usable();
     checks.push(check(
         "vfio_uio",
         vfio || uio,
@@ -543,7 +499,7 @@ pub fn run() -> DoctorReport {
         },
     ));
 
-    let iommu = dir_nonempty("/sys/class/iommu") || dir_nonempty("/sys/kernel/iommu_groups");
+    let iommu = sysfs.iommu_present();
     checks.push(check(
         "iommu",
         iommu,
@@ -559,7 +515,7 @@ pub fn run() -> DoctorReport {
         },
     ));
 
-    checks.extend(pci_driver_checks(iommu));
+    checks.extend(pci_driver_checks(&sysfs, iommu));
 
     let modules = Path::new("/proc/modules").exists()
         && std::fs::read_to_string("/proc/sys/kernel/modules_disabled")

@@ -17,6 +17,8 @@
 //!   none, and owns launching the emulator;
 //! - [`net`] creates, shows and removes the topology and the impairment,
 //!   recording every object before it is created;
+//! - [`nic`] hands a PCI NIC to a userspace I/O driver through sysfs and
+//!   gives it back;
 //! - [`run`] is one run of the experiment: start's ordered steps, the load
 //!   generator's attach, teardown;
 //! - [`remote`] drives a role on another host over SSH (`serve --stdio`
@@ -29,6 +31,7 @@ pub mod doctor;
 pub mod host;
 pub mod impairment;
 pub mod net;
+pub mod nic;
 pub mod placement;
 pub mod remote;
 pub mod run;

@@ -6,6 +6,7 @@
 //! ```text
 //! /run/bypasslab/
 //! ├── hugepages.json            what `supervisor hugepages reserve` took
+//! ├── nic.json, nic.lock        what `supervisor nic bind` bound (nic::record)
 //! └── <testbed>/
 //!     ├── lock                  serialises `net up` / `net down`
 //!     ├── net.json              what `net up` created (net::state)

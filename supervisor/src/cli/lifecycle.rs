@@ -66,7 +66,9 @@ pub struct EngineOptions {
     #[arg(long, default_value_t = DEFAULT_READY_TIMEOUT.as_secs())]
     pub ready_timeout_s: u64,
     /// Poll-mode driver of a bypass engine: af_xdp, af_packet (on NS3's
-    /// veth) or pci:DDDD:BB:DD.F (a NIC bound to vfio-pci).
+    /// veth) or pci:DDDD:BB:DD.F (a PCI NIC, bound for the run and given
+    /// back at stop; no testbed network, the load generator runs at the
+    /// NIC's other end; see `supervisor nic`).
     #[arg(long, default_value = "af_xdp")]
     pub pmd: Pmd,
     /// One minimum TCP retransmission timeout for every stack of the run,
@@ -612,6 +614,14 @@ pub struct RunDocument {
 /// A step failed (everything created is removed).
 pub fn run(args: &RunArgs) -> Result<i32, LifecycleError> {
     let config = args.config()?;
+    if let (Some(addr), true) = (args.engine.pmd.pci(), args.engine.engine.is_bypass()) {
+        // Nothing here can attach to it: refused before anything is set up.
+        return Err(LifecycleError::NoLocalClient {
+            testbed: config.name().to_owned(),
+            device: addr.to_string(),
+            server: std::net::SocketAddrV4::new(config.server_addr(), config.port()),
+        });
+    }
     let interrupted = interrupt_flag()?;
     let options = args.engine.start_options();
     let mut run = Run::start(config.clone(), &options, &mut |l| say(l))?;

@@ -4,4 +4,5 @@
 
 pub mod hugepages;
 pub mod lifecycle;
+pub mod nic;
 pub mod remote;

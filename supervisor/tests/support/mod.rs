@@ -1,6 +1,7 @@
 //! What every integration suite of the supervisor shares: one [`Testbed`]
 //! guard (a uniquely named testbed whose `Drop` stops any run and removes
-//! the network, even when the test fails), bounded runs of the supervisor
+//! the network, even when the test fails), the [`guest::Guest`] guard (an
+//! emulated machine, see `docs/GUEST.md`), bounded runs of the supervisor
 //! binary, the root gate, the lock for tests that read host-global state,
 //! and the check that nothing a run created remains.
 //!
@@ -8,6 +9,7 @@
 //! and the call; nothing relies on `--test-threads=1`.
 #![allow(dead_code)]
 
+pub mod guest;
 pub mod host;
 pub mod long_run;
 pub mod two_hosts;

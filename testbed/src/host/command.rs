@@ -1,5 +1,5 @@
-//! Running a short host command (iproute2, tc, ethtool, nft, modprobe,
-//! dpdk-devbind.py) to completion, bounded in time, keeping what is needed
+//! Running a short host command (iproute2, tc, ethtool, nft, modprobe)
+//! to completion, bounded in time, keeping what is needed
 //! to explain a failure: the command line, its exit status, its stderr and
 //! what to do.
 

@@ -38,7 +38,7 @@ pub struct HugepageGrant {
 #[derive(Debug, thiserror::Error)]
 pub enum HugepageError {
     /// Writing the pool size failed.
-    #[error("reserving 2 MB hugepages: writing {path}: {source}")]
+    #[error("step `hugepages`: reserving 2 MB hugepages: writing {path}: {source}; this needs root (or reserve them at boot: hugepagesz=2M hugepages=N on the kernel command line)")]
     Reserve {
         /// The sysfs file.
         path: PathBuf,
@@ -46,7 +46,7 @@ pub enum HugepageError {
         source: io::Error,
     },
     /// Mounting hugetlbfs failed.
-    #[error("mounting hugetlbfs at {path}: {source}")]
+    #[error("step `hugetlbfs mount`: mounting hugetlbfs at {path}: {source}; this needs root and a kernel with hugetlbfs (see `supervisor doctor`)")]
     Mount {
         /// Mount point.
         path: PathBuf,
@@ -213,6 +213,81 @@ pub fn pool() -> Option<PoolState> {
         }
     }
     state
+}
+
+/// A `/proc/meminfo` field, in its unit (kB for sizes, a count for
+/// `HugePages_*`).
+#[must_use]
+pub fn meminfo(key: &str) -> Option<u64> {
+    let text = fs::read_to_string("/proc/meminfo").ok()?;
+    text.lines()
+        .find(|l| l.starts_with(key) && l[key.len()..].starts_with(':'))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+/// The original Case 2 setup's reservation: 1024 pages of 2 MB.
+pub const CASE2_PAGES: u64 = 1024;
+
+/// Memory the default reservation must leave to everything else, kB.
+const CASE2_HEADROOM_KB: u64 = 1 << 20;
+
+/// How many pages a run on a PCI NIC reserves, and why, for the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageCount {
+    /// Free 2 MB pages to have.
+    pub pages: u64,
+    /// Why that many.
+    pub why: String,
+}
+
+/// The Case 2 count: `configured` (`dpdk.hugepages`) when given, else
+/// [`CASE2_PAGES`] when the host can add what the pool lacks of them
+/// (`free` pages) from `available_kb` (MemAvailable) with 1 GB to spare,
+/// else `needed`, what the run itself needs. Never below `needed`.
+#[must_use]
+pub fn case2_pages(
+    configured: Option<u64>,
+    needed: u64,
+    free: u64,
+    available_kb: Option<u64>,
+) -> PageCount {
+    if let Some(n) = configured {
+        return if n >= needed {
+            PageCount {
+                pages: n,
+                why: format!("{n} × 2 MB, as dpdk.hugepages says"),
+            }
+        } else {
+            PageCount {
+                pages: needed,
+                why: format!("{needed} × 2 MB, what the run needs (dpdk.hugepages = {n} is less)"),
+            }
+        };
+    }
+    let adding_kb = CASE2_PAGES.saturating_sub(free) * 2048;
+    match available_kb {
+        Some(kb) if kb >= adding_kb + CASE2_HEADROOM_KB => PageCount {
+            pages: CASE2_PAGES,
+            why: format!(
+                "{CASE2_PAGES} × 2 MB, as the original setup ({} MB available)",
+                kb / 1024
+            ),
+        },
+        Some(kb) => PageCount {
+            pages: needed.max(1),
+            why: format!(
+                "{needed} × 2 MB, what the run needs: the original setup's {CASE2_PAGES} would leave less than 1 GB of the {} MB available (set dpdk.hugepages to choose)",
+                kb / 1024
+            ),
+        },
+        None => PageCount {
+            pages: needed.max(1),
+            why: format!(
+                "{needed} × 2 MB, what the run needs: /proc/meminfo has no MemAvailable to judge {CASE2_PAGES} by"
+            ),
+        },
+    }
 }
 
 /// A mounted hugetlbfs with 2 MB pages, if any.
@@ -393,6 +468,25 @@ mod tests {
         fn drop(&mut self) {
             let _ = self.give_back();
         }
+    }
+
+    #[test]
+    fn case2_takes_the_original_count_only_with_memory_to_spare() {
+        let gb = 1 << 20;
+        // 2 GB to add and 1 GB left over: the original 1024.
+        assert_eq!(case2_pages(None, 260, 0, Some(3 * gb)).pages, 1024);
+        // Less: what the run needs, said with the figures.
+        let small = case2_pages(None, 260, 0, Some(2 * gb));
+        assert_eq!(small.pages, 260);
+        assert!(small.why.contains("2048 MB available"), "{}", small.why);
+        // Pages already free need no new memory.
+        assert_eq!(case2_pages(None, 260, 1024, Some(gb)).pages, 1024);
+        assert_eq!(case2_pages(None, 260, 0, None).pages, 260);
+        // The configuration decides, never below the need.
+        assert_eq!(case2_pages(Some(300), 260, 0, Some(0)).pages, 300);
+        let low = case2_pages(Some(8), 260, 0, Some(100 * gb));
+        assert_eq!(low.pages, 260);
+        assert!(low.why.contains("dpdk.hugepages = 8"), "{}", low.why);
     }
 
     #[test]

@@ -258,6 +258,13 @@ pub fn attach(
     progress: Option<&mut dyn FnMut(u64)>,
 ) -> Result<Attached, LifecycleError> {
     require_ready(run)?;
+    if let Some(nic) = &run.pci_device {
+        return Err(LifecycleError::NoLocalClient {
+            testbed: run.testbed.clone(),
+            device: nic.address.to_string(),
+            server: run.server,
+        });
+    }
     let segment_path = run.segment_path()?.to_owned();
     let segment = Segment::open(&segment_path)?;
     let engine_before = slot(&segment.snapshot(), Role::Engine).and_then(|s| s.counters);

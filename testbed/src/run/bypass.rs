@@ -1,19 +1,21 @@
-//! Preparing an interface for a kernel-bypass engine (NS3's veth, or the
-//! NIC of an engine host): the kernel must not answer for the address the
-//! userspace stack owns, the engine gets a per-run config.ini (F-Stack's
-//! format), and after the run EAL's runtime files, hugepage files and any
-//! XDP program left by a killed engine are removed.
+//! Preparing an interface for a kernel-bypass engine (NS3's veth, the NIC
+//! of an engine host, or a PCI NIC, see [`super::pci`]): the kernel must
+//! not answer for the address the userspace stack owns, the engine gets a
+//! per-run config.ini (F-Stack's format), and after the run EAL's runtime
+//! files, hugepage files and any XDP program left by a killed engine are
+//! removed.
 
 use std::fs;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use contract::{PciAddress, Pmd};
+use contract::Pmd;
 
 use serde::{Deserialize, Serialize};
 
+use super::pci::{self, PciStepError};
 use super::report::TeardownReport;
-use super::state::{BoundDevice, RunState, StateError};
+use super::state::{RunState, StateError};
 use crate::config::TestbedConfig;
 use crate::host::command::{self, CommandError};
 use crate::state::{StateDir, StateFile};
@@ -85,32 +87,9 @@ pub enum BypassError {
         #[source]
         source: CommandError,
     },
-    /// No such PCI device.
-    #[error("PCI device {0} does not exist on this host (see `lspci -D`)")]
-    NoDevice(PciAddress),
-    /// vfio-pci needs an IOMMU.
-    #[error("cannot bind {0} for DPDK: this host has no IOMMU (no /sys/kernel/iommu_groups), which vfio-pci needs; use --pmd af_xdp or af_packet on the testbed's veth")]
-    NoIommu(PciAddress),
-    /// vfio-pci is not loaded and cannot be.
-    #[error("cannot bind {address} for DPDK: the vfio-pci driver is not loaded and `modprobe vfio-pci` failed ({source}); use --pmd af_xdp or af_packet")]
-    NoVfio {
-        /// The device.
-        address: PciAddress,
-        /// modprobe's failure.
-        #[source]
-        source: CommandError,
-    },
-    /// Binding (or giving back) the device failed.
-    #[error("binding {address} to {driver}: {source}")]
-    Bind {
-        /// The device.
-        address: String,
-        /// The driver.
-        driver: String,
-        /// dpdk-devbind.py's failure.
-        #[source]
-        source: Box<CommandError>,
-    },
+    /// A step of a run on a PCI NIC failed or was refused.
+    #[error(transparent)]
+    Pci(#[from] PciStepError),
     /// Recording a step failed.
     #[error(transparent)]
     State(#[from] StateError),
@@ -129,52 +108,6 @@ pub enum BypassError {
 #[must_use]
 pub fn file_prefix(testbed: &str) -> String {
     format!("bypasslab-{testbed}")
-}
-
-/// Checks that a PCI device can be handed to DPDK on this host: the
-/// vfio-pci driver must be loaded or loadable and an IOMMU present.
-///
-/// # Errors
-/// [`BypassError`] saying which piece is missing.
-pub fn check_pci_possible(addr: &PciAddress) -> Result<(), BypassError> {
-    let device = Path::new("/sys/bus/pci/devices").join(addr.as_str());
-    if !device.exists() {
-        return Err(BypassError::NoDevice(addr.clone()));
-    }
-    let iommu_groups = fs::read_dir("/sys/kernel/iommu_groups").map_or(0, Iterator::count);
-    if iommu_groups == 0 {
-        return Err(BypassError::NoIommu(addr.clone()));
-    }
-    if !Path::new("/sys/bus/pci/drivers/vfio-pci").exists() {
-        command::run(&mut command::cmd("modprobe", ["vfio-pci"]), "").map_err(|source| {
-            BypassError::NoVfio {
-                address: addr.clone(),
-                source,
-            }
-        })?;
-    }
-    Ok(())
-}
-
-/// The kernel driver a PCI device is bound to now.
-fn current_driver(addr: &str) -> Option<String> {
-    let link = fs::read_link(Path::new("/sys/bus/pci/devices").join(addr).join("driver")).ok()?;
-    link.file_name().map(|n| n.to_string_lossy().into_owned())
-}
-
-/// `dpdk-devbind.py -b <driver>` (or `-u` without one).
-fn devbind(addr: &str, driver: Option<&str>) -> Result<(), BypassError> {
-    let mut c = match driver {
-        Some(d) => command::cmd("dpdk-devbind.py", ["-b", d, addr]),
-        None => command::cmd("dpdk-devbind.py", ["-u", addr]),
-    };
-    command::run(&mut c, "dpdk-devbind.py is in Debian's package `dpdk`")
-        .map(|_| ())
-        .map_err(|source| BypassError::Bind {
-            address: addr.to_owned(),
-            driver: driver.unwrap_or("no driver").to_owned(),
-            source: Box::new(source),
-        })
 }
 
 fn mask(prefix_len: u8) -> Ipv4Addr {
@@ -298,13 +231,7 @@ pub fn prepare(
     say: &mut dyn FnMut(&str),
 ) -> Result<PathBuf, BypassError> {
     if let Pmd::Pci(addr) = pmd {
-        check_pci_possible(addr)?;
-        state.pci_device = Some(BoundDevice {
-            address: addr.to_string(),
-            original_driver: current_driver(addr.as_str()),
-        });
-        state.save()?;
-        devbind(addr.as_str(), Some("vfio-pci"))?;
+        pci::prepare(addr, state, say)?;
     } else {
         // The userspace stack owns the address: the kernel must not answer
         // ARP or SYNs for it (an af_packet port still lets the kernel see
@@ -418,17 +345,7 @@ pub fn teardown(port: &Port, state: &RunState, report: &mut TeardownReport) {
             Err(e) => report.problems.push(e.to_string()),
         }
     }
-    if let Some(device) = &state.pci_device {
-        let original = device.original_driver.as_deref();
-        match devbind(&device.address, original) {
-            Ok(()) => report.done.push(format!(
-                "gave {} back to {}",
-                device.address,
-                original.unwrap_or("no driver")
-            )),
-            Err(e) => report.problems.push(e.to_string()),
-        }
-    }
+    pci::teardown(state, report);
 }
 
 #[cfg(test)]
@@ -466,28 +383,6 @@ mod tests {
             "[freebsd.sysctl]\n",
         ] {
             assert!(ini.contains(key), "{key}");
-        }
-    }
-
-    #[test]
-    fn pci_mode_fails_clearly_without_the_device_or_iommu() {
-        // No such device on any host: the message names it.
-        let missing: PciAddress = "0000:ff:1f.7".parse().unwrap();
-        let err = check_pci_possible(&missing).unwrap_err();
-        assert!(matches!(err, BypassError::NoDevice(ref a) if *a == missing));
-        assert!(err.to_string().contains("0000:ff:1f.7"));
-        // A device that exists, on a host without an IOMMU or module
-        // loading (these build machines): the message says which.
-        let existing = fs::read_dir("/sys/bus/pci/devices")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .find_map(|e| e.file_name().to_string_lossy().parse::<PciAddress>().ok());
-        if let Some(addr) = existing {
-            if fs::read_dir("/sys/kernel/iommu_groups").map_or(0, Iterator::count) == 0 {
-                let err = check_pci_possible(&addr).unwrap_err();
-                assert!(matches!(err, BypassError::NoIommu(_)), "{err}");
-            }
         }
     }
 }

@@ -46,6 +46,17 @@ pub enum LifecycleError {
         /// Its phase.
         phase: Phase,
     },
+    /// A run on a PCI NIC has no load generator of the supervisor's: its
+    /// peer is the machine at the NIC's other end.
+    #[error("testbed `{testbed}` serves on PCI NIC {device}: there is no NS1 to run the load generator in; run it on the machine at the NIC's other end (`loadgen --connect {server} --packets N`), and `supervisor stats` shows the engine's side")]
+    NoLocalClient {
+        /// Testbed name.
+        testbed: String,
+        /// The NIC.
+        device: String,
+        /// Where the engine answers.
+        server: std::net::SocketAddrV4,
+    },
     /// The run has no segment yet.
     #[error(transparent)]
     NoSegment(#[from] NoSegment),
@@ -164,6 +175,20 @@ impl From<BypassError> for LifecycleError {
 }
 
 impl LifecycleError {
+    /// Whether the command line or the configuration asked for something
+    /// that cannot be (exit code 2), rather than a step failing (1).
+    #[must_use]
+    pub fn is_usage(&self) -> bool {
+        match self {
+            Self::Config(_) | Self::NoLocalClient { .. } => true,
+            Self::Bypass(e) => matches!(
+                &**e,
+                BypassError::Pci(super::pci::PciStepError::Nic(n)) if n.is_usage()
+            ),
+            _ => false,
+        }
+    }
+
     /// Wraps an I/O error with the step it belongs to.
     pub fn io(step: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
         let step = step.into();

@@ -2,14 +2,15 @@
 //!
 //! Bottom-up: [`state`] records what a run owns; [`engines`] asks the
 //! engine binary which kinds it has; [`bypass`] prepares NS3 for a bypass
-//! engine; [`session`] performs start's ordered steps and the teardown
-//! that undoes them; [`attach`] runs the load generator and builds result
-//! rows.
+//! engine, and [`pci`] takes a PCI NIC for one; [`session`] performs
+//! start's ordered steps and the teardown that undoes them; [`attach`]
+//! runs the load generator and builds result rows.
 
 pub mod attach;
 pub mod bypass;
 pub mod error;
 pub mod netview;
+pub mod pci;
 mod report;
 pub mod rto;
 pub mod session;

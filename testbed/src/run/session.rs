@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use contract::argv::to_argv;
 use contract::engine::EngineArgs;
-use contract::{EngineKind, Pmd};
+use contract::{EngineKind, PciAddress, Pmd};
 use shm_layout::{CreateOptions, ProducerState, Role, Segment};
 
 use super::error::LifecycleError;
@@ -50,6 +50,14 @@ pub struct StartOptions {
     /// One minimum RTO for every stack of the run, ms (`None`: each
     /// stack's own).
     pub rto_min_ms: Option<u32>,
+}
+
+/// The PCI NIC a bypass engine serves on, if `--pmd pci:` names one: such
+/// a run has no testbed network (its link is the NIC's cable, its load
+/// generator at the other end), and its engine runs in the supervisor's own
+/// namespace.
+fn pci_nic(options: &StartOptions) -> Option<&PciAddress> {
+    options.pmd.pci().filter(|_| options.engine.is_bypass())
 }
 
 /// Hugepages a run needs: a few for the segment, more for DPDK's memory.
@@ -118,7 +126,12 @@ impl Run {
         options: &StartOptions,
         say: &mut dyn FnMut(&str),
     ) -> Result<Self, LifecycleError> {
-        let site = Site::of_testbed(&config);
+        let mut site = Site::of_testbed(&config);
+        if pci_nic(options).is_some() {
+            // A PCI NIC is in none of the testbed's namespaces: the engine
+            // runs in the supervisor's own, on its core.
+            site.engine = Node::here(site.engine.core());
+        }
         Self::start_at(Some(config), site, options, say)
     }
 
@@ -140,6 +153,10 @@ impl Run {
         }
         bins::path(&options.bin_dir, Binary::Loadgen)?;
         check_previous_run(config.as_ref(), &site.name, options.clean_leftovers, say)?;
+        let nic = pci_nic(options);
+        if let Some(addr) = nic {
+            super::pci::preflight(addr, &site.name).map_err(bypass::BypassError::from)?;
+        }
 
         let state = RunState {
             testbed: site.name.clone(),
@@ -177,7 +194,12 @@ impl Run {
         // the state records.
 
         // Step 1: the network (left alone if the user brought it up).
-        if let Some(config) = &run.config {
+        if let Some(addr) = nic {
+            say(&format!(
+                "the engine serves on PCI NIC {addr}: no testbed network (NS1-NS3, impairment); the load generator runs at the NIC's other end, against {}",
+                run.state.server
+            ));
+        } else if let Some(config) = &run.config {
             if !netview::is_up(config) {
                 say(&format!("bringing up testbed network `{}`", config.name()));
                 run.state.created_network = true;
@@ -194,14 +216,35 @@ impl Run {
 
         // Step 1b: an equal minimum RTO on the kernel's routes of both ends
         // (a bypass engine's address goes with NS3's route in step 4).
-        if let Some(ms) = options.rto_min_ms {
-            run.tune_routes(ms, say)?;
+        match (options.rto_min_ms, nic) {
+            (Some(ms), None) => run.tune_routes(ms, say)?,
+            (Some(_), Some(_)) => {
+                say("minimum RTO: the kernel routes are the peer's, set rto_min there")
+            }
+            (None, _) => {}
         }
 
-        // Step 2: hugepages (for the segment, and DPDK's memory).
+        // Step 2: hugepages (for the segment, and DPDK's memory) and their
+        // hugetlbfs mount; a PCI NIC's run reserves as the original setup.
+        let pages = match nic {
+            None => pages_needed(options.engine),
+            Some(_) => {
+                let count = hugepages::case2_pages(
+                    run.config.as_ref().and_then(TestbedConfig::dpdk_hugepages),
+                    pages_needed(options.engine),
+                    hugepages::pool().map_or(0, |p| p.free),
+                    hugepages::meminfo("MemAvailable"),
+                );
+                say(&format!("step hugepages: {}", count.why));
+                count.pages
+            }
+        };
         let mount_point = run.state_dir().file(StateFile::Hugepages);
-        run.state.hugepages = hugepages::acquire(pages_needed(options.engine), &mount_point)?;
+        run.state.hugepages = hugepages::acquire(pages, &mount_point)?;
         run.state.save()?;
+        if let (Some(_), Some(dir)) = (nic, &run.state.hugepages.mounted_at) {
+            say(&format!("step hugetlbfs mount: {}", dir.display()));
+        }
 
         // Step 3: the shared-memory segment.
         let mut create = CreateOptions::new(&run.site.name);

@@ -11,11 +11,12 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::PathBuf;
 
-use contract::{EngineKind, PciAddress};
+use contract::EngineKind;
 use serde::{Deserialize, Serialize};
 
 use crate::host::hugepages::HugepageGrant;
 use crate::host::process::ProcessId;
+use crate::nic::Binding;
 use crate::state::{json_bytes, read_json, write_json, StateDir, StateFile};
 
 /// Where a run is in its life.
@@ -37,25 +38,6 @@ impl fmt::Display for Phase {
             Self::Ready => "ready",
             Self::Stopping => "stopping",
         })
-    }
-}
-
-/// A PCI device handed to DPDK, and the kernel driver it had before
-/// (restored on stop).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BoundDevice {
-    /// The device.
-    pub address: String,
-    /// Its driver before the run, if any.
-    pub original_driver: Option<String>,
-}
-
-impl BoundDevice {
-    /// The device's address, parsed (a state file edited by hand may hold
-    /// anything).
-    #[must_use]
-    pub fn pci_address(&self) -> Option<PciAddress> {
-        self.address.parse().ok()
     }
 }
 
@@ -87,9 +69,10 @@ pub struct RunState {
     /// Kernel address removed from NS3's interface for a bypass engine, to be
     /// restored on stop (`addr/prefix`).
     pub removed_server_address: Option<String>,
-    /// PCI device bound to vfio-pci for the engine (restored on stop).
+    /// The PCI NIC the engine serves on (`--pmd pci:`), its userspace I/O
+    /// driver and the driver it had before (given back on stop).
     #[serde(default)]
-    pub pci_device: Option<BoundDevice>,
+    pub pci_device: Option<Binding>,
     /// The interface a bypass engine owns (its address is restored there
     /// on stop); a record without it is of NS3's veth.
     #[serde(default)]

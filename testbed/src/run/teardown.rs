@@ -30,6 +30,14 @@ pub fn describe_leftovers(state: &RunState) -> String {
     if state.hugepages.added_pages > 0 || state.hugepages.mounted_at.is_some() {
         parts.push("hugepage reservation".to_owned());
     }
+    if let Some(nic) = &state.pci_device {
+        parts.push(format!(
+            "PCI NIC {} for {} (its driver before: {})",
+            nic.address,
+            nic.driver,
+            nic.original_driver.as_deref().unwrap_or("none")
+        ));
+    }
     if parts.is_empty() {
         parts.push("only the run state file".to_owned());
     }

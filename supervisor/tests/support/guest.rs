@@ -11,16 +11,18 @@
 //!
 //! Guests take turns within a test binary: two emulated machines on two
 //! host cores would only make each other's timeouts fire.
-#![allow(dead_code)]
+//!
+//! Commands are bounded by the support tree's [`super::run_bounded`]; the
+//! gate says "skipped" without root through [`super::require_root`].
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-/// The supervisor binary under test (visible in the guest at this path).
-pub const SUPERVISOR: &str = env!("CARGO_BIN_EXE_supervisor");
+use testbed::host::command;
+
 /// The script that prepares and boots guests.
 pub const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/guest");
 /// The host end of the guest network (the tap, or the bridge with two NICs).
@@ -38,9 +40,10 @@ pub fn guest_mac(i: usize) -> String {
     format!("52:54:00:b1:00:{i:02x}")
 }
 
-/// The binary `name` of this workspace's build (beside the supervisor).
+/// The binary `name` of this workspace's build (beside the supervisor,
+/// visible in the guest at the same path).
 pub fn workspace_bin(name: &str) -> PathBuf {
-    Path::new(SUPERVISOR).with_file_name(name)
+    super::bin_dir().join(name)
 }
 
 /// Why a guest could not do what was asked.
@@ -74,10 +77,11 @@ fn io(step: impl Into<String>) -> impl FnOnce(std::io::Error) -> GuestError {
 /// architecture; under CI (`CI=true`) each of these fails the test
 /// instead, so a CI machine that lost the ability is noticed.
 pub fn can_run_or_skip(test: &str) -> bool {
+    if !super::require_root(test) {
+        return false;
+    }
     let why = if !cfg!(all(target_os = "linux", target_arch = "x86_64")) {
         Some("guests are x86_64 Linux only")
-    } else if !nix::unistd::geteuid().is_root() {
-        Some("needs root (network namespaces, taps)")
     } else if !Path::new("/dev/net/tun").exists() {
         Some("no /dev/net/tun for the guest's NICs")
     } else {
@@ -109,20 +113,18 @@ pub fn prepare(igb_uio: bool) -> Result<(), GuestError> {
             c.arg("--igb-uio");
         }
         let t0 = Instant::now();
-        let out = run_bounded(c, Duration::from_secs(900), "scripts/guest prepare")
-            .map_err(|e| e.to_string())?;
+        let out = super::run_bounded(&mut c, Duration::from_secs(900));
         eprintln!(
             "guest: prepare{} took {:.1} s",
             if igb_uio { " --igb-uio" } else { "" },
             t0.elapsed().as_secs_f64()
         );
-        if out.status.success() {
+        if out.success() {
             Ok(())
         } else {
             Err(format!(
-                "scripts/guest prepare failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
+                "scripts/guest prepare failed ({:?}): {}",
+                out.code, out.stderr
             ))
         }
     })
@@ -131,51 +133,6 @@ pub fn prepare(igb_uio: bool) -> Result<(), GuestError> {
         step: "prepare the guest cache".into(),
         status: "see message".into(),
         stderr,
-    })
-}
-
-/// Runs `c` to completion within `limit`, killing it after.
-pub fn run_bounded(mut c: Command, limit: Duration, what: &str) -> Result<Output, GuestError> {
-    let mut child = c
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(io(format!("start {what}")))?;
-    // Threads drain the pipes, so a chatty child cannot block on a full
-    // pipe while we wait; they end when the child's ends close.
-    let drain = |mut r: Box<dyn std::io::Read + Send>| {
-        std::thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = r.read_to_end(&mut v);
-            v
-        })
-    };
-    let out = child.stdout.take().map(|r| drain(Box::new(r)));
-    let err = child.stderr.take().map(|r| drain(Box::new(r)));
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(s) = child.try_wait().map_err(io(format!("wait for {what}")))? {
-            break s;
-        }
-        if Instant::now() > deadline {
-            // Not reaped yet, so the pid is still this child's.
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(GuestError::Timeout {
-                what: what.to_string(),
-                secs: limit.as_secs(),
-            });
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let join = |h: Option<std::thread::JoinHandle<Vec<u8>>>| {
-        h.and_then(|h| h.join().ok()).unwrap_or_default()
-    };
-    Ok(Output {
-        status,
-        stdout: join(out),
-        stderr: join(err),
     })
 }
 
@@ -460,9 +417,8 @@ fn sweep_leftovers() {
     let gone = |name: &str| {
         owner_pid(name).is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
     };
-    let listed = Command::new("ip").args(["netns", "list"]).output();
-    let text = listed.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
-    for ns in text
+    let listed = command::run(&mut command::cmd("ip", ["netns", "list"]), "");
+    for ns in listed
         .unwrap_or_default()
         .lines()
         .filter_map(|l| l.split_whitespace().next())
@@ -505,20 +461,15 @@ fn take_turn(limit: Duration) -> Result<MutexGuard<'static, ()>, GuestError> {
     }
 }
 
+/// `ip <args>` on the host, bounded; never panics (Drop uses it).
 fn host<const N: usize>(args: [&str; N]) -> Result<(), GuestError> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(io("run ip"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(GuestError::Failed {
+    command::run(&mut command::cmd("ip", args), "")
+        .map(|_| ())
+        .map_err(|e| GuestError::Failed {
             step: format!("ip {}", args.join(" ")),
-            status: out.status.to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            status: "see message".into(),
+            stderr: e.to_string(),
         })
-    }
 }
 
 /// A running (or finished) guest; see the module documentation.
