@@ -407,3 +407,36 @@ fn service_limits_from_the_config_reach_the_engine() {
         testbed.assert_nothing_left(&[]);
     }
 }
+
+/// A background supervisor that fails to start tears its run down, its log
+/// file with it: `start --detach` still says why (it reads the log through
+/// its own handle), and nothing is left.
+#[test]
+fn a_detached_start_that_fails_says_why() {
+    if !require_root("a_detached_start_that_fails_says_why") {
+        return;
+    }
+    let bins = bin_dir();
+    let testbed = Testbed::plain("lf");
+    let started = testbed.run(
+        &[
+            "start",
+            "--engine",
+            "dpdk",
+            "--pmd",
+            "pci:0000:ff:1f.7",
+            "--detach",
+            "--bin-dir",
+            bins.to_str().unwrap(),
+        ],
+        LIMIT,
+    );
+    assert_ne!(started.code, Some(0));
+    assert!(
+        started.stderr.contains("0000:ff:1f.7 does not exist"),
+        "{}",
+        started.stderr
+    );
+    assert!(testbed.run_state().is_none(), "a run was left recorded");
+    testbed.assert_nothing_left(&[]);
+}

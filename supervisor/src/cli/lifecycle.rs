@@ -281,6 +281,23 @@ fn start_detached(args: &StartArgs, config: &TestbedConfig) -> Result<i32, Lifec
     let (log, log_err) = testbed::host::command::log_streams(&log_path).map_err(
         LifecycleError::io(format!("creating {}", log_path.display())),
     )?;
+    // Read through our own handle: a background supervisor that fails to
+    // start tears its run down, and its log file with it.
+    let mut log_reader = std::fs::File::open(&log_path).map_err(LifecycleError::io(format!(
+        "opening {}",
+        log_path.display()
+    )))?;
+    // What it said, and its log gone: a start that failed before it
+    // recorded a run has no teardown to remove the log.
+    let mut log_tail = || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut log_reader, &mut text);
+        if RunState::load(config.name()).is_err() {
+            dir.remove(StateFile::SupervisorLog);
+            dir.remove_if_empty();
+        }
+        session::tail_of(&text, &log_path)
+    };
     // The same start, in the background: its arguments are these, rendered.
     let background = StartArgs {
         detach: false,
@@ -330,7 +347,7 @@ fn start_detached(args: &StartArgs, config: &TestbedConfig) -> Result<i32, Lifec
             role: "background supervisor",
             pid: child.id(),
             ending,
-            log_tail: session::log_tail(&log_path),
+            log_tail: log_tail(),
         }),
         Err(Waited::Failed(Err(e))) => Err(LifecycleError::io(
             "waiting for the background supervisor",
@@ -341,7 +358,7 @@ fn start_detached(args: &StartArgs, config: &TestbedConfig) -> Result<i32, Lifec
                 role: "background supervisor",
                 pid: child.id(),
                 seconds: limit.as_secs(),
-                log_tail: session::log_tail(&log_path),
+                log_tail: log_tail(),
             })
         }
     }

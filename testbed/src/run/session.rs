@@ -525,7 +525,12 @@ fn check_previous_run(
 /// The last lines of a log file, for error messages.
 #[must_use]
 pub fn log_tail(path: &Path) -> String {
-    let text = fs::read_to_string(path).unwrap_or_default();
+    tail_of(&fs::read_to_string(path).unwrap_or_default(), path)
+}
+
+/// The last lines of `text`, the log at `path`, for error messages.
+#[must_use]
+pub fn tail_of(text: &str, path: &Path) -> String {
     let lines: Vec<&str> = text.lines().collect();
     let start = lines.len().saturating_sub(15);
     if lines.is_empty() {
