@@ -11,6 +11,7 @@ pub mod config;
 pub mod driver;
 pub mod progress;
 pub mod result;
+pub mod stack;
 pub mod telemetry;
 
 use std::net::SocketAddr;
