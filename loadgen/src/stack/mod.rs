@@ -8,6 +8,9 @@
 //! the time it is given when the stack can sleep on readiness (the kernel
 //! stack in blocking mode); a stack that spins returns at once.
 
+pub mod dpdk;
+#[cfg(test)]
+mod dpdk_tests;
 pub mod kernel;
 
 use std::time::Duration;
