@@ -3,8 +3,10 @@
 //! most connections of its half) gives the rates, and every run still
 //! missing is priced at them.
 //!
-//! The price of a run is its messages (warm-up included) over the rate at
-//! its connection count (interpolated between the two calibrated counts on
+//! Short connections (a handshake per message) are calibrated apart, when
+//! the matrix has them. The price of a run is its messages (warm-up
+//! included) over the rate of its loop (closed, or short) at its connection
+//! count (interpolated between the two calibrated counts on
 //! a log scale), divided by the open-loop fraction for an open loop, plus a
 //! fixed overhead per run, per engine start and per testbed. Peers are
 //! priced at the kernel engine's one-connection rate (sockperf ping-pongs
@@ -15,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use contract::loadgen::Mode;
+use contract::loadgen::{Mode, Pattern};
 use contract::EngineKind;
 use testbed::config::TestbedConfig;
 use testbed::run::attach::{self, LoadOptions, REPLY_TIMEOUT_MS};
@@ -33,11 +35,33 @@ const PER_ENGINE_START: Duration = Duration::from_secs(4);
 /// Fixed cost of building and removing a testbed.
 const PER_TESTBED: Duration = Duration::from_secs(5);
 
-/// Calibrated closed-loop rates, messages/s, by engine, testbed and
-/// connection count.
+/// Which loop a calibrated rate is of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Loop {
+    /// Persistent connections, closed loop.
+    Closed,
+    /// A new connection per message.
+    Short,
+}
+
+impl Loop {
+    /// The loop a bench test runs at (the open loop is priced from the
+    /// closed one).
+    #[must_use]
+    pub fn of_test(test: &str) -> Self {
+        if test == "short" {
+            Self::Short
+        } else {
+            Self::Closed
+        }
+    }
+}
+
+/// Calibrated rates, messages/s, by engine, testbed, loop and connection
+/// count.
 #[derive(Debug, Clone, Default)]
 pub struct Calibration {
-    rates: BTreeMap<(EngineKind, Setting, u32), f64>,
+    rates: BTreeMap<(EngineKind, Setting, Loop, u32), f64>,
     /// How long the calibration itself took.
     pub took: Duration,
 }
@@ -46,12 +70,18 @@ impl Calibration {
     /// The calibrated rate at `connections`: exact where measured, else
     /// interpolated (log-log) between the fewest and most connections.
     #[must_use]
-    pub fn rate(&self, engine: EngineKind, setting: Setting, connections: u32) -> Option<f64> {
+    pub fn rate(
+        &self,
+        engine: EngineKind,
+        setting: Setting,
+        of: Loop,
+        connections: u32,
+    ) -> Option<f64> {
         let measured: Vec<(u32, f64)> = self
             .rates
             .iter()
-            .filter(|((e, s, _), _)| *e == engine && *s == setting)
-            .map(|((_, _, n), r)| (*n, *r))
+            .filter(|((e, s, l, _), _)| *e == engine && *s == setting && *l == of)
+            .map(|((_, _, _, n), r)| (*n, *r))
             .collect();
         let (lo, hi) = (measured.first()?, measured.last()?);
         if connections <= lo.0 || lo.0 == hi.0 {
@@ -70,7 +100,13 @@ impl Calibration {
     pub fn describe(&self) -> String {
         self.rates
             .iter()
-            .map(|((e, s, n), r)| format!("{e} {} {n} conn. {r:.0}/s", s.as_str()))
+            .map(|((e, s, l, n), r)| {
+                let what = match l {
+                    Loop::Closed => "",
+                    Loop::Short => " short",
+                };
+                format!("{e} {}{what} {n} conn. {r:.0}/s", s.as_str())
+            })
             .collect::<Vec<_>>()
             .join(", ")
     }
@@ -115,12 +151,25 @@ pub fn calibrate(
                 ));
                 continue;
             };
-            for connections in counts {
+            let loops: &[Loop] = if half.tests.contains(&"short") {
+                &[Loop::Closed, Loop::Short]
+            } else {
+                &[Loop::Closed]
+            };
+            for (&of, connections) in loops
+                .iter()
+                .flat_map(|l| counts.iter().map(move |&n| (l, n)))
+            {
                 let load = LoadOptions {
                     connections,
                     loadgen_busy_poll: plan.busy_poll,
                     mode: Mode::Closed,
                     rate: None,
+                    pattern: match of {
+                        Loop::Closed => Pattern::Persistent,
+                        Loop::Short => Pattern::Short,
+                    },
+                    requests_per_connection: 1,
                     seed: 1,
                     min_size: 512,
                     max_size: 1024,
@@ -140,7 +189,7 @@ pub fn calibrate(
                     if a.row.messages_per_s > 0.0 {
                         calibration
                             .rates
-                            .insert((engine, *setting, connections), a.row.messages_per_s);
+                            .insert((engine, *setting, of, connections), a.row.messages_per_s);
                     }
                 }
             }
@@ -179,9 +228,10 @@ pub fn estimate(
             any = true;
             total += PER_ENGINE_START * u32::try_from(half.rto_min_ms.len()).unwrap_or(1);
             for (key, runs) in missing {
+                let of = Loop::of_test(&key.test);
                 let rate = calibration
-                    .rate(engine, setting, key.connections)
-                    .or_else(|| calibration.rate(EngineKind::Kernel, setting, key.connections))
+                    .rate(engine, setting, of, key.connections)
+                    .or_else(|| calibration.rate(EngineKind::Kernel, setting, of, key.connections))
                     .unwrap_or(500.0);
                 let rate = if key.test == "open" {
                     rate * plan.open_fraction
@@ -192,7 +242,7 @@ pub fn estimate(
             }
         }
         let peer_rate = calibration
-            .rate(EngineKind::Kernel, setting, 1)
+            .rate(EngineKind::Kernel, setting, Loop::Closed, 1)
             .unwrap_or(500.0);
         for &peer in peers {
             for (key, runs) in bench.missing_keys(peer, setting) {
@@ -232,19 +282,18 @@ mod tests {
     #[test]
     fn rates_interpolate_between_the_calibrated_counts() {
         let mut c = Calibration::default();
-        c.rates
-            .insert((EngineKind::Kernel, Setting::Off, 1), 1_000.0);
-        c.rates
-            .insert((EngineKind::Kernel, Setting::Off, 1024), 32_000.0);
-        assert_eq!(c.rate(EngineKind::Kernel, Setting::Off, 1), Some(1_000.0));
-        assert_eq!(
-            c.rate(EngineKind::Kernel, Setting::Off, 4096),
-            Some(32_000.0)
-        );
+        let (k, off, closed) = (EngineKind::Kernel, Setting::Off, Loop::Closed);
+        c.rates.insert((k, off, closed, 1), 1_000.0);
+        c.rates.insert((k, off, closed, 1024), 32_000.0);
+        c.rates.insert((k, off, Loop::Short, 1), 300.0);
+        assert_eq!(c.rate(k, off, closed, 1), Some(1_000.0));
+        assert_eq!(c.rate(k, off, closed, 4096), Some(32_000.0));
         // 32 connections: halfway on the log scale, so the geometric mean.
-        let mid = c.rate(EngineKind::Kernel, Setting::Off, 32).unwrap();
+        let mid = c.rate(k, off, closed, 32).unwrap();
         assert!((mid - 5_656.85).abs() < 1.0, "{mid}");
-        assert_eq!(c.rate(EngineKind::Dpdk, Setting::Off, 1), None);
+        assert_eq!(c.rate(EngineKind::Dpdk, off, closed, 1), None);
+        // Short connections are priced at their own rate.
+        assert_eq!(c.rate(k, off, Loop::of_test("short"), 64), Some(300.0));
         assert_eq!(human(Duration::from_secs(3725)), "1 h 02 min");
         assert_eq!(human(Duration::from_secs(870)), "14 min 30 s");
     }

@@ -64,6 +64,8 @@ pub enum EngineTest {
     Closed,
     /// A fixed rate spread over the connections.
     Open,
+    /// A new connection per request: connect, request, reply, close.
+    Short,
 }
 
 impl EngineTest {
@@ -73,6 +75,7 @@ impl EngineTest {
         match self {
             Self::Closed => "closed",
             Self::Open => "open",
+            Self::Short => "short",
         }
     }
 }

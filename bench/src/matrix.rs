@@ -11,7 +11,7 @@ use std::time::Duration;
 use bench_report::model::{Cell, CellKey, Results, RunRecord};
 use bench_report::resume;
 use bench_report::stats::Figures;
-use contract::loadgen::Mode;
+use contract::loadgen::{Mode, Pattern};
 use contract::{EngineKind, Pmd};
 use indicatif::ProgressBar;
 use serde::Serialize;
@@ -26,8 +26,9 @@ use crate::peers::{self, Cells, Peer, Placement};
 use crate::record;
 use crate::Setting;
 
-/// The tests every engine runs: one cell per test and count.
-pub const ENGINE_TESTS: &[&str] = &["closed", "open"];
+/// The tests every engine runs: one cell per test and count (`short`: a
+/// new connection per request, closed loop).
+pub const ENGINE_TESTS: &[&str] = &["closed", "open", "short"];
 
 /// The tests of a subject: an engine kind's, or a peer's.
 #[must_use]
@@ -256,11 +257,18 @@ impl<'a> Bench<'a> {
         } else {
             Mode::Closed
         };
+        let pattern = if key.test == "short" {
+            Pattern::Short
+        } else {
+            Pattern::Persistent
+        };
         LoadOptions {
             connections: key.connections,
             loadgen_busy_poll: self.plan.busy_poll,
             mode,
             rate,
+            pattern,
+            requests_per_connection: 1,
             seed: 1,
             min_size: 512,
             max_size: 1024,

@@ -44,9 +44,11 @@ pub fn engine_record(
         rtt_p99_us: Some(row.rtt.p99_us),
         rtt_p999_us: Some(row.rtt.p999_us),
         rtt_max_us: Some(row.rtt.max_us),
+        connections_per_s: row.short.map(|s| s.connections_per_s),
+        connect_p50_us: row.short.map(|s| s.connect.p50_us),
+        connect_p99_us: row.short.map(|s| s.connect.p99_us),
         engine_busy: row.engine_busy,
         loadgen_busy: row.loadgen_busy,
-        ..Figures::default()
     };
     let report: Option<serde_json::Value> = stdout
         .lines()
@@ -67,6 +69,12 @@ pub fn engine_record(
                 if get(key) != Some(ours) {
                     problems.push(format!("{key}: segment {ours}, loadgen {:?}", get(key)));
                 }
+            }
+            if row.pattern == contract::loadgen::Pattern::Short && row.short.is_none() {
+                problems.push(
+                    "short connections, but the load generator's result has no connection figures"
+                        .to_owned(),
+                );
             }
             if let Some(theirs) = get("messages_per_s") {
                 if (theirs - row.messages_per_s).abs() > 0.02 * theirs.max(1.0) {

@@ -42,6 +42,32 @@ impl Mode {
     }
 }
 
+/// How connections live.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pattern {
+    /// Every connection is opened once, before the first request, and
+    /// carries requests until the run ends (the original experiment).
+    #[default]
+    Persistent,
+    /// Connect, send `--requests-per-connection` requests one at a time,
+    /// read each reply, close; the next connection opens at once
+    /// (closed loop only). Connections/s, the connect time and the request
+    /// round trip are reported apart.
+    Short,
+}
+
+impl Pattern {
+    /// Name in the result JSON and the bench's tests (`persistent`, `short`).
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Pattern::Persistent => "persistent",
+            Pattern::Short => "short",
+        }
+    }
+}
+
 /// When to draw a progress bar on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -97,6 +123,16 @@ pub struct LoadgenArgs {
     #[arg(long)]
     pub rate: Option<f64>,
 
+    /// Persistent connections, or a new connection per
+    /// --requests-per-connection requests (`short`, closed loop only;
+    /// --connections is then how many are open at once).
+    #[arg(long, value_enum, default_value = "persistent")]
+    pub pattern: Pattern,
+
+    /// `--pattern short`: requests each connection carries before it closes.
+    #[arg(long, default_value_t = 1)]
+    pub requests_per_connection: u32,
+
     /// Seed of the message-size generator (same seed, same sizes).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -143,7 +179,10 @@ Result (stdout, one JSON object): packets_requested, sent, answered, failed,
 mismatches, timeouts, resets, bytes_sent, bytes_received, elapsed_s,
 messages_per_s, goodput_kB_per_s (request bytes answered correctly per
 second / 1000), latency {count, clamped, percentiles_are_lower_bounds,
-min_us, mean_us, p50_us, p90_us, p99_us, p999_us, max_us}, mode, connections, busy_poll, seed, core, warmup, ...";
+min_us, mean_us, p50_us, p90_us, p99_us, p999_us, max_us}, mode, pattern,
+connections, busy_poll, seed, core, warmup, ...; with --pattern short also
+connections_completed, connections_per_s, connect (the handshake's time,
+as latency), connect_refused, connect_failed, connect_timeouts.";
 
 impl LoadgenArgs {
     /// Every flag at its default, against `connect`.
@@ -172,6 +211,15 @@ pub struct LoadOptions {
     /// Messages per second for `--mode open`.
     #[arg(long)]
     pub rate: Option<u64>,
+    /// `persistent` connections, or `short` ones: connect, send
+    /// --requests-per-connection requests, close (closed loop only).
+    #[arg(long, value_enum, default_value = "persistent")]
+    #[serde(default)]
+    pub pattern: Pattern,
+    /// Requests per short connection.
+    #[arg(long, default_value_t = 1)]
+    #[serde(default = "one")]
+    pub requests_per_connection: u32,
     /// Seed of the message-size sequence.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -190,6 +238,10 @@ pub struct LoadOptions {
     /// without losing it; such delays show up in the maximum RTT instead.
     #[arg(long, default_value_t = REPLY_TIMEOUT_MS)]
     pub timeout_ms: u64,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// The load generator's reply timeout under the supervisor: generous,
@@ -217,6 +269,8 @@ impl LoadOptions {
             busy_poll: self.loadgen_busy_poll,
             mode: self.mode,
             rate: self.rate.map(|r| r as f64),
+            pattern: self.pattern,
+            requests_per_connection: self.requests_per_connection,
             seed: self.seed,
             min_size: self.min_size,
             max_size: self.max_size,
@@ -260,6 +314,8 @@ mod tests {
             shm: Some("/run/x/segment".into()),
             progress: Progress::Never,
             timeout_ms: 30_000,
+            pattern: Pattern::Short,
+            requests_per_connection: 3,
             ..defaults
         };
         let argv = to_argv(&args).unwrap();

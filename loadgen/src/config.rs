@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use contract::loadgen::{LoadgenArgs as Args, Mode, Progress};
+pub use contract::loadgen::{LoadgenArgs as Args, Mode, Pattern, Progress};
 use protocol::{MAX_MESSAGE_LEN, MIN_MESSAGE_LEN};
 
 /// A configuration that was checked.
@@ -24,6 +24,8 @@ pub struct Config {
     pub busy_poll: bool,
     /// Pacing, the open loop's rate with it.
     pub pacing: Pacing,
+    /// How long connections live, with what short ones carry.
+    pub lifetime: Lifetime,
     /// Size generator seed.
     pub seed: u64,
     /// Smallest message.
@@ -75,6 +77,32 @@ impl Pacing {
     }
 }
 
+/// How long a connection lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifetime {
+    /// Opened before the first request, used until the run ends.
+    Persistent,
+    /// Closed after this many requests (at least one); the next opens at once.
+    Short {
+        /// Requests each connection carries.
+        requests: u32,
+    },
+}
+
+impl Lifetime {
+    /// The command line's pattern.
+    #[must_use]
+    pub fn pattern(self) -> Pattern {
+        match self {
+            Lifetime::Persistent => Pattern::Persistent,
+            Lifetime::Short { .. } => Pattern::Short,
+        }
+    }
+}
+
+/// Most requests one short connection carries.
+pub const MAX_REQUESTS_PER_CONNECTION: u32 = 1_000_000;
+
 /// Most connections one load generator opens.
 pub const MAX_CONNECTIONS: usize = 4096;
 
@@ -110,6 +138,20 @@ pub enum ConfigError {
     /// A zero timeout would fail every message.
     #[error("--timeout-ms must be at least 1")]
     Timeout,
+    /// Short connections are paced by their replies.
+    #[error(
+        "--pattern short runs the closed loop only (each connection sends its next request \
+         on the reply); drop --mode open"
+    )]
+    ShortOpenLoop,
+    /// A short connection must carry something.
+    #[error(
+        "--requests-per-connection must be between 1 and {MAX_REQUESTS_PER_CONNECTION}, got {0}"
+    )]
+    RequestsPerConnection(u32),
+    /// --requests-per-connection without short connections.
+    #[error("--requests-per-connection only applies to --pattern short")]
+    RequestsWithoutShort,
 }
 
 /// The flags checked, defaults resolved.
@@ -155,6 +197,25 @@ impl Validate for Args {
         if self.timeout_ms == 0 {
             return Err(ConfigError::Timeout);
         }
+        let lifetime = match self.pattern {
+            Pattern::Persistent if self.requests_per_connection != 1 => {
+                return Err(ConfigError::RequestsWithoutShort)
+            }
+            Pattern::Persistent => Lifetime::Persistent,
+            Pattern::Short if matches!(pacing, Pacing::Open { .. }) => {
+                return Err(ConfigError::ShortOpenLoop)
+            }
+            Pattern::Short
+                if !(1..=MAX_REQUESTS_PER_CONNECTION).contains(&self.requests_per_connection) =>
+            {
+                return Err(ConfigError::RequestsPerConnection(
+                    self.requests_per_connection,
+                ))
+            }
+            Pattern::Short => Lifetime::Short {
+                requests: self.requests_per_connection,
+            },
+        };
         Ok(Config {
             connect: self.connect,
             packets,
@@ -162,6 +223,7 @@ impl Validate for Args {
             connections: self.connections,
             busy_poll: self.busy_poll,
             pacing,
+            lifetime,
             seed: self.seed,
             min_size: self.min_size,
             max_size: self.max_size,
@@ -239,6 +301,24 @@ mod tests {
         assert!(matches!(err, Err(ConfigError::NoPackets)));
         let err = args(&["--timeout-ms", "0"]).validate(false);
         assert!(matches!(err, Err(ConfigError::Timeout)));
+    }
+
+    #[test]
+    fn short_connections_are_closed_loop_and_carry_at_least_one_request() {
+        let c = args(&["--pattern", "short", "--requests-per-connection", "3"])
+            .validate(false)
+            .expect("valid");
+        assert_eq!(c.lifetime, Lifetime::Short { requests: 3 });
+        assert_eq!(
+            args(&[]).validate(false).map(|c| c.lifetime),
+            Ok(Lifetime::Persistent)
+        );
+        let err = args(&["--pattern", "short", "--mode", "open", "--rate", "10"]).validate(false);
+        assert_eq!(err.err(), Some(ConfigError::ShortOpenLoop));
+        let err = args(&["--pattern", "short", "--requests-per-connection", "0"]).validate(false);
+        assert_eq!(err.err(), Some(ConfigError::RequestsPerConnection(0)));
+        let err = args(&["--requests-per-connection", "2"]).validate(false);
+        assert_eq!(err.err(), Some(ConfigError::RequestsWithoutShort));
     }
 
     #[test]

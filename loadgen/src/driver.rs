@@ -1,4 +1,5 @@
-//! The run: connections, pacing, reply checking, timeouts.
+//! The run: connections, pacing, reply checking, timeouts, over any
+//! [`Stack`].
 //!
 //! One thread drives every connection. Each connection keeps a FIFO of its
 //! requests in flight (length, latency origin, send time); replies come back
@@ -8,27 +9,33 @@
 //! (answered, mismatched, timed out or lost), so no warm-up reply is ever
 //! measured.
 //!
-//! Waiting: in blocking mode `epoll_wait` (through mio) sleeps until a
-//! socket is ready, the next open-loop send is due, the oldest request
-//! times out or the next publication is due; in busy-poll mode the loop
-//! never sleeps and tries every socket with requests in flight.
+//! Persistent connections are all opened before the first request; a lost
+//! one is never reopened. Short connections (`--pattern short`) open when a
+//! slot has a request to send and close after their last reply; the slot's
+//! next connection opens on the next turn. Their handshake is timed apart
+//! from the request's round trip, which starts at the write of the
+//! request's first byte as always.
+//!
+//! Waiting: a stack that reports readiness (the kernel's epoll) sleeps in
+//! [`Stack::poll`] until a socket is ready, the next open-loop send is due,
+//! the oldest request times out or the next publication is due; otherwise
+//! the loop never sleeps and tries every connection with work.
 
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Token};
 use protocol::{encode_request, ReplyDecoder};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use shm_layout::{Counters, LocalHistogram, ProducerState};
+use shm_layout::{Counters, LatencySummary, LocalHistogram, ProducerState};
 
-use crate::config::{Config, Pacing};
+use crate::config::{Config, Lifetime, Pacing};
 use crate::progress::Progress;
-use crate::result::{RunResult, StoppedBy};
+use crate::result::{RunResult, ShortConnections, StoppedBy};
+use crate::stack::{Connecting, Handle, Stack, Transfer};
 use crate::telemetry::Telemetry;
 use crate::LoadgenError;
 
@@ -41,6 +48,8 @@ const MAX_BURST: u64 = 1024;
 const READ_BUF: usize = 64 * 1024;
 /// Reads from one socket per turn before the others get theirs.
 const READS_PER_TURN: usize = 64;
+/// Longest wait in one poll while persistent connections are opened.
+const CONNECT_POLL: Duration = Duration::from_millis(10);
 
 struct InFlight {
     len: u32,
@@ -64,22 +73,54 @@ impl InFlight {
     }
 }
 
+/// Where a slot's connection stands.
+#[derive(Debug, Clone, Copy)]
+enum Link {
+    /// None open (short connections between two; a lost persistent one).
+    Closed,
+    /// Handshake under way since then.
+    Opening(Instant),
+    /// Established.
+    Open,
+}
+
+/// One connection slot: persistent, one connection for the whole run;
+/// short, one connection after another.
 struct Conn {
-    stream: TcpStream,
+    handle: Option<Handle>,
+    link: Link,
     out: Vec<u8>,
     out_pos: usize,
     inflight: VecDeque<InFlight>,
-    /// Requests at the back of `inflight` none of whose bytes the socket
+    /// Requests at the back of `inflight` none of whose bytes the stack
     /// has taken yet.
     unwritten: usize,
     decoder: ReplyDecoder,
+    /// Persistent: false once its connection was lost (never reopened).
     alive: bool,
     wants_write: bool,
+    /// Requests issued on its current connection.
+    carried: u32,
 }
 
 impl Conn {
+    fn new() -> Self {
+        Self {
+            handle: None,
+            link: Link::Closed,
+            out: Vec::with_capacity(2048),
+            out_pos: 0,
+            inflight: VecDeque::new(),
+            unwritten: 0,
+            decoder: ReplyDecoder::default(),
+            alive: true,
+            wants_write: false,
+            carried: 0,
+        }
+    }
+
     /// Gives every request not yet written the send time `now`: the write
-    /// about to happen carries its first byte (or, if the socket takes
+    /// about to happen carries its first byte (or, if the stack takes
     /// less, it is stamped again before the next write).
     fn stamp_unwritten(&mut self, now: Instant) {
         let first = self.inflight.len() - self.unwritten;
@@ -88,7 +129,7 @@ impl Conn {
         }
     }
 
-    /// After a write: the requests whose first byte the socket took are
+    /// After a write: the requests whose first byte the stack took are
     /// written, their send time final.
     fn note_written(&mut self) {
         while self.unwritten > 0 {
@@ -98,6 +139,21 @@ impl Conn {
             }
             self.unwritten -= 1;
         }
+    }
+
+    /// Forgets the connection: what it had in flight and unsent.
+    fn clear(&mut self) -> u64 {
+        let lost = self.inflight.len() as u64;
+        self.inflight.clear();
+        self.unwritten = 0;
+        self.out.clear();
+        self.out_pos = 0;
+        self.decoder = ReplyDecoder::default();
+        self.handle = None;
+        self.link = Link::Closed;
+        self.wants_write = false;
+        self.carried = 0;
+        lost
     }
 }
 
@@ -116,6 +172,11 @@ struct Tally {
     unexpected_replies: u64,
     bytes_sent: u64,
     bytes_received: u64,
+    /// Short connections that carried all their requests and closed.
+    completed: u64,
+    connect_refused: u64,
+    connect_failed: u64,
+    connect_timeouts: u64,
 }
 
 /// How a connection ended, for the counters.
@@ -124,14 +185,22 @@ enum Loss {
     Reset,
     /// Its oldest request outlived the timeout.
     Timeout,
+    /// Its handshake was refused.
+    Refused,
+    /// Its handshake failed another way, or could not start.
+    ConnectFailed,
+    /// Its handshake outlived the timeout.
+    ConnectTimeout,
 }
 
 /// The load generator's state during a run.
-pub struct Driver {
+pub struct Driver<S: Stack> {
     cfg: Config,
-    poll: Option<Poll>,
-    events: Events,
+    stack: S,
     conns: Vec<Conn>,
+    /// The slot of each open handle (`usize::MAX`: none).
+    owner: Vec<usize>,
+    ready: Vec<Handle>,
     rng: SmallRng,
     tag: u64,
     phase: Tally,
@@ -139,12 +208,14 @@ pub struct Driver {
     measuring: bool,
     hist: LocalHistogram,
     interval_hist: LocalHistogram,
+    connect_hist: LocalHistogram,
     telemetry: Box<dyn Telemetry>,
     progress: Progress,
     stop: Arc<AtomicBool>,
     buf: Box<[u8]>,
     replies: Vec<u32>,
-    /// Sockets to read again next turn although epoll did not report them.
+    /// Connections to read again next turn although the stack did not
+    /// report them.
     again: Vec<usize>,
     opened: u64,
     closed: u64,
@@ -155,82 +226,144 @@ pub struct Driver {
     round_robin: usize,
 }
 
-impl Driver {
-    /// Connects every connection (blocking, bounded by the timeout), then
-    /// makes them non-blocking.
+impl<S: Stack> Driver<S> {
+    /// A driver over `stack`. Persistent connections are all opened here
+    /// (bounded by the timeout); short ones open as the run needs them.
     ///
     /// # Errors
-    /// [`LoadgenError::Connect`] when a connection cannot be made,
-    /// [`LoadgenError::Io`] when epoll cannot be set up.
-    pub fn connect(
+    /// [`LoadgenError::Connect`] when a persistent connection cannot be made.
+    pub fn new(
         cfg: Config,
+        stack: S,
         telemetry: Box<dyn Telemetry>,
         stop: Arc<AtomicBool>,
     ) -> Result<Self, LoadgenError> {
-        let poll = if cfg.busy_poll {
-            None
-        } else {
-            Some(Poll::new().map_err(|source| LoadgenError::Io {
-                step: "create epoll instance".into(),
-                source,
-            })?)
-        };
-        let mut conns = Vec::with_capacity(cfg.connections);
-        for index in 0..cfg.connections {
-            let connect_err = |source| LoadgenError::Connect {
-                addr: cfg.connect,
-                index,
-                source,
-            };
-            let std_stream = std::net::TcpStream::connect_timeout(&cfg.connect, cfg.timeout)
-                .map_err(connect_err)?;
-            std_stream.set_nodelay(true).map_err(connect_err)?;
-            std_stream.set_nonblocking(true).map_err(connect_err)?;
-            let mut stream = TcpStream::from_std(std_stream);
-            if let Some(poll) = &poll {
-                poll.registry()
-                    .register(&mut stream, Token(index), Interest::READABLE)
-                    .map_err(connect_err)?;
-            }
-            conns.push(Conn {
-                stream,
-                out: Vec::with_capacity(2048),
-                out_pos: 0,
-                inflight: VecDeque::new(),
-                unwritten: 0,
-                decoder: ReplyDecoder::default(),
-                alive: true,
-                wants_write: false,
-            });
-        }
         let progress = Progress::new(cfg.progress, cfg.packets);
         let now = Instant::now();
-        Ok(Self {
+        let mut driver = Self {
             rng: SmallRng::seed_from_u64(cfg.seed),
-            opened: conns.len() as u64,
+            conns: (0..cfg.connections).map(|_| Conn::new()).collect(),
             cfg,
-            poll,
-            events: Events::with_capacity(1024),
-            conns,
+            stack,
+            owner: Vec::new(),
+            ready: Vec::new(),
             tag: 0,
             phase: Tally::default(),
             warm: Tally::default(),
             measuring: false,
             hist: LocalHistogram::new(),
             interval_hist: LocalHistogram::new(),
+            connect_hist: LocalHistogram::new(),
             telemetry,
             progress,
             stop,
             buf: vec![0; READ_BUF].into_boxed_slice(),
             replies: Vec::new(),
             again: Vec::new(),
+            opened: 0,
             closed: 0,
             busy_loops: 0,
             idle_loops: 0,
             started: now,
             next_tick: now,
             round_robin: 0,
-        })
+        };
+        if driver.cfg.lifetime == Lifetime::Persistent {
+            driver.open_all()?;
+        }
+        Ok(driver)
+    }
+
+    /// Opens every persistent connection and waits for their handshakes.
+    fn open_all(&mut self) -> Result<(), LoadgenError> {
+        let addr = self.cfg.connect;
+        let connect_err = |index, source| LoadgenError::Connect {
+            addr,
+            index,
+            source,
+        };
+        for index in 0..self.conns.len() {
+            let handle = self
+                .stack
+                .open()
+                .map_err(|e| connect_err(index, io::Error::other(e.to_string())))?;
+            self.attach(index, handle, Instant::now());
+        }
+        let deadline = Instant::now() + self.cfg.timeout;
+        let mut pending: Vec<usize> = (0..self.conns.len()).collect();
+        while !pending.is_empty() {
+            let mut still = Vec::with_capacity(pending.len());
+            for index in pending {
+                let Some(handle) = self.conns[index].handle else {
+                    continue;
+                };
+                match self.stack.connecting(handle) {
+                    Connecting::Established => self.conns[index].link = Link::Open,
+                    Connecting::Pending => still.push(index),
+                    Connecting::Refused => {
+                        return Err(connect_err(index, io::ErrorKind::ConnectionRefused.into()))
+                    }
+                    Connecting::Failed => {
+                        return Err(connect_err(index, io::Error::other("the handshake failed")))
+                    }
+                }
+            }
+            pending = still;
+            if pending.is_empty() {
+                break;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(connect_err(pending[0], io::ErrorKind::TimedOut.into()));
+            }
+            self.ready.clear();
+            self.stack
+                .poll(CONNECT_POLL.min(deadline - now), &mut self.ready);
+        }
+        for index in 0..self.conns.len() {
+            self.want_writable(index, false);
+        }
+        Ok(())
+    }
+
+    /// Gives slot `index` the new connection `handle`, opened at `now`.
+    fn attach(&mut self, index: usize, handle: Handle, now: Instant) {
+        if self.owner.len() <= handle.0 {
+            self.owner.resize(handle.0 + 1, usize::MAX);
+        }
+        self.owner[handle.0] = index;
+        let conn = &mut self.conns[index];
+        conn.handle = Some(handle);
+        conn.link = Link::Opening(now);
+        conn.wants_write = true;
+        self.opened += 1;
+    }
+
+    /// Ends slot `index`'s connection: in order after its last reply
+    /// (`orderly`), at once otherwise; returns what it had in flight.
+    fn detach(&mut self, index: usize, orderly: bool) -> u64 {
+        if let Some(handle) = self.conns[index].handle {
+            if orderly {
+                self.stack.close(handle);
+            } else {
+                self.stack.abort(handle);
+            }
+            if let Some(owner) = self.owner.get_mut(handle.0) {
+                *owner = usize::MAX;
+            }
+            self.closed += 1;
+        }
+        self.conns[index].clear()
+    }
+
+    fn want_writable(&mut self, index: usize, want: bool) {
+        let conn = &mut self.conns[index];
+        if let Some(handle) = conn.handle {
+            if want != conn.wants_write {
+                self.stack.want_writable(handle, want);
+                conn.wants_write = want;
+            }
+        }
     }
 
     /// Runs the warm-up, then the measured phase; returns the result.
@@ -249,6 +382,7 @@ impl Driver {
             self.next_tick = self.started;
             self.hist = LocalHistogram::new();
             self.interval_hist = LocalHistogram::new();
+            self.connect_hist = LocalHistogram::new();
             self.telemetry.set_state(ProducerState::Running);
             self.progress.phase("run", self.cfg.packets);
             stopped_by = self.run_phase(self.cfg.packets, self.cfg.duration);
@@ -261,6 +395,11 @@ impl Driver {
         self.publish();
         self.progress.finish();
         let result = self.result(elapsed, stopped_by);
+        // Every connection ends in order (a userspace stack's would
+        // otherwise linger on the server until its idle timeout).
+        for index in 0..self.conns.len() {
+            self.detach(index, true);
+        }
         self.telemetry.set_state(if result.success() {
             ProducerState::Finished
         } else {
@@ -274,6 +413,18 @@ impl Driver {
         let w = &self.warm;
         let secs = elapsed.as_secs_f64();
         let per_s = |n: u64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
+        let short = match self.cfg.lifetime {
+            Lifetime::Persistent => None,
+            Lifetime::Short { requests } => Some(ShortConnections {
+                requests_per_connection: requests,
+                connections_completed: t.completed,
+                connections_per_s: per_s(t.completed),
+                connect: self.connect_summary(),
+                connect_refused: t.connect_refused + w.connect_refused,
+                connect_failed: t.connect_failed + w.connect_failed,
+                connect_timeouts: t.connect_timeouts + w.connect_timeouts,
+            }),
+        };
         RunResult {
             packets_requested: self.cfg.packets,
             sent: t.sent,
@@ -291,9 +442,12 @@ impl Driver {
             messages_per_s: per_s(t.answered),
             goodput_kb_per_s: per_s(t.answered_bytes) / 1000.0,
             latency: self.hist.summary(),
+            stack: self.stack.name(),
             mode: self.cfg.pacing.mode().name(),
             rate: self.cfg.pacing.rate(),
+            pattern: self.cfg.lifetime.pattern().name(),
             connections: self.cfg.connections,
+            short,
             busy_poll: self.cfg.busy_poll,
             seed: self.cfg.seed,
             core: self.cfg.core,
@@ -304,6 +458,10 @@ impl Driver {
             timeout_ms: u64::try_from(self.cfg.timeout.as_millis()).unwrap_or(u64::MAX),
             stopped_by,
         }
+    }
+
+    fn connect_summary(&self) -> LatencySummary {
+        self.connect_hist.summary()
     }
 
     /// Issues up to `count` requests (or until `limit` passes), and returns
@@ -346,7 +504,7 @@ impl Driver {
                 break;
             }
             let progressed = self.exchange(t0, issued, count, issuing);
-            if self.cfg.busy_poll {
+            if !self.stack.reports_readiness() {
                 if progressed {
                     self.busy_loops += 1;
                 } else {
@@ -424,10 +582,22 @@ impl Driver {
         None
     }
 
-    /// Queues one request on connection `index`; `intended` is the open
-    /// loop's schedule. Its send time is taken when it is written.
+    /// Queues one request on slot `index` (opening a short connection
+    /// first when it has none); `intended` is the open loop's schedule. Its
+    /// send time is taken when it is written.
     fn enqueue(&mut self, index: usize, intended: Option<Instant>, now: Instant) {
         let len = self.rng.gen_range(self.cfg.min_size..=self.cfg.max_size);
+        if self.conns[index].handle.is_none() {
+            match self.stack.open() {
+                Ok(handle) => self.attach(index, handle, now),
+                Err(_) => {
+                    // Counted as a failed connect carrying this request.
+                    self.phase.connect_failed += 1;
+                    self.phase.failed += 1;
+                    return;
+                }
+            }
+        }
         let conn = &mut self.conns[index];
         let start = conn.out.len();
         // The sizes were validated against the protocol's range.
@@ -442,49 +612,90 @@ impl Driver {
             start,
         });
         conn.unwritten += 1;
+        conn.carried += 1;
         self.phase.sent += 1;
     }
 
-    /// Writes pending requests, waits (blocking mode) and reads replies.
-    /// Returns whether any reply arrived.
+    /// Writes pending requests, moves the stack (waiting on readiness
+    /// when it reports it), finishes handshakes and reads replies. Returns
+    /// whether anything arrived.
     fn exchange(&mut self, t0: Instant, issued: u64, count: Option<u64>, issuing: bool) -> bool {
         for index in 0..self.conns.len() {
-            if self.conns[index].alive && self.conns[index].out.len() > self.conns[index].out_pos {
+            let conn = &self.conns[index];
+            if matches!(conn.link, Link::Open) && conn.out.len() > conn.out_pos {
                 self.flush(index);
             }
         }
         let before = self.phase.answered + self.phase.mismatches + self.phase.unexpected_replies;
-        if self.poll.is_some() {
-            let timeout = if self.again.is_empty() {
-                self.sleep_time(t0, issued, count, issuing)
-            } else {
-                Duration::ZERO
-            };
-            let mut ready = std::mem::take(&mut self.again);
-            if let Some(poll) = self.poll.as_mut() {
-                match poll.poll(&mut self.events, Some(timeout)) {
-                    Ok(()) => ready.extend(self.events.iter().map(|e| e.token().0)),
-                    // A signal: the loop looks at the stop flag next.
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    // epoll itself failing leaves nothing to wait with:
-                    // fall back to trying every socket this turn.
-                    Err(_) => ready.extend(0..self.conns.len()),
-                }
-            }
-            for index in ready {
-                if index < self.conns.len() && self.conns[index].alive {
-                    self.flush(index);
-                    self.read(index);
-                }
-            }
+        let timeout = if self.again.is_empty() && self.stack.reports_readiness() {
+            self.sleep_time(t0, issued, count, issuing)
         } else {
-            for index in 0..self.conns.len() {
-                if self.conns[index].alive && !self.conns[index].inflight.is_empty() {
-                    self.read(index);
+            Duration::ZERO
+        };
+        self.ready.clear();
+        let moved = self.stack.poll(timeout, &mut self.ready);
+        let mut touched = std::mem::take(&mut self.again);
+        if self.stack.reports_readiness() {
+            touched.extend(
+                self.ready
+                    .iter()
+                    .filter_map(|h| self.owner.get(h.0).copied())
+                    .filter(|&i| i != usize::MAX),
+            );
+        } else {
+            touched.extend((0..self.conns.len()).filter(|&i| {
+                let c = &self.conns[i];
+                matches!(c.link, Link::Opening(_)) || !c.inflight.is_empty()
+            }));
+        }
+        let mut established = 0;
+        for index in touched {
+            if index >= self.conns.len() || self.conns[index].handle.is_none() {
+                continue;
+            }
+            if matches!(self.conns[index].link, Link::Opening(_)) {
+                if !self.finish_handshake(index) {
+                    continue;
                 }
+                established += 1;
+            }
+            self.flush(index);
+            if self.conns[index].handle.is_some() {
+                self.read(index);
             }
         }
-        self.phase.answered + self.phase.mismatches + self.phase.unexpected_replies > before
+        moved
+            || established > 0
+            || self.phase.answered + self.phase.mismatches + self.phase.unexpected_replies > before
+    }
+
+    /// Looks at slot `index`'s handshake; returns whether it is now
+    /// established.
+    fn finish_handshake(&mut self, index: usize) -> bool {
+        let (Some(handle), Link::Opening(since)) =
+            (self.conns[index].handle, self.conns[index].link)
+        else {
+            return false;
+        };
+        match self.stack.connecting(handle) {
+            Connecting::Pending => false,
+            Connecting::Established => {
+                self.conns[index].link = Link::Open;
+                if self.measuring {
+                    let ns = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                    self.connect_hist.record_ns(ns);
+                }
+                true
+            }
+            Connecting::Refused => {
+                self.lose(index, &Loss::Refused);
+                false
+            }
+            Connecting::Failed => {
+                self.lose(index, &Loss::ConnectFailed);
+                false
+            }
+        }
     }
 
     /// How long blocking mode may sleep: until the next due send, timeout
@@ -514,23 +725,24 @@ impl Driver {
     }
 
     fn flush(&mut self, index: usize) {
-        let conn = &mut self.conns[index];
+        let Some(handle) = self.conns[index].handle else {
+            return;
+        };
+        if !matches!(self.conns[index].link, Link::Open) {
+            return;
+        }
         let mut failed = false;
+        let conn = &mut self.conns[index];
         while conn.out_pos < conn.out.len() {
             conn.stamp_unwritten(Instant::now());
-            match conn.stream.write(&conn.out[conn.out_pos..]) {
-                Ok(0) => {
-                    failed = true;
-                    break;
-                }
-                Ok(n) => {
+            match self.stack.send(handle, &conn.out[conn.out_pos..]) {
+                Transfer::Moved(n) => {
                     conn.out_pos += n;
                     conn.note_written();
                     self.phase.bytes_sent += n as u64;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
+                Transfer::WouldBlock => break,
+                Transfer::Closed | Transfer::Reset => {
                     failed = true;
                     break;
                 }
@@ -544,49 +756,33 @@ impl Driver {
             self.lose(index, &Loss::Reset);
             return;
         }
-        // Blocking mode: ask for writable readiness only while needed.
-        let conn = &mut self.conns[index];
+        // Ask for writable readiness only while needed.
+        let conn = &self.conns[index];
         let wants_write = conn.out_pos < conn.out.len();
-        if wants_write != conn.wants_write {
-            if let Some(poll) = &self.poll {
-                let interest = if wants_write {
-                    Interest::READABLE | Interest::WRITABLE
-                } else {
-                    Interest::READABLE
-                };
-                if poll
-                    .registry()
-                    .reregister(&mut conn.stream, Token(index), interest)
-                    .is_ok()
-                {
-                    conn.wants_write = wants_write;
-                }
-            }
-        }
+        self.want_writable(index, wants_write);
     }
 
     fn read(&mut self, index: usize) {
         for _ in 0..READS_PER_TURN {
-            let conn = &mut self.conns[index];
-            match conn.stream.read(&mut self.buf) {
-                Ok(0) => {
-                    self.lose(index, &Loss::Reset);
-                    return;
-                }
-                Ok(n) => {
+            let Some(handle) = self.conns[index].handle else {
+                return;
+            };
+            match self.stack.recv(handle, &mut self.buf) {
+                Transfer::Moved(n) => {
                     let now = Instant::now();
                     self.phase.bytes_received += n as u64;
                     self.replies.clear();
                     let replies = &mut self.replies;
-                    conn.decoder.feed(&self.buf[..n], |r| replies.push(r));
+                    self.conns[index]
+                        .decoder
+                        .feed(&self.buf[..n], |r| replies.push(r));
                     for i in 0..self.replies.len() {
                         let reply = self.replies[i];
                         self.check_reply(index, reply, now);
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
+                Transfer::WouldBlock => return,
+                Transfer::Closed | Transfer::Reset => {
                     self.lose(index, &Loss::Reset);
                     return;
                 }
@@ -616,43 +812,49 @@ impl Driver {
             self.interval_hist.record_ns(ns);
             self.telemetry.record_latency_ns(ns);
         }
+        if let Lifetime::Short { requests } = self.cfg.lifetime {
+            let conn = &self.conns[index];
+            if conn.carried >= requests && conn.inflight.is_empty() {
+                self.detach(index, true);
+                self.phase.completed += 1;
+            }
+        }
     }
 
-    /// Times out connections whose oldest request waited too long.
+    /// Times out connections whose oldest request (or handshake) waited
+    /// too long.
     fn expire(&mut self, now: Instant) {
         for index in 0..self.conns.len() {
             let conn = &self.conns[index];
-            if !conn.alive {
+            if conn.handle.is_none() {
                 continue;
             }
             if let Some(front) = conn.inflight.front() {
                 if now.saturating_duration_since(front.sent_at) >= self.cfg.timeout {
-                    self.lose(index, &Loss::Timeout);
+                    let loss = if matches!(conn.link, Link::Opening(_)) {
+                        Loss::ConnectTimeout
+                    } else {
+                        Loss::Timeout
+                    };
+                    self.lose(index, &loss);
                 }
             }
         }
     }
 
-    /// Closes a connection and counts everything in flight on it as failed.
+    /// Ends a connection and counts everything in flight on it as failed.
     /// Its requests cannot be retried elsewhere without hiding the loss,
     /// and a late reply on a reused connection would be matched to the
-    /// wrong request.
+    /// wrong request. A persistent slot is dead from then on; a short one
+    /// opens its next connection when it next has a request.
     fn lose(&mut self, index: usize, loss: &Loss) {
-        let conn = &mut self.conns[index];
-        if !conn.alive {
+        if self.conns[index].handle.is_none() {
             return;
         }
-        conn.alive = false;
-        let lost = conn.inflight.len() as u64;
-        conn.inflight.clear();
-        conn.unwritten = 0;
-        conn.out.clear();
-        conn.out_pos = 0;
-        if let Some(poll) = &self.poll {
-            let _ = poll.registry().deregister(&mut conn.stream);
+        let lost = self.detach(index, false);
+        if self.cfg.lifetime == Lifetime::Persistent {
+            self.conns[index].alive = false;
         }
-        let _ = conn.stream.shutdown(std::net::Shutdown::Both);
-        self.closed += 1;
         self.phase.failed += lost;
         match loss {
             Loss::Reset => {
@@ -660,6 +862,12 @@ impl Driver {
                 self.phase.lost_in_flight += lost;
             }
             Loss::Timeout => self.phase.timeouts += lost,
+            Loss::Refused => self.phase.connect_refused += 1,
+            Loss::ConnectFailed => self.phase.connect_failed += 1,
+            Loss::ConnectTimeout => {
+                self.phase.connect_timeouts += 1;
+                self.phase.timeouts += lost;
+            }
         }
     }
 
@@ -679,7 +887,7 @@ impl Driver {
         let w = &self.warm;
         let active = self.opened - self.closed;
         let in_flight = self.in_flight();
-        let counters = if self.measuring {
+        let mut counters = if self.measuring {
             Counters {
                 messages_sent: t.sent,
                 messages_received: t.answered,
@@ -712,6 +920,7 @@ impl Driver {
                 ..Counters::default()
             }
         };
+        self.stack.add_counters(&mut counters);
         let p50_ns = if self.interval_hist.count() > 0 {
             self.interval_hist.value_at_quantile(0.5)
         } else {
@@ -740,6 +949,7 @@ mod tests {
     use protocol::ServerSession;
 
     use super::*;
+    use crate::stack::kernel::KernelStack;
     use crate::telemetry::NoTelemetry;
 
     /// Answers every request on `conns` connections until they close (or
@@ -769,6 +979,22 @@ mod tests {
         addr
     }
 
+    fn driver(cfg: Config) -> Result<Driver<KernelStack>, LoadgenError> {
+        let stack = KernelStack::new(cfg.connect, cfg.busy_poll).expect("stack");
+        Driver::new(
+            cfg,
+            stack,
+            Box::new(NoTelemetry),
+            Arc::new(AtomicBool::new(false)),
+        )
+    }
+
+    /// An address on loopback nothing listens on.
+    fn closed_port() -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr")
+    }
+
     fn config(addr: std::net::SocketAddr, connections: usize) -> Config {
         Config {
             connect: addr,
@@ -777,6 +1003,7 @@ mod tests {
             connections,
             busy_poll: false,
             pacing: Pacing::Closed,
+            lifetime: Lifetime::Persistent,
             seed: 1,
             min_size: 512,
             max_size: 1024,
@@ -796,12 +1023,7 @@ mod tests {
     fn closed_loop_latency_starts_at_the_write_of_the_request() {
         let addr = echo_server(4);
         let stall = Duration::from_millis(200);
-        let mut d = Driver::connect(
-            config(addr, 4),
-            Box::new(NoTelemetry),
-            Arc::new(AtomicBool::new(false)),
-        )
-        .expect("connect");
+        let mut d = driver(config(addr, 4)).expect("connect");
         d.measuring = true;
         let t0 = Instant::now();
         assert_eq!(d.issue(t0, t0, 0, Some(4)), 4);
@@ -816,6 +1038,77 @@ mod tests {
         assert!(
             s.max_us < stall.as_secs_f64() * 1e6 / 2.0,
             "the stall before the write was measured: {s:?}"
+        );
+    }
+
+    /// Short connections: each carries its requests and closes; the
+    /// handshakes are timed apart from the requests, every reply checked.
+    #[test]
+    fn short_connections_carry_their_requests_then_close() {
+        // One slot: its connections follow each other, 20 requests make
+        // exactly 10 of them.
+        for busy_poll in [false, true] {
+            let addr = echo_server(10);
+            let cfg = Config {
+                packets: Some(20),
+                lifetime: Lifetime::Short { requests: 2 },
+                busy_poll,
+                ..config(addr, 1)
+            };
+            let result = driver(cfg).expect("driver").run();
+            assert!(result.success(), "busy {busy_poll}: {result:?}");
+            assert_eq!(result.answered, 20);
+            assert_eq!(result.pattern, "short");
+            let short = result.short.expect("short figures");
+            assert_eq!(short.connections_completed, 10, "busy {busy_poll}");
+            assert_eq!(short.connect.count, 10, "one handshake per connection");
+            assert_eq!(result.latency.count, 20, "one round trip per request");
+            assert_eq!(short.connect_refused + short.connect_failed, 0);
+        }
+        // Several slots: connections overlap, each still carries at most its
+        // requests and every reply is checked.
+        let addr = echo_server(64);
+        let cfg = Config {
+            packets: Some(60),
+            lifetime: Lifetime::Short { requests: 3 },
+            ..config(addr, 4)
+        };
+        let result = driver(cfg).expect("driver").run();
+        assert!(result.success(), "{result:?}");
+        let short = result.short.expect("short figures");
+        assert!(
+            (17..=20).contains(&short.connections_completed),
+            "60 requests, 3 per connection, 4 at once: {short:?}"
+        );
+    }
+
+    /// A server that refuses every connect fails every request, counted as
+    /// refused connects, and the run still ends.
+    #[test]
+    fn refused_short_connections_are_counted_and_fail_their_requests() {
+        let cfg = Config {
+            packets: Some(5),
+            lifetime: Lifetime::Short { requests: 1 },
+            ..config(closed_port(), 1)
+        };
+        let result = driver(cfg).expect("driver").run();
+        assert!(!result.success());
+        assert_eq!(result.answered, 0);
+        assert_eq!(result.failed, 5);
+        let short = result.short.expect("short figures");
+        assert_eq!(short.connect_refused, 5, "{short:?}");
+        assert_eq!(short.connections_completed, 0);
+    }
+
+    /// A persistent connection that cannot be made stops the load
+    /// generator before the run, naming the connection.
+    #[test]
+    fn a_refused_persistent_connection_is_an_error() {
+        let err = driver(config(closed_port(), 2)).err().expect("refused");
+        assert!(
+            matches!(&err, LoadgenError::Connect { index: 0, source, .. }
+                if source.kind() == io::ErrorKind::ConnectionRefused),
+            "{err}"
         );
     }
 }

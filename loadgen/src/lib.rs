@@ -3,8 +3,9 @@
 //!
 //! Layers, bottom-up: [`protocol`] encodes requests and decodes replies;
 //! [`config`] turns the command line into a checked [`config::Config`];
-//! [`driver`] runs the connections (closed or open loop, blocking or
-//! busy-poll) and measures; [`progress`] shows it on stderr; [`telemetry`] publishes live numbers into the
+//! [`stack`] is the TCP client stack under it (the kernel's sockets);
+//! [`driver`] runs the connections (closed or open loop, persistent or
+//! short, blocking or busy-poll) over a stack and measures; [`progress`] shows it on stderr; [`telemetry`] publishes live numbers into the
 //! shared-memory segment; [`result`] is the final JSON.
 
 pub mod config;
@@ -55,6 +56,9 @@ pub enum LoadgenError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// The client's stack could not be brought up.
+    #[error("the client stack: {0}")]
+    Stack(stack::StackError),
     /// Another I/O step failed.
     #[error("{step}: {source}")]
     Io {
@@ -74,7 +78,7 @@ impl LoadgenError {
             | Self::CoreUnavailable { .. }
             | Self::PinFailed { .. }
             | Self::Shm { .. } => 2,
-            Self::Connect { .. } | Self::Io { .. } => 1,
+            Self::Connect { .. } | Self::Stack(_) | Self::Io { .. } => 1,
         }
     }
 }

@@ -9,6 +9,8 @@ use std::sync::Arc;
 use clap::Parser;
 use loadgen::config::{Args, Validate};
 use loadgen::driver::Driver;
+use loadgen::stack::kernel::KernelStack;
+use loadgen::stack::Stack;
 use loadgen::telemetry::{self, NoTelemetry, ShmTelemetry, Telemetry};
 use loadgen::{pin_current_thread, LoadgenError};
 
@@ -47,17 +49,19 @@ fn run(args: &Args) -> Result<loadgen::result::RunResult, LoadgenError> {
             }
         })?;
     }
-    // 4. Claim the loadgen slot (Starting until the warm-up is done).
+    // 4. The client's stack.
+    let stack = KernelStack::new(cfg.connect, cfg.busy_poll).map_err(LoadgenError::Stack)?;
+    // 5. Claim the loadgen slot (Starting until the warm-up is done).
     let telemetry: Box<dyn Telemetry> = match &cfg.shm {
         Some(path) => Box::new(ShmTelemetry::claim(
             path,
             cfg.pacing.mode().slot_kind(),
             cfg.core,
-            telemetry::measured(cfg.busy_poll),
+            stack.measured(telemetry::measured(!stack.reports_readiness())),
         )?),
         None => Box::new(NoTelemetry),
     };
-    // 5. Connect, warm up, measure.
-    let driver = Driver::connect(cfg, telemetry, stop)?;
+    // 6. Connect, warm up, measure.
+    let driver = Driver::new(cfg, stack, telemetry, stop)?;
     Ok(driver.run())
 }

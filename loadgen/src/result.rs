@@ -78,12 +78,19 @@ pub struct RunResult {
     /// histogram's ~17 s range (`clamped`) and whether the percentiles are
     /// therefore lower bounds.
     pub latency: LatencySummary,
+    /// The client's TCP stack: `kernel` or `dpdk`.
+    pub stack: &'static str,
     /// `closed` or `open`.
     pub mode: &'static str,
     /// Open loop: messages per second requested.
     pub rate: Option<f64>,
-    /// Connections opened.
+    /// `persistent` or `short`.
+    pub pattern: &'static str,
+    /// Connections open at once (persistent: opened).
     pub connections: usize,
+    /// `--pattern short`: the connections' own figures.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub short: Option<ShortConnections>,
     /// Whether the loop spun.
     pub busy_poll: bool,
     /// Size generator seed.
@@ -102,6 +109,27 @@ pub struct RunResult {
     pub timeout_ms: u64,
     /// Why the run ended.
     pub stopped_by: StoppedBy,
+}
+
+/// What short connections add to the result: their rate and handshakes.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShortConnections {
+    /// Requests each connection carried.
+    pub requests_per_connection: u32,
+    /// Connections of the measured phase that carried all their requests
+    /// and closed.
+    pub connections_completed: u64,
+    /// `connections_completed` per second of the measured phase.
+    pub connections_per_s: f64,
+    /// Handshake time of the measured phase's connections: from the
+    /// connect call to the stack reporting it established.
+    pub connect: LatencySummary,
+    /// Connects the server refused (both phases).
+    pub connect_refused: u64,
+    /// Connects that failed another way or could not start (both phases).
+    pub connect_failed: u64,
+    /// Connects without an answer within `--timeout-ms` (both phases).
+    pub connect_timeouts: u64,
 }
 
 impl RunResult {

@@ -215,6 +215,45 @@ fn check_engine_run(cell: &Value, run: &Value, packets: u64) {
     assert_eq!(points.last().map(|p| p.0), Some(1.0));
 }
 
+/// A short-connection run: one connection per message, its rate and
+/// handshake time as the load generator counted them.
+fn check_short_run(run: &Value, packets: u64) {
+    let fig = &run["figures"];
+    let own = &run["detail"]["loadgen_report"];
+    assert_eq!(own["pattern"], "short", "{own}");
+    assert_eq!(
+        f(&own["connections_completed"]),
+        packets as f64,
+        "one connection per message: {own}"
+    );
+    assert_eq!(
+        f(&own["connect_refused"]) + f(&own["connect_failed"]) + f(&own["connect_timeouts"]),
+        0.0,
+        "{own}"
+    );
+    assert!(
+        close(
+            f(&fig["connections_per_s"]),
+            f(&own["connections_per_s"]),
+            1e-9
+        ),
+        "{fig} {own}"
+    );
+    assert!(
+        close(
+            f(&fig["connections_per_s"]),
+            f(&fig["messages_per_s"]),
+            0.01
+        ),
+        "one request per connection: {fig}"
+    );
+    assert!(f(&fig["connect_p50_us"]) > 0.0, "{fig}");
+    assert!(
+        f(&fig["connect_p50_us"]) <= f(&fig["connect_p99_us"]),
+        "{fig}"
+    );
+}
+
 #[test]
 fn bench_writes_a_real_report() {
     if !require_root("bench_writes_a_real_report") {
@@ -286,7 +325,7 @@ fn bench_writes_a_real_report() {
     };
     for engine in &measured {
         for connections in [1, 16] {
-            for test in ["closed", "open"] {
+            for test in ["closed", "open", "short"] {
                 let cell = at(engine, test, connections);
                 assert_eq!(cell["errors"].as_array().map(Vec::len), Some(0), "{cell}");
                 assert_eq!(cell["client"], "kernel", "{cell}");
@@ -295,6 +334,9 @@ fn bench_writes_a_real_report() {
                 check_engine_run(cell, &runs[0], PACKETS);
                 // R = 1: the median is the run.
                 assert_eq!(cell["aggregate"]["median"], runs[0]["figures"]);
+                if test == "short" {
+                    check_short_run(&runs[0], PACKETS);
+                }
                 if test == "open" {
                     let closed = at(engine, "closed", connections);
                     let expected = f(&closed["aggregate"]["median"]["messages_per_s"]) * 0.8;
@@ -356,6 +398,11 @@ fn bench_writes_a_real_report() {
         "{md}"
     );
     assert!(
+        md.contains("### Scaling with connections — short connections")
+            && md.contains("kernel conns/s"),
+        "{md}"
+    );
+    assert!(
         md.contains("kernel closed p50") && md.contains("Ratios"),
         "{md}"
     );
@@ -378,6 +425,7 @@ fn bench_writes_a_real_report() {
         "throughput-per-count-off",
         "rate-per-connections-closed-off",
         "p99-per-connections-closed-off",
+        "rate-per-connections-short-off",
     ] {
         for ext in ["svg", "png"] {
             let rel = format!("plots/{stem}.{ext}");

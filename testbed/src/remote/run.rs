@@ -17,7 +17,9 @@ use shm_layout::{Role, Snapshot};
 use super::peer::{Peer, RemoteError};
 use crate::config::{BackendChoice, RoleHost, TestbedConfig};
 use crate::placement::Node;
-use crate::run::attach::{build_row, engine_received, slot, Busy, LoadOptions, ResultRow};
+use crate::run::attach::{
+    build_row, engine_received, slot, Busy, LoadOptions, ResultRow, ShortFigures,
+};
 
 /// How to start the engine of a two-host run.
 #[derive(Debug, Clone)]
@@ -361,6 +363,7 @@ impl TwoHostRun {
             self.impairment.clone(),
             None,
             busy,
+            ShortFigures::from_result(&finished.stdout),
         ))
     }
 

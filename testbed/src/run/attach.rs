@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use contract::argv::to_argv;
-use contract::loadgen::Mode;
+use contract::loadgen::{Mode, Pattern};
 use contract::EngineKind;
 use serde::Serialize;
 use shm_layout::{CounterReadings, LatencySummary, Role, Segment, Snapshot};
@@ -37,6 +37,11 @@ pub struct ResultRow {
     pub engine: EngineKind,
     /// Load mode (`closed` / `open`).
     pub mode: Mode,
+    /// Connection pattern (`persistent` / `short`).
+    pub pattern: Pattern,
+    /// Short connections: their rate and handshakes, from the load
+    /// generator's result (`None` for persistent ones).
+    pub short: Option<ShortFigures>,
     /// Requests sent (after warm-up).
     pub sent: u64,
     /// Replies received and verified.
@@ -78,6 +83,44 @@ pub struct ResultRow {
     /// Frames lost inside the engine during the run, by where (zero on a
     /// clean engine): a loss here is not the link's.
     pub engine_losses: EngineLosses,
+}
+
+/// What a short-connection run adds to its row, as the load generator's
+/// result JSON reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
+pub struct ShortFigures {
+    /// Requests each connection carried.
+    pub requests_per_connection: u32,
+    /// Connections that carried all their requests and closed.
+    pub connections_completed: u64,
+    /// Of them, per second of the measured phase.
+    pub connections_per_s: f64,
+    /// Handshake times, microseconds.
+    pub connect: LatencySummary,
+    /// Connects refused by the server.
+    pub connect_refused: u64,
+    /// Connects that failed another way.
+    pub connect_failed: u64,
+    /// Connects without an answer in time.
+    pub connect_timeouts: u64,
+}
+
+impl ShortFigures {
+    /// The figures in a load generator's result line (its stdout), if it
+    /// ran short connections and printed its result.
+    #[must_use]
+    pub fn from_result(stdout: &str) -> Option<Self> {
+        stdout
+            .lines()
+            .rev()
+            .find_map(|line| serde_json::from_str::<Self>(line.trim()).ok())
+    }
+
+    /// Connects that did not succeed, however.
+    #[must_use]
+    pub fn connect_errors(&self) -> u64 {
+        self.connect_refused + self.connect_failed + self.connect_timeouts
+    }
 }
 
 /// Frames lost on the server's side of the link during one run, not by the
@@ -317,6 +360,7 @@ pub fn attach(
         impairment,
         observed_loss_percent,
         busy,
+        ShortFigures::from_result(&ran.stdout),
     );
     Ok(Attached {
         row,
@@ -512,6 +556,7 @@ pub fn build_row(
     impairment: String,
     observed_loss_percent: Option<f64>,
     busy: Busy,
+    short: Option<ShortFigures>,
 ) -> ResultRow {
     let counters = loadgen.counters_or_zero();
     let rtt = loadgen.latency.unwrap_or_default();
@@ -524,6 +569,8 @@ pub fn build_row(
         packets,
         engine,
         mode: load.mode,
+        pattern: load.pattern,
+        short: short.filter(|_| load.pattern == Pattern::Short),
         sent: counters.messages_sent,
         answered: counters.messages_received,
         failed: counters.messages_failed,
@@ -585,11 +632,15 @@ pub fn format_table(rows: &[ResultRow]) -> String {
         } else {
             " "
         };
+        let mode = match r.pattern {
+            Pattern::Short => "short",
+            Pattern::Persistent => r.mode.name(),
+        };
         out.push_str(&format!(
             "{:>9} {:>7} {:>6} {:>9} {:>7} {:>8.1}µs {bound}{:>8.1}µs {bound}{:>8.1}µs {:>8.1}µs {:>11.0} {:>11.1}  {} ({loss})\n",
             r.packets,
             r.engine.as_str(),
-            r.mode.name(),
+            mode,
             r.answered,
             r.failed,
             r.rtt.mean_us,
@@ -600,6 +651,16 @@ pub fn format_table(rows: &[ResultRow]) -> String {
             r.bandwidth_kb_s,
             r.impairment,
         ));
+        if let Some(short) = &r.short {
+            out.push_str(&format!(
+                "{:>9}   short connections, {} request(s) each: {:.0} connections/s, connect p50 {:.1}µs p99 {:.1}µs (rtt: the request alone)\n",
+                "",
+                short.requests_per_connection,
+                short.connections_per_s,
+                short.connect.p50_us,
+                short.connect.p99_us,
+            ));
+        }
         for note in row_notes(r) {
             out.push_str(&format!("{:>9} ⚠ {note}\n", ""));
         }
@@ -612,6 +673,12 @@ pub fn format_table(rows: &[ResultRow]) -> String {
 #[must_use]
 pub fn row_notes(r: &ResultRow) -> Vec<String> {
     let mut notes = Vec::new();
+    if let Some(short) = r.short.filter(|s| s.connect_errors() > 0) {
+        notes.push(format!(
+            "failed connects: {} refused, {} failed, {} timed out",
+            short.connect_refused, short.connect_failed, short.connect_timeouts
+        ));
+    }
     if r.rtt.clamped > 0 {
         notes.push(format!(
             "{} RTT samples above the histogram's top (~17 s) were clamped: the percentiles are lower bounds",
@@ -684,7 +751,34 @@ mod tests {
             max_size: 1024,
             warmup: 0,
             timeout_ms: REPLY_TIMEOUT_MS,
+            pattern: Pattern::Persistent,
+            requests_per_connection: 1,
         }
+    }
+
+    /// A short-connection result line gives its figures, and a row shows
+    /// them with the failed connects named; a persistent one has none.
+    #[test]
+    fn short_connection_figures_come_from_the_loadgen_result() {
+        let line = r#"{"sent":10,"requests_per_connection":2,"connections_completed":5,"connections_per_s":250.0,"connect":{"count":5,"clamped":0,"percentiles_are_lower_bounds":false,"min_us":10.0,"mean_us":20.0,"p50_us":18.0,"p90_us":30.0,"p99_us":40.0,"p999_us":40.0,"max_us":41.0},"connect_refused":1,"connect_failed":0,"connect_timeouts":2}"#;
+        let short = ShortFigures::from_result(&format!("noise\n{line}\n")).expect("parsed");
+        assert_eq!(short.connections_completed, 5);
+        assert_eq!(short.connect_errors(), 3);
+        assert!(ShortFigures::from_result(r#"{"sent":10}"#).is_none());
+        let mut r = row(LatencySummary::default(), EngineLosses::default());
+        r.short = Some(short);
+        let notes = row_notes(&r).join("\n");
+        assert!(
+            notes.contains("1 refused, 0 failed, 2 timed out"),
+            "{notes}"
+        );
+        r.pattern = Pattern::Short;
+        let table = format_table(&[r]);
+        assert!(table.contains("250 connections/s"), "{table}");
+        assert!(
+            table.contains(" short "),
+            "the mode column says short: {table}"
+        );
     }
 
     /// 1000 requests sent, 900 answered with 700 000 request bytes in 2 s.
@@ -719,6 +813,7 @@ mod tests {
                 engine_losses: losses,
                 ..Busy::default()
             },
+            None,
         )
     }
 
