@@ -70,6 +70,8 @@ pub struct DpdkStackConfig {
     pub idle: IdlePolicy,
     /// How often the port's counters are read.
     pub stats_interval: StdDuration,
+    /// The port's driver family, as config.ini names it.
+    pub pmd: Option<&'static str>,
 }
 
 /// The IANA dynamic port range (RFC 6335).
@@ -91,6 +93,7 @@ impl DpdkStackConfig {
             rto_min: None,
             idle: IdlePolicy::Spin,
             stats_interval: StdDuration::from_millis(100),
+            pmd: None,
         }
     }
 }
@@ -300,6 +303,10 @@ impl<D: BurstDevice> DpdkStack<D> {
 impl<D: BurstDevice> Stack for DpdkStack<D> {
     fn name(&self) -> &'static str {
         "dpdk"
+    }
+
+    fn pmd(&self) -> Option<&'static str> {
+        self.config.pmd
     }
 
     fn reports_readiness(&self) -> bool {

@@ -72,6 +72,12 @@ pub trait Stack {
     /// Its name in the result JSON and the segment: `kernel`, `dpdk`.
     fn name(&self) -> &'static str;
 
+    /// A bypass stack's poll-mode driver (config.ini's `pmd`: `af_xdp`,
+    /// `af_packet`, `pci`), for the result JSON and the segment.
+    fn pmd(&self) -> Option<&'static str> {
+        None
+    }
+
     /// Whether [`Stack::poll`] reports which connections became ready (the
     /// kernel's epoll). When it does not, the driver tries every
     /// connection with work after each poll.
