@@ -274,6 +274,8 @@ impl<'a> Bench<'a> {
             max_size: 1024,
             warmup: self.plan.warmup,
             timeout_ms: REPLY_TIMEOUT_MS,
+            client: None,
+            client_pmd: contract::Pmd::AfXdp,
         }
     }
 
@@ -328,6 +330,7 @@ impl<'a> Bench<'a> {
             ready_timeout: DEFAULT_READY_TIMEOUT,
             pmd: self.plan.pmd.clone(),
             rto_min_ms: rto,
+            client: contract::ClientStack::Kernel,
         };
         self.progress
             .set_message(format!("{} engine {name}: starting", setting.as_str()));

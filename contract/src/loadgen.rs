@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use protocol::{MAX_MESSAGE_LEN, MIN_MESSAGE_LEN};
 
-use crate::kinds::{ClientStack, PmdKind};
+use crate::kinds::{ClientStack, Pmd, PmdKind};
 use serde::{Deserialize, Serialize};
 
 /// How requests are paced.
@@ -294,6 +294,22 @@ pub struct LoadOptions {
     /// without losing it; such delays show up in the maximum RTT instead.
     #[arg(long, default_value_t = REPLY_TIMEOUT_MS)]
     pub timeout_ms: u64,
+    /// The load generator's TCP stack: `kernel` sockets, or `dpdk` (DPDK +
+    /// smoltcp owning NS1's veth through --client-pmd; the supervisor moves NS1's
+    /// address to it for the run and gives it its own config.ini and
+    /// hugepages). Default: `[client] stack` of the testbed configuration.
+    #[arg(long, value_enum)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<ClientStack>,
+    /// Poll-mode driver of a `dpdk` client on NS1's veth: af_xdp or
+    /// af_packet.
+    #[arg(long, default_value = "af_xdp")]
+    #[serde(default = "af_xdp")]
+    pub client_pmd: Pmd,
+}
+
+fn af_xdp() -> Pmd {
+    Pmd::AfXdp
 }
 
 fn one() -> u32 {
