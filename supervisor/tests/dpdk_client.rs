@@ -17,6 +17,7 @@ use std::time::Duration;
 use contract::EngineKind;
 use support::{bin_dir, engines, kill, pid, require_root, run_bounded, Testbed, QUICK};
 use testbed::run::client;
+use testbed::state::{StateDir, StateFile};
 
 /// Whether this build can run a DPDK client (the dpdk engine's kinds
 /// listing says whether DPDK is there at all); says so when it cannot.
@@ -255,4 +256,55 @@ fn a_dpdk_client_on_a_pci_pmd_or_two_hosts_is_refused_before_anything_is_set_up(
     assert_eq!(out.code, Some(2), "{}", out.stderr);
     assert!(out.stderr.contains("two-host run"), "{}", out.stderr);
     two_hosts.assert_nothing_left(&[]);
+}
+
+#[test]
+fn after_a_crashed_supervisor_and_client_stop_gives_ns1_back_from_the_record() {
+    if !require_root("crashed_supervisor_and_dpdk_client") || !dpdk_available("crashed_dpdk_client")
+    {
+        return;
+    }
+    bin_dir();
+    let testbed = Testbed::plain("dx");
+    testbed.up();
+    let mut child = testbed.spawn(&[
+        "run",
+        "--engine",
+        "kernel",
+        "--client",
+        "dpdk",
+        "--packets",
+        "50000000",
+        "--timeout-ms",
+        "1000",
+        "--json",
+    ]);
+    let state = testbed.wait_ready(&mut child);
+    let engine_pid = pid(&state["engine"]["pid"]);
+    let loadgen_pid = testbed.wait_loadgen(&mut child);
+    // Both die without a chance to clean: only the record is left.
+    let supervisor_pid = child.id();
+    kill(supervisor_pid, "KILL");
+    let _ = support::wait_exit(&mut child, Duration::from_secs(10));
+    kill(loadgen_pid, "KILL");
+    let record = StateDir::of(&testbed.name).file(StateFile::ClientPort);
+    assert!(record.exists(), "the client's hold on NS1 is recorded");
+
+    let stopped = testbed.run(&["stop"], Duration::from_secs(60));
+    assert_eq!(stopped.code, Some(0), "{}", stopped.stderr);
+    assert!(
+        stopped.stderr.contains(&format!(
+            "restored {}/{}",
+            testbed.cfg.client_addr(),
+            testbed.cfg.prefix_len()
+        )),
+        "{}",
+        stopped.stderr
+    );
+    assert!(!record.exists(), "the record goes with what it recorded");
+    assert_ns1_given_back(&testbed);
+    assert_ns1_kernel_reaches_the_server(&testbed);
+    let down = testbed.net("down", &[]);
+    assert!(down.success(), "{}", down.stderr);
+    testbed.assert_nothing_left(&[engine_pid, loadgen_pid, supervisor_pid]);
 }
