@@ -187,6 +187,7 @@ pub fn markdown(results: &Results) -> String {
         }
         scaling(&mut md, results, &impairment);
         both_ends(&mut md, results, &impairment);
+        bulk_ceiling(&mut md, results, &impairment);
         minimum_rto(&mut md, results, &impairment);
         let _ = writeln!(md, "### Every cell, one row each\n");
         cell_rows(&mut md, results, &impairment);
@@ -551,6 +552,62 @@ fn scaling(md: &mut String, results: &Results, imp: &str) {
     }
 }
 
+/// iperf3's bulk transfer over N parallel streams beside each engine's
+/// closed loop over N connections: how far the request/response figures
+/// are from what the path itself carries at that concurrency.
+fn bulk_ceiling(md: &mut String, results: &Results, imp: &str) {
+    let bulk = |packets: u64, n: u32| {
+        results
+            .find(&CellKey::new("iperf3", "bulk", imp, packets).with_connections(n))
+            .filter(|c| !c.runs.is_empty())
+    };
+    let mut streams: Vec<u32> = results
+        .cells
+        .iter()
+        .filter(|c| c.subject == "iperf3" && c.impairment == imp && !c.runs.is_empty())
+        .map(|c| c.connections)
+        .collect();
+    streams.sort_unstable();
+    streams.dedup();
+    if streams.len() < 2 {
+        return;
+    }
+    let engines = engine_columns(results, imp, "closed");
+    for packets in counts(results) {
+        if !streams.iter().any(|&n| bulk(packets, n).is_some()) {
+            continue;
+        }
+        let _ = writeln!(
+            md,
+            "### Bulk ceiling: iperf3 over N streams beside the closed loop over N connections ({packets} messages' bytes, kB/s)\n"
+        );
+        let mut header = String::from("| streams / connections | iperf3 -P N |");
+        let mut rule = String::from("|---:|---:|");
+        for (subject, client) in &engines {
+            let _ = write!(header, " {} |", column_name(subject, client));
+            rule.push_str("---:|");
+        }
+        let _ = writeln!(md, "{header}\n{rule}");
+        for &n in &streams {
+            let mut row = format!(
+                "| {n} | {} |",
+                num(bulk(packets, n).and_then(|c| c.aggregate.median.bandwidth_kb_s))
+            );
+            for (subject, client) in &engines {
+                let key = CellKey::new(subject, "closed", imp, packets)
+                    .with_connections(n)
+                    .with_client(client);
+                let kb = results
+                    .find(&key)
+                    .and_then(|c| c.aggregate.median.bandwidth_kb_s);
+                let _ = write!(row, " {} |", num(kb));
+            }
+            let _ = writeln!(md, "{row}");
+        }
+        md.push('\n');
+    }
+}
+
 /// The impaired rows at each stack's own minimum RTO and at an equal one:
 /// how much of the lossy-link advantage is bypass and how much a timer.
 /// Both ends' stacks side by side, once more than one client stack was
@@ -849,5 +906,32 @@ mod axis_tests {
             "{missing:?}"
         );
         assert!(!missing.contains(&"kernel closed (on, 1000, 16 connections)".to_owned()));
+    }
+
+    #[test]
+    fn iperf3_over_n_streams_stands_beside_the_closed_loop_over_n_connections() {
+        let at = |subject: &str, test: &str, n: u32| {
+            CellKey::new(subject, test, "off", 1000).with_connections(n)
+        };
+        let bulk = |n: u32, kb: f64| {
+            let mut c = Cell::new("peer", &at("iperf3", "bulk", n));
+            c.runs = vec![run(0.0, 0.0)];
+            c.runs[0].figures.bandwidth_kb_s = Some(kb);
+            c
+        };
+        let cells = vec![
+            measured(at("kernel", "closed", 1), 400.0, 150.0),
+            measured(at("kernel", "closed", 16), 4000.0, 160.0),
+            bulk(1, 900_000.0),
+            bulk(16, 2_000_000.0),
+        ];
+        let mut r = results(cells, 1);
+        r.aggregate();
+        let md = markdown(&r);
+        assert!(
+            md.contains("### Bulk ceiling: iperf3 over N streams"),
+            "{md}"
+        );
+        assert!(md.contains("| 16 | 2000000 |"), "{md}");
     }
 }

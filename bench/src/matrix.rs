@@ -81,18 +81,37 @@ impl Half {
         keys
     }
 
-    /// Every cell of the peer `subject` this half asks for: one
-    /// connection, each stack's own RTO.
+    /// The connection counts `peer` runs at: the half's up to the most it
+    /// can run (one for a one-connection peer), each once.
+    #[must_use]
+    pub fn peer_connections(&self, peer: &dyn Peer) -> Vec<u32> {
+        let mut counts: Vec<u32> = self
+            .connections
+            .iter()
+            .map(|&n| n.min(peer.max_connections()))
+            .collect();
+        counts.sort_unstable();
+        counts.dedup();
+        counts
+    }
+
+    /// Every cell of the peer `subject` this half asks for: at each of
+    /// its connection counts, each stack's own RTO.
     #[must_use]
     pub fn peer_keys(&self, subject: &str, setting: Setting) -> Vec<CellKey> {
-        self.packets
-            .iter()
-            .flat_map(|&packets| {
-                tests_of(subject)
-                    .iter()
-                    .map(move |test| CellKey::new(subject, test, setting.as_str(), packets))
-            })
-            .collect()
+        let counts = peers::by_name(subject).map_or_else(|_| vec![1], |p| self.peer_connections(p));
+        let mut keys = Vec::new();
+        for &packets in &self.packets {
+            for &connections in &counts {
+                for test in tests_of(subject) {
+                    keys.push(
+                        CellKey::new(subject, test, setting.as_str(), packets)
+                            .with_connections(connections),
+                    );
+                }
+            }
+        }
+        keys
     }
 }
 
@@ -601,11 +620,23 @@ impl Cells for Bench<'_> {
         Bench::say(self, line);
     }
 
-    fn peer_cell(&mut self, peer: &dyn Peer, test: &str, setting: Setting, packets: u64) -> usize {
+    fn peer_cell(
+        &mut self,
+        peer: &dyn Peer,
+        test: &str,
+        setting: Setting,
+        packets: u64,
+        connections: u32,
+    ) -> usize {
         self.cell(
             "peer",
-            &CellKey::new(peer.name(), test, setting.as_str(), packets),
+            &CellKey::new(peer.name(), test, setting.as_str(), packets)
+                .with_connections(connections),
         )
+    }
+
+    fn peer_connections(&self, peer: &dyn Peer, setting: Setting) -> Vec<u32> {
+        self.plan.half(setting).peer_connections(peer)
     }
 
     fn missing_at(&self, index: usize) -> u32 {
@@ -774,5 +805,28 @@ mod tests {
             tests_of("bogus").is_empty(),
             "an unknown subject inherits nothing"
         );
+    }
+
+    /// iperf3 follows the connection axis up to its 128 streams; the
+    /// one-connection peers stay at one.
+    #[test]
+    fn peers_run_at_the_connection_counts_they_can() {
+        let half = Half {
+            packets: vec![1000],
+            connections: vec![1, 16, 256, 1024],
+            tests: ENGINE_TESTS.to_vec(),
+            rto_min_ms: vec![None],
+            clients: vec![contract::ClientStack::Kernel],
+            repetitions: 1,
+        };
+        let counts = |peer: &str| -> Vec<u32> {
+            half.peer_keys(peer, Setting::Off)
+                .iter()
+                .map(|k| k.connections)
+                .collect()
+        };
+        assert_eq!(counts("iperf3"), [1, 16, 128]);
+        assert_eq!(counts("sockperf"), [1, 1], "ping-pong and under-load");
+        assert_eq!(counts("netperf"), [1]);
     }
 }

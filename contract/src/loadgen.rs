@@ -70,6 +70,46 @@ impl Pattern {
     }
 }
 
+/// What a short-connection run adds to the load generator's result (and
+/// to a row): the connections' rate and handshakes.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ShortConnections {
+    /// Requests each connection carried.
+    pub requests_per_connection: u32,
+    /// Connections of the measured phase that carried all their requests
+    /// and closed.
+    pub connections_completed: u64,
+    /// `connections_completed` per second of the measured phase.
+    pub connections_per_s: f64,
+    /// Handshake time of the measured phase's connections: from the
+    /// connect call to the stack reporting it established.
+    pub connect: shm_layout::LatencySummary,
+    /// Connects the server refused (both phases).
+    pub connect_refused: u64,
+    /// Connects that failed another way or could not start (both phases).
+    pub connect_failed: u64,
+    /// Connects without an answer within `--timeout-ms` (both phases).
+    pub connect_timeouts: u64,
+}
+
+impl ShortConnections {
+    /// The figures in a load generator's result line (its stdout), if it
+    /// ran short connections and printed its result.
+    #[must_use]
+    pub fn from_result(stdout: &str) -> Option<Self> {
+        stdout
+            .lines()
+            .rev()
+            .find_map(|line| serde_json::from_str::<Self>(line.trim()).ok())
+    }
+
+    /// Connects that did not succeed, however.
+    #[must_use]
+    pub fn connect_errors(&self) -> u64 {
+        self.connect_refused + self.connect_failed + self.connect_timeouts
+    }
+}
+
 /// When to draw a progress bar on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -17,6 +17,7 @@
 //! excluded), except the failure counters, which count failures of both
 //! phases: a lost warm-up message is still a lost message.
 
+pub use contract::loadgen::ShortConnections;
 use serde::Serialize;
 use shm_layout::LatencySummary;
 
@@ -112,27 +113,6 @@ pub struct RunResult {
     pub timeout_ms: u64,
     /// Why the run ended.
     pub stopped_by: StoppedBy,
-}
-
-/// What short connections add to the result: their rate and handshakes.
-#[derive(Debug, Clone, Serialize)]
-pub struct ShortConnections {
-    /// Requests each connection carried.
-    pub requests_per_connection: u32,
-    /// Connections of the measured phase that carried all their requests
-    /// and closed.
-    pub connections_completed: u64,
-    /// `connections_completed` per second of the measured phase.
-    pub connections_per_s: f64,
-    /// Handshake time of the measured phase's connections: from the
-    /// connect call to the stack reporting it established.
-    pub connect: LatencySummary,
-    /// Connects the server refused (both phases).
-    pub connect_refused: u64,
-    /// Connects that failed another way or could not start (both phases).
-    pub connect_failed: u64,
-    /// Connects without an answer within `--timeout-ms` (both phases).
-    pub connect_timeouts: u64,
 }
 
 impl RunResult {

@@ -1,5 +1,6 @@
 //! iperf3: bulk TCP from NS1 to NS3 (the same bytes as a count's
-//! requests), the bandwidth ceiling of the path.
+//! requests), the bandwidth ceiling of the path, over as many parallel
+//! streams (`-P N`) as the matrix's connection counts, up to iperf3's 128.
 
 use std::process::Command;
 use std::time::Duration;
@@ -13,6 +14,8 @@ use crate::Setting;
 pub struct Iperf3;
 
 const NAME: &str = "iperf3";
+/// The most parallel streams `iperf3 -P` takes.
+const MAX_STREAMS: u32 = 128;
 
 fn err(reason: impl Into<String>) -> ParseError {
     ParseError::new(NAME, reason)
@@ -31,14 +34,29 @@ impl Peer for Iperf3 {
         &["iperf3"]
     }
 
+    /// iperf3 refuses more than 128 parallel streams.
+    fn max_connections(&self) -> u32 {
+        MAX_STREAMS
+    }
+
     fn parse(&self, output: &str) -> Result<Parsed, ParseError> {
         Ok((parse_figures(output)?, Vec::new()))
     }
 
     fn measure(&self, bench: &mut dyn Cells, p: &Placement, setting: Setting) {
         let port = p.config.port().wrapping_add(2);
-        for packets in bench.packets(setting) {
-            let index = bench.peer_cell(self, "bulk", setting, packets);
+        let cells: Vec<(u64, u32)> = bench
+            .packets(setting)
+            .into_iter()
+            .flat_map(|packets| {
+                bench
+                    .peer_connections(self, setting)
+                    .into_iter()
+                    .map(move |n| (packets, n))
+            })
+            .collect();
+        for (packets, streams) in cells {
+            let index = bench.peer_cell(self, "bulk", setting, packets, streams);
             let bytes = packets.saturating_mul(PEER_MESSAGE_SIZE);
             // One server per repetition: an iperf3 server serves one test
             // and its log is the repetition's.
@@ -47,7 +65,7 @@ impl Peer for Iperf3 {
                     return;
                 }
                 let rep = bench.next_rep(index);
-                let log = p.log(&format!("iperf3-server-{packets}-{rep}.log"));
+                let log = p.log(&format!("iperf3-server-{packets}-P{streams}-{rep}.log"));
                 let server = match Server::start(server(p, port), &log, &p.config, port) {
                     Ok(s) => s,
                     Err(e) => {
@@ -62,8 +80,8 @@ impl Peer for Iperf3 {
                     120 + bytes / 1_000_000,
                     Some(&server.command),
                     &|rep| {
-                        let log = p.log(&format!("iperf3-{packets}-{rep}.json"));
-                        (client(p, port, bytes), log)
+                        let log = p.log(&format!("iperf3-{packets}-P{streams}-{rep}.json"));
+                        (client(p, port, bytes, streams), log)
                     },
                 );
                 server.finish(Duration::from_secs(5));
@@ -80,9 +98,10 @@ pub fn server(p: &Placement, port: u16) -> Command {
     c
 }
 
-/// An iperf3 client moving `bytes` from NS1 to NS3, JSON output.
+/// An iperf3 client moving `bytes` from NS1 to NS3 over `streams`
+/// parallel connections, JSON output.
 #[must_use]
-pub fn client(p: &Placement, port: u16, bytes: u64) -> Command {
+pub fn client(p: &Placement, port: u16, bytes: u64, streams: u32) -> Command {
     let mut c = p.client_cmd("iperf3");
     c.args([
         "-c",
@@ -91,6 +110,8 @@ pub fn client(p: &Placement, port: u16, bytes: u64) -> Command {
         &port.to_string(),
         "-n",
         &bytes.to_string(),
+        "-P",
+        &streams.clamp(1, MAX_STREAMS).to_string(),
         "-J",
     ]);
     c

@@ -66,6 +66,12 @@ pub trait Peer: Sync {
     /// The programs it needs.
     fn programs(&self) -> &'static [&'static str];
 
+    /// Most connections it runs a cell at: its cells follow the matrix's
+    /// connection counts up to this (1: one connection, whatever the axis).
+    fn max_connections(&self) -> u32 {
+        1
+    }
+
     /// Why it is skipped when `missing` of its programs are not installed.
     fn missing(&self, missing: &[&str]) -> Unavailable {
         Unavailable(format!(
@@ -155,7 +161,16 @@ pub trait Cells {
     /// A line for the user, above any progress bar.
     fn say(&self, line: &str);
     /// The index of `peer`'s cell, created empty when the report has none.
-    fn peer_cell(&mut self, peer: &dyn Peer, test: &str, setting: Setting, packets: u64) -> usize;
+    fn peer_cell(
+        &mut self,
+        peer: &dyn Peer,
+        test: &str,
+        setting: Setting,
+        packets: u64,
+        connections: u32,
+    ) -> usize;
+    /// The connection counts `peer` runs at on the testbed of `setting`.
+    fn peer_connections(&self, peer: &dyn Peer, setting: Setting) -> Vec<u32>;
     /// Repetitions the cell still lacks.
     fn missing_at(&self, index: usize) -> u32;
     /// The number of the cell's next repetition (for log names).

@@ -51,7 +51,7 @@ impl Peer for Netperf {
             return;
         };
         for packets in bench.packets(setting) {
-            let index = bench.peer_cell(self, "tcp_rr", setting, packets);
+            let index = bench.peer_cell(self, "tcp_rr", setting, packets, 1);
             // Bounded as if no slower than 100 transactions/s.
             bench.run_peer_cell(self, index, 60 + packets / 100, &|rep| {
                 let log = p.log(&format!("netperf-{packets}-{rep}.log"));

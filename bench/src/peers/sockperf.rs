@@ -62,13 +62,13 @@ impl Peer for Sockperf {
             }
         };
         for packets in bench.packets(setting) {
-            let pp = bench.peer_cell(self, "ping-pong", setting, packets);
+            let pp = bench.peer_cell(self, "ping-pong", setting, packets, 1);
             let seconds = seconds_for(packets, rate);
             bench.run_peer_cell(self, pp, seconds + 60, &|rep| {
                 let log = p.log(&format!("sockperf-pp-{packets}-{rep}.log"));
                 (client(p, port, seconds, None), log)
             });
-            let ul = bench.peer_cell(self, "under-load", setting, packets);
+            let ul = bench.peer_cell(self, "under-load", setting, packets, 1);
             let missing = bench.missing_at(ul);
             if missing == 0 || bench.stopped() {
                 continue;

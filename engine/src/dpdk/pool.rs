@@ -270,6 +270,12 @@ impl SocketPool {
                 // Kept across listen(), like the settings above.
                 socket.set_min_rto(rto_min);
             }
+            // TCP timestamps (RFC 7323) when the client offers them, as
+            // Linux's own stack answers: a Linux client reuses a local port
+            // still in TIME-WAIT only towards a peer that sent timestamps,
+            // so without them short connections stall on TIME-WAIT's 60 s
+            // once the client's ports are used up (~1000 connections/s).
+            socket.set_tsval_generator(Some(timestamp_ms));
             // Fails only for port 0, which the CLI cannot produce.
             let _ = socket.listen(self.config.port);
             // No holes below the end: the set puts it at position len.
@@ -360,4 +366,15 @@ fn is_connected(state: tcp::State) -> bool {
         state,
         tcp::State::Closed | tcp::State::Listen | tcp::State::SynReceived | tcp::State::SynSent
     )
+}
+
+/// The stack's TCP timestamp clock: milliseconds since the first call,
+/// monotonic, wrapping at 2³² ms as RFC 7323 allows.
+fn timestamp_ms() -> u32 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let elapsed = START.get_or_init(std::time::Instant::now).elapsed();
+    // Wraps by design: only differences of timestamps mean anything.
+    #[allow(clippy::cast_possible_truncation)]
+    let ms = elapsed.as_millis() as u32;
+    ms
 }

@@ -8,7 +8,7 @@ use smoltcp::time::Duration;
 use smoltcp::wire::IpEndpoint;
 
 use super::testing::{
-    request, tcp_flags, tcp_payload_len, tcp_ports, Net, ACK, CLIENT_IP, RST, SYN,
+    request, tcp_flags, tcp_option_kinds, tcp_payload_len, tcp_ports, Net, ACK, CLIENT_IP, RST, SYN,
 };
 
 /// No listener precedes a socket that carries a connection (smoltcp gives
@@ -267,6 +267,40 @@ fn record_server_flags(net: &mut Net) -> Rc<std::cell::RefCell<Vec<u8>>> {
 }
 
 const FIN: u8 = 0x01;
+
+/// TCP's timestamp option (RFC 7323).
+const TIMESTAMP: u8 = 8;
+
+/// A client that offers TCP timestamps gets them back in the SYN-ACK, as
+/// from Linux: without them a Linux client may not reuse its ports still in
+/// TIME-WAIT, and short connections stall once its ports run out. A client
+/// that offers none gets none.
+#[test]
+fn timestamps_are_answered_when_the_client_offers_them() {
+    for offered in [true, false] {
+        let mut net = Net::new(|_| {});
+        let options = Rc::new(std::cell::RefCell::new(Vec::new()));
+        let seen = Rc::clone(&options);
+        net.server_dev.filter = Some(Box::new(move |frame| {
+            if tcp_flags(frame).is_some_and(|f| f & SYN != 0) {
+                seen.borrow_mut().push(tcp_option_kinds(frame));
+            }
+            true
+        }));
+        let c = net.connect();
+        if offered {
+            net.client(c).set_tsval_generator(Some(|| 7));
+        }
+        assert!(net.run_until(1000, |n| n.client(c).may_send()));
+        let syn_acks = options.borrow();
+        assert_eq!(syn_acks.len(), 1, "one SYN-ACK: {syn_acks:?}");
+        assert_eq!(
+            syn_acks[0].contains(&TIMESTAMP),
+            offered,
+            "offered {offered}: {syn_acks:?}"
+        );
+    }
+}
 
 /// A client that breaks the protocol and then never closes is reset, not
 /// sent a FIN: its socket is back to listening at once, instead of waiting

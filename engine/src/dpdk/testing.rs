@@ -48,6 +48,27 @@ pub(super) fn tcp_payload_len(frame: &[u8]) -> Option<usize> {
     ip_total.checked_sub(ihl + data_offset)
 }
 
+/// The TCP options' kinds in an Ethernet/IPv4/TCP frame, in order.
+pub(super) fn tcp_option_kinds(frame: &[u8]) -> Vec<u8> {
+    let Some(tcp) = tcp_header(frame) else {
+        return Vec::new();
+    };
+    let end = tcp.get(12).map_or(20, |b| usize::from(b >> 4) * 4);
+    let options = tcp.get(20..end.min(tcp.len())).unwrap_or(&[]);
+    let (mut kinds, mut at) = (Vec::new(), 0);
+    while let Some(&kind) = options.get(at) {
+        match kind {
+            0 => break,
+            1 => at += 1,
+            _ => {
+                kinds.push(kind);
+                at += usize::from(options.get(at + 1).copied().unwrap_or(0).max(2));
+            }
+        }
+    }
+    kinds
+}
+
 fn tcp_header(frame: &[u8]) -> Option<&[u8]> {
     if frame.len() < 14 + 20 || frame[12..14] != [0x08, 0x00] || frame[23] != 6 {
         return None;

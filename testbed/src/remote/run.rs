@@ -17,9 +17,7 @@ use shm_layout::{Role, Snapshot};
 use super::peer::{Peer, RemoteError};
 use crate::config::{BackendChoice, RoleHost, TestbedConfig};
 use crate::placement::Node;
-use crate::run::attach::{
-    build_row, engine_received, slot, Busy, LoadOptions, ResultRow, ShortFigures,
-};
+use crate::run::attach::{build_row, engine_received, slot, Busy, LoadOptions, ResultRow};
 
 /// How to start the engine of a two-host run.
 #[derive(Debug, Clone)]
@@ -363,7 +361,7 @@ impl TwoHostRun {
             self.impairment.clone(),
             None,
             busy,
-            ShortFigures::from_result(&finished.stdout),
+            contract::loadgen::ShortConnections::from_result(&finished.stdout),
         ))
     }
 

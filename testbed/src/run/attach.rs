@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use contract::argv::to_argv;
-use contract::loadgen::{parse_slot_kind, Mode, Pattern};
+use contract::loadgen::{parse_slot_kind, Mode, Pattern, ShortConnections};
 use contract::{ClientStack, EngineKind};
 use serde::Serialize;
 use shm_layout::{CounterReadings, LatencySummary, Role, Segment, Snapshot};
@@ -49,7 +49,7 @@ pub struct ResultRow {
     pub pattern: Pattern,
     /// Short connections: their rate and handshakes, from the load
     /// generator's result (`None` for persistent ones).
-    pub short: Option<ShortFigures>,
+    pub short: Option<ShortConnections>,
     /// Requests sent (after warm-up).
     pub sent: u64,
     /// Replies received and verified.
@@ -91,44 +91,6 @@ pub struct ResultRow {
     /// Frames lost inside the engine during the run, by where (zero on a
     /// clean engine): a loss here is not the link's.
     pub engine_losses: EngineLosses,
-}
-
-/// What a short-connection run adds to its row, as the load generator's
-/// result JSON reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
-pub struct ShortFigures {
-    /// Requests each connection carried.
-    pub requests_per_connection: u32,
-    /// Connections that carried all their requests and closed.
-    pub connections_completed: u64,
-    /// Of them, per second of the measured phase.
-    pub connections_per_s: f64,
-    /// Handshake times, microseconds.
-    pub connect: LatencySummary,
-    /// Connects refused by the server.
-    pub connect_refused: u64,
-    /// Connects that failed another way.
-    pub connect_failed: u64,
-    /// Connects without an answer in time.
-    pub connect_timeouts: u64,
-}
-
-impl ShortFigures {
-    /// The figures in a load generator's result line (its stdout), if it
-    /// ran short connections and printed its result.
-    #[must_use]
-    pub fn from_result(stdout: &str) -> Option<Self> {
-        stdout
-            .lines()
-            .rev()
-            .find_map(|line| serde_json::from_str::<Self>(line.trim()).ok())
-    }
-
-    /// Connects that did not succeed, however.
-    #[must_use]
-    pub fn connect_errors(&self) -> u64 {
-        self.connect_refused + self.connect_failed + self.connect_timeouts
-    }
 }
 
 /// Frames lost on the server's side of the link during one run, not by the
@@ -399,7 +361,7 @@ pub fn attach(
         impairment,
         observed_loss_percent,
         busy,
-        ShortFigures::from_result(&ran.stdout),
+        ShortConnections::from_result(&ran.stdout),
     );
     row.client_core = client_core;
     Ok(Attached {
@@ -616,7 +578,7 @@ pub fn build_row(
     impairment: String,
     observed_loss_percent: Option<f64>,
     busy: Busy,
-    short: Option<ShortFigures>,
+    short: Option<ShortConnections>,
 ) -> ResultRow {
     let counters = loadgen.counters_or_zero();
     let rtt = loadgen.latency.unwrap_or_default();
@@ -838,10 +800,10 @@ mod tests {
     #[test]
     fn short_connection_figures_come_from_the_loadgen_result() {
         let line = r#"{"sent":10,"requests_per_connection":2,"connections_completed":5,"connections_per_s":250.0,"connect":{"count":5,"clamped":0,"percentiles_are_lower_bounds":false,"min_us":10.0,"mean_us":20.0,"p50_us":18.0,"p90_us":30.0,"p99_us":40.0,"p999_us":40.0,"max_us":41.0},"connect_refused":1,"connect_failed":0,"connect_timeouts":2}"#;
-        let short = ShortFigures::from_result(&format!("noise\n{line}\n")).expect("parsed");
+        let short = ShortConnections::from_result(&format!("noise\n{line}\n")).expect("parsed");
         assert_eq!(short.connections_completed, 5);
         assert_eq!(short.connect_errors(), 3);
-        assert!(ShortFigures::from_result(r#"{"sent":10}"#).is_none());
+        assert!(ShortConnections::from_result(r#"{"sent":10}"#).is_none());
         let mut r = row(LatencySummary::default(), EngineLosses::default());
         r.short = Some(short);
         let notes = row_notes(&r).join("\n");
