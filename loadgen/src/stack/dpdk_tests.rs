@@ -324,3 +324,44 @@ fn the_port_counters_are_published_only_once_read() {
     assert!(!m.has(Counter::RxPackets));
     assert!(net.client.device().link_counters().port.is_none());
 }
+
+#[test]
+fn short_connections_recycle_a_small_port_range_many_times_over() {
+    // 8 ports, 100 connections one after another: each port serves about a
+    // dozen connections, each only once its previous socket is gone.
+    let mut net = Net::new(PORT, |c| c.ports = 50_000..=50_007);
+    for i in 0..100u32 {
+        let h = loop {
+            match net.client.open() {
+                Ok(h) => break h,
+                Err(StackError::Exhausted(_)) => {
+                    assert!(
+                        net.until(|n| n.client.ports_free() > 0),
+                        "no port came free at connection {i}"
+                    );
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert!(net.until(|n| n.client.connecting(h) != Connecting::Pending));
+        assert_eq!(
+            net.client.connecting(h),
+            Connecting::Established,
+            "connection {i}"
+        );
+        let len = 512 + i;
+        assert_eq!(net.exchange(h, len, u64::from(i)), len);
+        net.client.close(h);
+        assert!(
+            net.client.sockets_alive() <= 8,
+            "never more sockets than ports"
+        );
+    }
+    let ports = net.syn_ports.borrow().clone();
+    assert_eq!(ports.len(), 100);
+    assert!(ports.iter().all(|p| (50_000..=50_007).contains(p)));
+    // In turn: consecutive connections never reuse the port just used.
+    assert!(ports.windows(2).all(|w| w[0] != w[1]), "{ports:?}");
+    assert!(net.until(|n| n.client.sockets_alive() == 0));
+    assert_eq!(net.client.ports_free(), 8);
+}
