@@ -308,3 +308,56 @@ fn after_a_crashed_supervisor_and_client_stop_gives_ns1_back_from_the_record() {
     assert!(down.success(), "{}", down.stderr);
     testbed.assert_nothing_left(&[engine_pid, loadgen_pid, supervisor_pid]);
 }
+
+#[test]
+fn over_the_impaired_link_the_dpdk_client_yields_to_the_emulator_on_its_core_and_says_so() {
+    if !require_root("dpdk_client_impaired") || !dpdk_available("dpdk_client_impaired") {
+        return;
+    }
+    let bins = bin_dir();
+    let bins = bins.to_str().unwrap();
+    // The default cores: the emulator on the load generator's core.
+    let testbed = Testbed::impaired("di");
+    let cores = testbed.cfg.cores();
+    assert_eq!(cores.emulator, cores.loadgen, "the shared-core case");
+    let out = testbed.run(
+        &[
+            "run",
+            "--engine",
+            "dpdk",
+            "--client",
+            "dpdk",
+            "--packets",
+            "2000",
+            "--warmup",
+            "100",
+            "--json",
+            "--bin-dir",
+            bins,
+        ],
+        Duration::from_secs(300),
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "yields core {} to the link emulator",
+            cores.loadgen
+        )),
+        "{}",
+        out.stderr
+    );
+    let doc = out.json();
+    let row = &doc["rows"][0];
+    assert_eq!(row["client_core"], "yields_to_emulator", "{row}");
+    assert!(
+        row["impairment"]
+            .as_str()
+            .is_some_and(|i| i.starts_with("emulator")),
+        "{row}"
+    );
+    assert_eq!(
+        (row["answered"].as_u64(), row["failed"].as_u64()),
+        (Some(2000), Some(0))
+    );
+    testbed.assert_nothing_left(&[]);
+}
