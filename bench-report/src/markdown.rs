@@ -186,6 +186,7 @@ pub fn markdown(results: &Results) -> String {
             md.push('\n');
         }
         scaling(&mut md, results, &impairment);
+        both_ends(&mut md, results, &impairment);
         bulk_ceiling(&mut md, results, &impairment);
         minimum_rto(&mut md, results, &impairment);
         let _ = writeln!(md, "### Every cell, one row each\n");
@@ -609,6 +610,72 @@ fn bulk_ceiling(md: &mut String, results: &Results, imp: &str) {
 
 /// The impaired rows at each stack's own minimum RTO and at an equal one:
 /// how much of the lossy-link advantage is bypass and how much a timer.
+/// Both ends' stacks side by side, once more than one client stack was
+/// measured on the testbed: the closed loop at one connection and each
+/// stack's own minimum RTO, one row per count, one column pair (RTT p50,
+/// msgs/s) per client→engine pair measured, the kernel client's first
+/// (kernel→kernel, kernel→dpdk, dpdk→kernel, dpdk→dpdk, …).
+fn both_ends(md: &mut String, results: &Results, imp: &str) {
+    let at_origin = |c: &&Cell| {
+        c.kind == "engine"
+            && c.impairment == imp
+            && c.test == "closed"
+            && c.connections == 1
+            && c.rto_min_ms.is_none()
+    };
+    let mut pairs: Vec<(String, String)> = results
+        .cells
+        .iter()
+        .filter(at_origin)
+        .map(|c| (c.client.clone(), c.subject.clone()))
+        .collect();
+    pairs.sort_by_key(|(client, subject)| {
+        (
+            client != DEFAULT_CLIENT,
+            client.clone(),
+            subject_order(results, subject),
+        )
+    });
+    pairs.dedup();
+    let mut clients: Vec<&String> = pairs.iter().map(|(c, _)| c).collect();
+    clients.sort();
+    clients.dedup();
+    if clients.len() < 2 {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "### Both ends: client stack → engine, closed loop, one connection
+"
+    );
+    let mut header = String::from("| packets |");
+    let mut rule = String::from("|---:|");
+    for (client, subject) in &pairs {
+        let _ = write!(
+            header,
+            " {client}→{subject} p50 | {client}→{subject} msgs/s |"
+        );
+        rule.push_str("---:|---:|");
+    }
+    let _ = writeln!(md, "{header}\n{rule}");
+    for packets in counts(results) {
+        let mut row = format!("| {packets} |");
+        for (client, subject) in &pairs {
+            let cell =
+                results.find(&CellKey::new(subject, "closed", imp, packets).with_client(client));
+            let m = cell.map(|c| &c.aggregate.median);
+            let _ = write!(
+                row,
+                " {} | {} |",
+                num(m.and_then(|m| m.rtt_p50_us)),
+                num(m.and_then(|m| m.messages_per_s))
+            );
+        }
+        let _ = writeln!(md, "{row}");
+    }
+    md.push('\n');
+}
+
 fn minimum_rto(md: &mut String, results: &Results, imp: &str) {
     let axes = results.axes(imp);
     let equal: Vec<u32> = axes.rto_min_ms.iter().copied().flatten().collect();
@@ -739,6 +806,46 @@ mod axis_tests {
         let mut c = Cell::new("engine", &key);
         c.runs = vec![run(rate, p50)];
         c
+    }
+
+    #[test]
+    fn both_ends_set_every_client_engine_pair_side_by_side() {
+        let at = |client: &str, subject: &str| {
+            CellKey::new(subject, "closed", "off", 1000).with_client(client)
+        };
+        let one_client = vec![
+            measured(at("kernel", "kernel"), 400.0, 150.0),
+            measured(at("kernel", "dpdk"), 1600.0, 125.0),
+        ];
+        let mut r = results(one_client.clone(), 1);
+        r.aggregate();
+        assert!(
+            !markdown(&r).contains("### Both ends"),
+            "one client: no table"
+        );
+
+        let mut cells = one_client;
+        cells.push(measured(at("dpdk", "dpdk"), 5000.0, 20.0));
+        cells.push(measured(at("dpdk", "kernel"), 2000.0, 60.0));
+        // Not the table's shape: 16 connections.
+        cells.push(measured(at("dpdk", "dpdk").with_connections(16), 9.0, 9.0));
+        let mut r = results(cells, 1);
+        r.aggregate();
+        let md = markdown(&r);
+        assert!(
+            md.contains("### Both ends: client stack → engine, closed loop, one connection"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| packets | kernel→kernel p50 | kernel→kernel msgs/s | kernel→dpdk p50 | kernel→dpdk msgs/s | dpdk→kernel p50 | dpdk→kernel msgs/s | dpdk→dpdk p50 | dpdk→dpdk msgs/s |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 1000 | 150 | 400 | 125 | 1600 | 60.0 | 2000 | 20.0 | 5000 |"),
+            "{md}"
+        );
     }
 
     #[test]

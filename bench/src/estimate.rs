@@ -143,6 +143,7 @@ pub fn calibrate(
                 ready_timeout: DEFAULT_READY_TIMEOUT,
                 pmd: plan.pmd.clone(),
                 rto_min_ms: None,
+                client: contract::ClientStack::Kernel,
             };
             let Ok(run) = Run::start(config.clone(), &options, &mut |_| {}) else {
                 say(&format!(
@@ -175,6 +176,8 @@ pub fn calibrate(
                     max_size: 1024,
                     warmup: 200,
                     timeout_ms: REPLY_TIMEOUT_MS,
+                    client: None,
+                    client_pmd: contract::Pmd::AfXdp,
                 };
                 let attached = attach::attach(
                     config,

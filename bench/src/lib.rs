@@ -178,6 +178,11 @@ pub struct BenchArgs {
     /// `own,10`). The plain bridge loses nothing, so its cells run at `own`.
     #[arg(long, value_delimiter = ',', value_parser = parse_rto)]
     pub rto_min: Vec<RtoChoice>,
+    /// The load generator's stacks for the engines' cells: kernel, dpdk
+    /// (default: kernel). Each engine cell is measured with each; the
+    /// report's "both ends" table sets them side by side.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "kernel")]
+    pub clients: Vec<contract::ClientStack>,
     /// Testbeds: without impairment (off) and with it (on).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "off,on")]
     pub impairment: Vec<Setting>,
@@ -301,6 +306,12 @@ impl BenchArgs {
         } else {
             self.tests.iter().map(|t| t.as_str()).collect()
         };
+        let mut clients = self.clients.clone();
+        clients.sort_unstable();
+        clients.dedup();
+        if clients.is_empty() {
+            clients.push(contract::ClientStack::Kernel);
+        }
         let (mut off, mut on) = match self.preset {
             Preset::Default => (
                 Half {
@@ -308,6 +319,7 @@ impl BenchArgs {
                     connections: vec![1, 16, 64, 256, 1024],
                     tests: tests.clone(),
                     rto_min_ms: vec![None],
+                    clients: clients.clone(),
                     repetitions: 3,
                 },
                 Half {
@@ -315,6 +327,7 @@ impl BenchArgs {
                     connections: vec![1, 64],
                     tests,
                     rto_min_ms: vec![None, Some(10)],
+                    clients: clients.clone(),
                     repetitions: 1,
                 },
             ),
@@ -324,6 +337,7 @@ impl BenchArgs {
                     connections: vec![1, 16, 64, 256, 1024],
                     tests,
                     rto_min_ms: vec![None],
+                    clients: clients.clone(),
                     repetitions: 3,
                 };
                 let on = Half {
@@ -853,5 +867,46 @@ mod tests {
     fn bad_options_name_the_flag_as_clap_spells_it() {
         assert_eq!(flag("open_fraction"), "--open-fraction");
         assert_eq!(flag("packets"), "--packets");
+    }
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    fn bench_args(extra: &[&str]) -> BenchArgs {
+        use clap::Parser;
+        let mut argv = vec!["bench"];
+        argv.extend_from_slice(extra);
+        Cli::try_parse_from(argv).expect("parses").bench
+    }
+
+    #[test]
+    fn every_engine_cell_is_measured_with_each_client_stack_asked_for() {
+        let (off, _) = bench_args(&[]).halves();
+        assert_eq!(
+            off.clients,
+            [contract::ClientStack::Kernel],
+            "default: kernel"
+        );
+        let keys = off.engine_keys("dpdk", Setting::Off);
+        assert!(keys.iter().all(|k| k.client == "kernel"));
+
+        let (off, on) = bench_args(&["--clients", "dpdk,kernel,dpdk"]).halves();
+        assert_eq!(
+            on.clients,
+            [contract::ClientStack::Kernel, contract::ClientStack::Dpdk],
+            "each once, the kernel's first"
+        );
+        let keys = off.engine_keys("dpdk", Setting::Off);
+        let (kernel, dpdk): (Vec<_>, Vec<_>) = keys.iter().partition(|k| k.client == "kernel");
+        assert_eq!(kernel.len(), dpdk.len(), "every cell with both clients");
+        assert!(dpdk.iter().all(|k| k.client == "dpdk"));
+        use clap::Parser;
+        assert!(
+            Cli::try_parse_from(["bench", "--clients", "fstack"]).is_err(),
+            "no F-Stack client"
+        );
     }
 }

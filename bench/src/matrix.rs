@@ -50,6 +50,9 @@ pub struct Half {
     pub tests: Vec<&'static str>,
     /// Minimum RTOs of the engines' cells (`None`: each stack's own).
     pub rto_min_ms: Vec<Option<u32>>,
+    /// The load generator's stacks of the engines' cells (the peers run
+    /// their own clients).
+    pub clients: Vec<contract::ClientStack>,
     /// Runs per cell.
     pub repetitions: u32,
 }
@@ -62,12 +65,15 @@ impl Half {
         for &rto in &self.rto_min_ms {
             for &packets in &self.packets {
                 for &connections in &self.connections {
-                    for test in &self.tests {
-                        keys.push(
-                            CellKey::new(subject, test, setting.as_str(), packets)
-                                .with_connections(connections)
-                                .with_rto_min(rto),
-                        );
+                    for &client in &self.clients {
+                        for test in &self.tests {
+                            keys.push(
+                                CellKey::new(subject, test, setting.as_str(), packets)
+                                    .with_connections(connections)
+                                    .with_client(client.name())
+                                    .with_rto_min(rto),
+                            );
+                        }
                     }
                 }
             }
@@ -293,6 +299,8 @@ impl<'a> Bench<'a> {
             max_size: 1024,
             warmup: self.plan.warmup,
             timeout_ms: REPLY_TIMEOUT_MS,
+            client: contract::ClientStack::from_name(&key.client),
+            client_pmd: contract::Pmd::AfXdp,
         }
     }
 
@@ -347,6 +355,15 @@ impl<'a> Bench<'a> {
             ready_timeout: DEFAULT_READY_TIMEOUT,
             pmd: self.plan.pmd.clone(),
             rto_min_ms: rto,
+            // A DPDK client's hugepages are reserved with the engine's.
+            client: if keys
+                .iter()
+                .any(|k| k.client == contract::ClientStack::Dpdk.name())
+            {
+                contract::ClientStack::Dpdk
+            } else {
+                contract::ClientStack::Kernel
+            },
         };
         self.progress
             .set_message(format!("{} engine {name}: starting", setting.as_str()));
@@ -799,6 +816,7 @@ mod tests {
             connections: vec![1, 16, 256, 1024],
             tests: ENGINE_TESTS.to_vec(),
             rto_min_ms: vec![None],
+            clients: vec![contract::ClientStack::Kernel],
             repetitions: 1,
         };
         let counts = |peer: &str| -> Vec<u32> {

@@ -65,6 +65,63 @@ impl fmt::Display for EngineKind {
     }
 }
 
+/// Which TCP stack the load generator's connections run on: its
+/// `--stack`, the supervisor's `--client` and `[client] stack`.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    clap::ValueEnum,
+    Serialize,
+    Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientStack {
+    /// Linux kernel TCP sockets.
+    #[default]
+    Kernel,
+    /// DPDK poll-mode driver + smoltcp TCP in userspace, on NS1's veth.
+    Dpdk,
+}
+
+impl ClientStack {
+    /// Every client stack, in the order reports list them.
+    pub const ALL: [ClientStack; 2] = [Self::Kernel, Self::Dpdk];
+
+    /// The name on command lines, in the segment and in reports.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Kernel => "kernel",
+            Self::Dpdk => "dpdk",
+        }
+    }
+
+    /// The stack named `name`, if any.
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Whether it bypasses the kernel (owns a DPDK port and hugepages).
+    #[must_use]
+    pub const fn is_bypass(self) -> bool {
+        matches!(self, Self::Dpdk)
+    }
+}
+
+impl fmt::Display for ClientStack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// The driver family of a DPDK port, as config.ini's `[dpdk] pmd` names it
 /// (the PCI address itself goes in `pci_whitelist`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -335,6 +392,17 @@ mod tests {
         assert_eq!(PmdKind::from_ini("net_af_xdp"), Some(PmdKind::AfXdp));
         assert_eq!(PmdKind::from_ini("AF_PACKET"), Some(PmdKind::AfPacket));
         assert_eq!(PmdKind::from_ini("tap"), None);
+    }
+
+    #[test]
+    fn client_stacks_round_trip_their_names() {
+        for stack in ClientStack::ALL {
+            assert_eq!(ClientStack::from_name(stack.name()), Some(stack));
+            let json = serde_json::to_string(&stack).unwrap();
+            assert_eq!(json, format!("\"{stack}\""));
+        }
+        assert_eq!(ClientStack::from_name("fstack"), None);
+        assert_eq!(ClientStack::default(), ClientStack::Kernel);
     }
 
     #[test]

@@ -27,7 +27,9 @@ pub mod loadgen;
 pub mod process;
 pub mod serve;
 
-pub use kinds::{EngineKind, KindList, KindListing, PciAddress, Pmd, PmdError, PmdKind};
+pub use kinds::{
+    ClientStack, EngineKind, KindList, KindListing, PciAddress, Pmd, PmdError, PmdKind,
+};
 
 /// Version of this contract between bypasslab's binaries.
 pub const CONTRACT_VERSION: u32 = 2;

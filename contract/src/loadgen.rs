@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use protocol::{MAX_MESSAGE_LEN, MIN_MESSAGE_LEN};
+
+use crate::kinds::{ClientStack, Pmd, PmdKind};
 use serde::{Deserialize, Serialize};
 
 /// How requests are paced.
@@ -206,6 +208,60 @@ pub struct LoadgenArgs {
     /// Progress bar on stderr.
     #[arg(long, value_enum, default_value = "auto")]
     pub progress: Progress,
+
+    /// TCP stack the connections run on: the kernel's sockets, or DPDK +
+    /// smoltcp owning the interface that --dpdk-config names.
+    #[arg(long, value_enum, default_value = "kernel")]
+    pub stack: ClientStack,
+
+    /// --stack dpdk: the F-Stack-format config.ini of the client's port
+    /// (`[dpdk]` pmd, iface, file_prefix; `[port0]` addr, netmask, gateway).
+    #[arg(long)]
+    pub dpdk_config: Option<PathBuf>,
+
+    /// --stack dpdk: smallest TCP retransmission timeout of the smoltcp
+    /// sockets, ms (default: smoltcp's 10). The kernel stack's comes from
+    /// the route's `rto_min`.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub rto_min_ms: Option<u32>,
+
+    /// --stack dpdk: give the core up (sched_yield) after a poll that moved
+    /// nothing, because another process (the link emulator) shares it and
+    /// a spinning client would starve it.
+    #[arg(long)]
+    pub yield_idle: bool,
+}
+
+/// What the load generator's slot in the segment says it is (at most 31
+/// bytes): the pacing, the stack and, for a bypass stack, its PMD, e.g.
+/// `closed-loop kernel`, `open-loop dpdk af_xdp`.
+#[must_use]
+pub fn slot_kind(mode: Mode, stack: ClientStack, pmd: Option<PmdKind>) -> String {
+    match pmd {
+        Some(pmd) => format!("{} {stack} {}", mode.slot_kind(), pmd.ini_name()),
+        None => format!("{} {stack}", mode.slot_kind()),
+    }
+}
+
+/// A load generator slot's kind read back: its pacing, stack and PMD.
+/// A kind without a stack (written before the stack was recorded) reads as
+/// the kernel's.
+#[must_use]
+pub fn parse_slot_kind(kind: &str) -> Option<(Mode, ClientStack, Option<PmdKind>)> {
+    let mut words = kind.split(' ');
+    let first = words.next()?;
+    let mode = [Mode::Closed, Mode::Open]
+        .into_iter()
+        .find(|m| m.slot_kind() == first)?;
+    let stack = match words.next() {
+        None => ClientStack::Kernel,
+        Some(name) => ClientStack::from_name(name)?,
+    };
+    let pmd = match words.next() {
+        None => None,
+        Some(name) => Some(PmdKind::from_ini(name)?),
+    };
+    words.next().is_none().then_some((mode, stack, pmd))
 }
 
 const EXIT_CODES: &str = "\
@@ -278,6 +334,22 @@ pub struct LoadOptions {
     /// without losing it; such delays show up in the maximum RTT instead.
     #[arg(long, default_value_t = REPLY_TIMEOUT_MS)]
     pub timeout_ms: u64,
+    /// The load generator's TCP stack: `kernel` sockets, or `dpdk` (DPDK +
+    /// smoltcp owning NS1's veth through --client-pmd; the supervisor moves NS1's
+    /// address to it for the run and gives it its own config.ini and
+    /// hugepages). Default: `[client] stack` of the testbed configuration.
+    #[arg(long, value_enum)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<ClientStack>,
+    /// Poll-mode driver of a `dpdk` client on NS1's veth: af_xdp or
+    /// af_packet.
+    #[arg(long, default_value = "af_xdp")]
+    #[serde(default = "af_xdp")]
+    pub client_pmd: Pmd,
+}
+
+fn af_xdp() -> Pmd {
+    Pmd::AfXdp
 }
 
 fn one() -> u32 {
@@ -362,5 +434,53 @@ mod tests {
         assert_eq!(reparse::<LoadgenArgs>(&argv).unwrap(), args);
         assert!(argv.windows(2).any(|w| w == ["--mode", "open"]));
         assert!(argv.windows(2).any(|w| w == ["--progress", "never"]));
+
+        let dpdk = LoadgenArgs {
+            stack: ClientStack::Dpdk,
+            dpdk_config: Some("/run/x/client.ini".into()),
+            rto_min_ms: Some(5),
+            yield_idle: true,
+            ..LoadgenArgs::new(connect)
+        };
+        let argv = to_argv(&dpdk).unwrap();
+        assert_eq!(reparse::<LoadgenArgs>(&argv).unwrap(), dpdk);
+        assert!(argv.windows(2).any(|w| w == ["--stack", "dpdk"]));
+    }
+
+    #[test]
+    fn slot_kinds_say_the_stack_and_read_back() {
+        let cases = [
+            (
+                Mode::Closed,
+                ClientStack::Kernel,
+                None,
+                "closed-loop kernel",
+            ),
+            (
+                Mode::Open,
+                ClientStack::Dpdk,
+                Some(PmdKind::AfPacket),
+                "open-loop dpdk af_packet",
+            ),
+        ];
+        for (mode, stack, pmd, text) in cases {
+            let kind = slot_kind(mode, stack, pmd);
+            assert_eq!(kind, text);
+            assert!(kind.len() <= 31, "fits the slot's kind field");
+            assert_eq!(parse_slot_kind(&kind), Some((mode, stack, pmd)));
+        }
+        assert_eq!(
+            parse_slot_kind("closed-loop"),
+            Some((Mode::Closed, ClientStack::Kernel, None))
+        );
+        for bad in [
+            "",
+            "dpdk",
+            "closed-loop fstack",
+            "open-loop dpdk tap",
+            "closed-loop kernel x y",
+        ] {
+            assert_eq!(parse_slot_kind(bad), None, "{bad}");
+        }
     }
 }

@@ -17,13 +17,19 @@
 //!   trait a poll loop drives (tests implement it over memory).
 //! - [`mod@interface`]: the smoltcp interface with `[port0]`'s address and
 //!   route, and the stack's clock.
+//! - [`counters`]: the port's and the device's counters into a producer's.
+//! - [`memory`]: a [`BurstDevice`] pair over memory, for tests of any stack
+//!   run on this crate.
 
 pub mod config;
+pub mod counters;
 pub mod device;
 pub mod eal_args;
 pub mod interface;
+pub mod memory;
 pub mod setup;
 
+pub use counters::{merge_link_counters, PORT_COUNTERS};
 pub use device::{BurstDevice, DeviceStats, LinkCounters, MbufDevice, MAX_FRAME};
 pub use interface::{interface, run_seed, StackClock};
 pub use setup::{attach, Attached, PortPlan, SetupError};

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use contract::loadgen::{LoadgenArgs as Args, Mode, Pattern, Progress};
+use contract::ClientStack;
 use protocol::{MAX_MESSAGE_LEN, MIN_MESSAGE_LEN};
 
 /// A configuration that was checked.
@@ -20,8 +21,11 @@ pub struct Config {
     pub duration: Option<Duration>,
     /// Connections.
     pub connections: usize,
-    /// Spin instead of sleeping.
+    /// Spin instead of sleeping (always, on the dpdk stack: a poll-mode
+    /// driver has nothing to sleep on).
     pub busy_poll: bool,
+    /// The TCP stack, with what it needs.
+    pub stack: StackChoice,
     /// Pacing, the open loop's rate with it.
     pub pacing: Pacing,
     /// How long connections live, with what short ones carry.
@@ -42,6 +46,37 @@ pub struct Config {
     pub shm: Option<PathBuf>,
     /// Whether to draw the progress bar.
     pub progress: bool,
+}
+
+/// The TCP stack the connections run on, with what each needs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StackChoice {
+    /// The kernel's sockets.
+    Kernel,
+    /// DPDK + smoltcp on the port `config` describes.
+    Dpdk(DpdkChoice),
+}
+
+impl StackChoice {
+    /// The command line's stack.
+    #[must_use]
+    pub fn kind(&self) -> ClientStack {
+        match self {
+            StackChoice::Kernel => ClientStack::Kernel,
+            StackChoice::Dpdk(_) => ClientStack::Dpdk,
+        }
+    }
+}
+
+/// What the dpdk stack is built from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DpdkChoice {
+    /// The port's config.ini.
+    pub config: PathBuf,
+    /// The sockets' smallest retransmission timeout (`None`: smoltcp's).
+    pub rto_min: Option<Duration>,
+    /// Yield the core after a poll that moved nothing.
+    pub yield_idle: bool,
 }
 
 /// How requests are paced, with what each way needs: the open loop cannot
@@ -152,6 +187,18 @@ pub enum ConfigError {
     /// --requests-per-connection without short connections.
     #[error("--requests-per-connection only applies to --pattern short")]
     RequestsWithoutShort,
+    /// The dpdk stack without its port's configuration.
+    #[error(
+        "--stack dpdk needs --dpdk-config PATH: the config.ini of the client's own port \
+         ([dpdk] pmd and iface, [port0] addr, netmask and gateway)"
+    )]
+    MissingDpdkConfig,
+    /// A flag of the dpdk stack given to the kernel's.
+    #[error("{0} only applies to --stack dpdk")]
+    DpdkOnly(&'static str),
+    /// The dpdk stack cannot reach an IPv6 server.
+    #[error("--connect {0}: the dpdk stack speaks IPv4 only")]
+    Ipv6WithDpdk(SocketAddr),
 }
 
 /// The flags checked, defaults resolved.
@@ -216,12 +263,14 @@ impl Validate for Args {
                 requests: self.requests_per_connection,
             },
         };
+        let stack = self.stack_choice()?;
         Ok(Config {
             connect: self.connect,
             packets,
             duration,
             connections: self.connections,
-            busy_poll: self.busy_poll,
+            busy_poll: self.busy_poll || stack.kind().is_bypass(),
+            stack,
             pacing,
             lifetime,
             seed: self.seed,
@@ -237,6 +286,46 @@ impl Validate for Args {
                 Progress::Auto => stderr_is_terminal,
             },
         })
+    }
+}
+
+/// The stack flags, checked together.
+trait StackFlags {
+    fn stack_choice(&self) -> Result<StackChoice, ConfigError>;
+}
+
+impl StackFlags for Args {
+    fn stack_choice(&self) -> Result<StackChoice, ConfigError> {
+        match self.stack {
+            ClientStack::Kernel => {
+                if self.dpdk_config.is_some() {
+                    return Err(ConfigError::DpdkOnly("--dpdk-config"));
+                }
+                if self.rto_min_ms.is_some() {
+                    return Err(ConfigError::DpdkOnly(
+                        "--rto-min-ms (the kernel's comes from the route's rto_min)",
+                    ));
+                }
+                if self.yield_idle {
+                    return Err(ConfigError::DpdkOnly("--yield-idle"));
+                }
+                Ok(StackChoice::Kernel)
+            }
+            ClientStack::Dpdk => {
+                let config = self
+                    .dpdk_config
+                    .clone()
+                    .ok_or(ConfigError::MissingDpdkConfig)?;
+                if self.connect.is_ipv6() {
+                    return Err(ConfigError::Ipv6WithDpdk(self.connect));
+                }
+                Ok(StackChoice::Dpdk(DpdkChoice {
+                    config,
+                    rto_min: self.rto_min_ms.map(|ms| Duration::from_millis(ms.into())),
+                    yield_idle: self.yield_idle,
+                }))
+            }
+        }
     }
 }
 
@@ -319,6 +408,56 @@ mod tests {
         assert_eq!(err.err(), Some(ConfigError::RequestsPerConnection(0)));
         let err = args(&["--requests-per-connection", "2"]).validate(false);
         assert_eq!(err.err(), Some(ConfigError::RequestsWithoutShort));
+    }
+
+    #[test]
+    fn the_dpdk_stack_needs_its_config_and_its_flags_need_it() {
+        assert_eq!(
+            args(&[]).validate(false).unwrap().stack,
+            StackChoice::Kernel
+        );
+        let err = args(&["--stack", "dpdk"]).validate(false);
+        assert!(matches!(err, Err(ConfigError::MissingDpdkConfig)));
+        for extra in [
+            &["--dpdk-config", "c.ini"][..],
+            &["--rto-min-ms", "5"],
+            &["--yield-idle"],
+        ] {
+            let err = args(extra).validate(false);
+            assert!(matches!(err, Err(ConfigError::DpdkOnly(_))), "{extra:?}");
+        }
+        let c = args(&[
+            "--stack",
+            "dpdk",
+            "--dpdk-config",
+            "c.ini",
+            "--rto-min-ms",
+            "5",
+            "--yield-idle",
+        ])
+        .validate(false)
+        .expect("valid");
+        assert!(c.busy_poll, "a poll-mode driver always spins");
+        assert_eq!(
+            c.stack,
+            StackChoice::Dpdk(DpdkChoice {
+                config: "c.ini".into(),
+                rto_min: Some(Duration::from_millis(5)),
+                yield_idle: true,
+            })
+        );
+        let v6 = Args::try_parse_from([
+            "loadgen",
+            "--connect",
+            "[::1]:7000",
+            "--stack",
+            "dpdk",
+            "--dpdk-config",
+            "c.ini",
+        ])
+        .unwrap()
+        .validate(false);
+        assert!(matches!(v6, Err(ConfigError::Ipv6WithDpdk(_))));
     }
 
     #[test]

@@ -59,6 +59,17 @@ pub enum LoadgenError {
     /// The client's stack could not be brought up.
     #[error("the client stack: {0}")]
     Stack(stack::StackError),
+    /// The dpdk stack's config.ini is unreadable or wrong.
+    #[error("--dpdk-config {}: {source}", path.display())]
+    DpdkConfig {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong, naming the key.
+        source: dpdk_stack::config::ConfigError,
+    },
+    /// EAL, the mbuf pool or the port could not be brought up.
+    #[error("the dpdk stack: {0}")]
+    DpdkSetup(dpdk_stack::SetupError),
     /// Another I/O step failed.
     #[error("{step}: {source}")]
     Io {
@@ -77,8 +88,9 @@ impl LoadgenError {
             Self::Config(_)
             | Self::CoreUnavailable { .. }
             | Self::PinFailed { .. }
-            | Self::Shm { .. } => 2,
-            Self::Connect { .. } | Self::Stack(_) | Self::Io { .. } => 1,
+            | Self::Shm { .. }
+            | Self::DpdkConfig { .. } => 2,
+            Self::Connect { .. } | Self::Stack(_) | Self::DpdkSetup(_) | Self::Io { .. } => 1,
         }
     }
 }

@@ -81,6 +81,9 @@ pub struct RunResult {
     pub latency: LatencySummary,
     /// The client's TCP stack: `kernel` or `dpdk`.
     pub stack: &'static str,
+    /// A bypass stack's poll-mode driver (`af_xdp`, `af_packet`, `pci`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pmd: Option<&'static str>,
     /// `closed` or `open`.
     pub mode: &'static str,
     /// Open loop: messages per second requested.

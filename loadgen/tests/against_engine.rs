@@ -281,7 +281,7 @@ fn engine_and_loadgen_counters_agree_in_the_segment() {
 
     let lg = slot(segment, Role::Loadgen);
     assert_eq!(lg.info.state, ProducerState::Finished);
-    assert_eq!(lg.info.kind, "closed-loop");
+    assert_eq!(lg.info.kind, "closed-loop kernel");
     assert_eq!(count(&lg, Counter::MessagesSent), 5000);
     assert_eq!(count(&lg, Counter::MessagesReceived), 5000);
     assert_eq!(count(&lg, Counter::MessagesFailed), 0);

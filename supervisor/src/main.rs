@@ -232,6 +232,12 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
                 Err(e) => return lifecycle_exit(Err(e)),
             };
             if config.hosts().is_some() {
+                // A DPDK client takes over NS1's veth, which two hosts lack.
+                if testbed::run::client::stack_of(&config, args.load.client).is_bypass() {
+                    return lifecycle_exit(Err(testbed::run::LifecycleError::Client(
+                        testbed::run::client::ClientRefusal::RemoteClient,
+                    )));
+                }
                 return match cli::remote::run(&args, &config) {
                     Ok(code) => lifecycle_exit(Ok(code)),
                     Err(e) => Err(fail(e)),

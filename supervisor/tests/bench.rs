@@ -437,6 +437,68 @@ fn bench_writes_a_real_report() {
 
 /// `--estimate` calibrates, prices the runs and measures nothing.
 #[test]
+fn bench_measures_each_engine_cell_with_each_client_stack() {
+    if !require_root("bench_measures_each_engine_cell_with_each_client_stack") {
+        return;
+    }
+    let out = std::env::temp_dir().join(format!("bypasslab-bench-clients-{}", std::process::id()));
+    let mut bench = BenchRun::start(
+        &[
+            "--packets",
+            "2000",
+            "--connections",
+            "1",
+            "--tests",
+            "closed",
+            "--engines",
+            "kernel,dpdk",
+            "--clients",
+            "kernel,dpdk",
+            "--peers",
+            "sockperf",
+            "--impairment",
+            "off",
+            "--repetitions",
+            "1",
+            "--warmup",
+            "100",
+            "--no-estimate",
+        ],
+        out.clone(),
+    );
+    let (ok, stderr) = bench.wait(Duration::from_secs(240));
+    assert!(ok, "supervisor bench failed:\n{stderr}");
+    let doc: Value =
+        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(
+        doc["configuration"]["halves"]["off"]["clients"],
+        serde_json::json!(["kernel", "dpdk"])
+    );
+    let engine_cells: Vec<&Value> = doc["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["kind"] == "engine")
+        .collect();
+    for engine in ["kernel", "dpdk"] {
+        for client in ["kernel", "dpdk"] {
+            let cell = engine_cells
+                .iter()
+                .find(|c| c["subject"] == engine && c["client"] == client)
+                .unwrap_or_else(|| panic!("no {client}→{engine} cell: {doc}"));
+            let runs = cell["runs"].as_array().unwrap();
+            assert_eq!(runs.len(), 1, "{client}→{engine}: {cell}");
+            assert_eq!(runs[0]["clean"], true, "{client}→{engine}: {cell}");
+            assert_eq!(runs[0]["figures"]["messages"], 2000.0, "{cell}");
+        }
+    }
+    let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+    assert!(md.contains("### Both ends"), "{md}");
+    assert!(md.contains("dpdk→dpdk p50"), "{md}");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
 fn the_estimate_prices_the_matrix_and_measures_nothing() {
     if !require_root("the_estimate_prices_the_matrix_and_measures_nothing") {
         return;

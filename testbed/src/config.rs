@@ -173,6 +173,8 @@ pub struct TestbedConfig {
     port: u16,
     dpdk_hugepages: Option<u64>,
     limits: ServiceLimits,
+    /// `[client] stack`: the load generator's TCP stack by default.
+    client_stack: contract::ClientStack,
     /// `[engine_host]` and `[client_host]`, kept with or without `[hosts]`
     /// (the command line may name the hosts).
     role_hosts: Hosts,
@@ -190,6 +192,7 @@ struct RawFile {
     cores: RawCores,
     service: RawService,
     dpdk: RawDpdk,
+    client: RawClient,
     hosts: RawHosts,
     engine_host: RawRoleHost,
     client_host: RawRoleHost,
@@ -333,6 +336,12 @@ impl Default for ServiceLimits {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+struct RawClient {
+    stack: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 struct RawDpdk {
     hugepages: Option<i64>,
 }
@@ -369,6 +378,7 @@ const KNOWN_KEYS: &[(&str, &[&str])] = &[
         &["iface", "pmd", "core", "supervisor", "ssh_options"],
     ),
     ("dpdk", &["hugepages"]),
+    ("client", &["stack"]),
 ];
 
 /// The most cores a remote host's core number may name (its own count is
@@ -736,6 +746,21 @@ impl RawFile {
             .hugepages
             .map(|n| in_range::<u64>("dpdk.hugepages", n, 1, MAX_HUGEPAGES))
             .transpose()?;
+        let client_stack = match self.client.stack.as_deref() {
+            None => contract::ClientStack::default(),
+            Some(name) => contract::ClientStack::from_name(name).ok_or_else(|| {
+                invalid(
+                    "client.stack",
+                    format!("{name:?}"),
+                    format!(
+                        "must be one of {}",
+                        contract::ClientStack::ALL
+                            .map(contract::ClientStack::name)
+                            .join(", ")
+                    ),
+                )
+            })?,
+        };
 
         Ok(TestbedConfig {
             name,
@@ -756,6 +781,7 @@ impl RawFile {
             cores,
             port,
             dpdk_hugepages,
+            client_stack,
             limits: ServiceLimits {
                 max_connections,
                 listen_backlog,
@@ -871,6 +897,9 @@ impl TestbedConfig {
                     .dpdk_hugepages
                     .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
             },
+            client: RawClient {
+                stack: Some(self.client_stack.name().to_owned()),
+            },
         }
         .with_impairment_of(self)
     }
@@ -955,6 +984,11 @@ impl TestbedConfig {
     /// `None`: the original setup's 1024 where the host has the memory.
     pub fn dpdk_hugepages(&self) -> Option<u64> {
         self.dpdk_hugepages
+    }
+    /// `[client] stack`: the load generator's TCP stack unless the
+    /// command line names one (`--client`).
+    pub fn client_stack(&self) -> contract::ClientStack {
+        self.client_stack
     }
     /// The configured impairment.
     pub fn impairment(&self) -> &Impairment {
@@ -1053,6 +1087,13 @@ mod tests {
         let d = parse("[dpdk]\nhugepages = 512\n").unwrap();
         assert_eq!(d.dpdk_hugepages(), Some(512));
         assert_eq!(d.with_name("x").unwrap().dpdk_hugepages(), Some(512));
+        assert_eq!(c.client_stack(), contract::ClientStack::Kernel);
+        let dpdk = parse("[client]\nstack = \"dpdk\"\n").unwrap();
+        assert_eq!(dpdk.client_stack(), contract::ClientStack::Dpdk);
+        assert_eq!(
+            dpdk.with_name("x").unwrap().client_stack(),
+            contract::ClientStack::Dpdk
+        );
     }
 
     #[test]
@@ -1070,6 +1111,7 @@ mod tests {
             ("[impairment]\nloss_percent = -1.0\n", "impairment.loss_percent"),
             ("[impairment]\ndirection = \"sideways\"\n", "impairment.direction"),
             ("[impairment]\nbackend = \"magic\"\n", "impairment.backend"),
+            ("[client]\nstack = \"fstack\"\n", "client.stack"),
             ("[impairment]\ndelay_us = 10\njitter_us = 20\n", "impairment.jitter_us"),
             ("[addresses]\nserver = \"10.77.0.1\"\n", "addresses.server"),
             ("[addresses]\nclient = \"10.78.0.1\"\n", "addresses.client"),

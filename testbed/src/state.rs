@@ -15,6 +15,8 @@
 //!     ├── emulator.log, engine.log, supervisor.log
 //!     ├── loadgen.pid.json      the load generator while it runs
 //!     ├── engine-config.ini     a bypass engine's per-run config
+//!     ├── client-config.ini     a DPDK load generator's per-run config
+//!     ├── client-port.json      what a DPDK load generator's run changed on NS1
 //!     ├── netem.json            an engine host's interface netem was added to
 //!     └── hugepages/            the run's own hugetlbfs mount
 //! ```
@@ -55,11 +57,16 @@ pub enum StateFile {
     Netem,
     /// The run's hugetlbfs mount point.
     Hugepages,
+    /// What a DPDK load generator's run changed on NS1 (to undo after a
+    /// crash).
+    ClientPort,
+    /// A DPDK load generator's per-run config.ini.
+    ClientIni,
 }
 
 impl StateFile {
     /// Every file, in the order of the directory's description above.
-    pub const ALL: [StateFile; 11] = [
+    pub const ALL: [StateFile; 13] = [
         Self::Lock,
         Self::Net,
         Self::Run,
@@ -71,6 +78,8 @@ impl StateFile {
         Self::EngineIni,
         Self::Netem,
         Self::Hugepages,
+        Self::ClientPort,
+        Self::ClientIni,
     ];
 
     /// Its name in the state directory.
@@ -88,6 +97,8 @@ impl StateFile {
             Self::EngineIni => "engine-config.ini",
             Self::Netem => "netem.json",
             Self::Hugepages => "hugepages",
+            Self::ClientPort => "client-port.json",
+            Self::ClientIni => "client-config.ini",
         }
     }
 }

@@ -6,8 +6,8 @@
 //! [`dpdk_stack`]'s, shared with any DPDK client. What is the server's is
 //! here, one job per module, bottom-up: `app` answers requests on one
 //! socket; `pool` keeps the listening sockets and recycles finished ones;
-//! `stats` turns the port's counters into the engine's; [`server`] is the
-//! poll loop.
+//! [`server`] is the poll loop (the port's counters become the engine's
+//! through [`dpdk_stack::counters`]).
 //!
 //! The engine's readiness is announced on stderr once the port is started
 //! and the sockets listen:
@@ -19,7 +19,6 @@
 mod app;
 mod pool;
 pub mod server;
-mod stats;
 
 #[cfg(test)]
 mod pool_tests;
@@ -165,7 +164,8 @@ impl Backend for DpdkBackend {
         true
     }
 
-    /// The port's own counters join once they could be read (`stats`).
+    /// The port's own counters join once they could be read
+    /// ([`dpdk_stack::counters`]).
     fn measured(&self) -> Measured {
         SERVING
             .with(Counter::BusyLoops)

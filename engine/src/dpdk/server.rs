@@ -12,12 +12,11 @@
 use std::time::{Duration as StdDuration, Instant as StdInstant};
 
 use dpdk_stack::config::PortAddr;
-use dpdk_stack::{BurstDevice, StackClock};
+use dpdk_stack::{merge_link_counters, BurstDevice, StackClock};
 use smoltcp::iface::Interface;
 use smoltcp::time::{Duration, Instant};
 
 use super::pool::{PoolConfig, SocketPool};
-use super::stats::merge_link_counters;
 use crate::context::ServeContext;
 
 /// Sizes and timings of the server.

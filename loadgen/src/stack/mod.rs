@@ -8,6 +8,9 @@
 //! the time it is given when the stack can sleep on readiness (the kernel
 //! stack in blocking mode); a stack that spins returns at once.
 
+pub mod dpdk;
+#[cfg(test)]
+mod dpdk_tests;
 pub mod kernel;
 
 use std::time::Duration;
@@ -68,6 +71,12 @@ pub enum StackError {
 pub trait Stack {
     /// Its name in the result JSON and the segment: `kernel`, `dpdk`.
     fn name(&self) -> &'static str;
+
+    /// A bypass stack's poll-mode driver (config.ini's `pmd`: `af_xdp`,
+    /// `af_packet`, `pci`), for the result JSON and the segment.
+    fn pmd(&self) -> Option<&'static str> {
+        None
+    }
 
     /// Whether [`Stack::poll`] reports which connections became ready (the
     /// kernel's epoll). When it does not, the driver tries every

@@ -80,7 +80,9 @@ pub struct EngineOptions {
 }
 
 impl EngineOptions {
-    fn start_options(&self) -> StartOptions {
+    /// Start's options; `client` is the load generator's stack the run
+    /// expects.
+    fn start_options(&self, client: contract::ClientStack) -> StartOptions {
         StartOptions {
             engine: self.engine,
             busy_poll: self.busy_poll,
@@ -89,6 +91,7 @@ impl EngineOptions {
             ready_timeout: Duration::from_secs(self.ready_timeout_s),
             pmd: self.pmd.clone(),
             rto_min_ms: self.rto_min_ms,
+            client,
         }
     }
 }
@@ -224,14 +227,18 @@ fn print_teardown(report: &TeardownReport) {
 pub fn start(args: &StartArgs) -> Result<i32, LifecycleError> {
     let config = args.common.load()?;
     bins::require(
-        &bins::path(&args.engine.start_options().bin_dir, Binary::Engine)?,
+        &bins::path(
+            &args.engine.start_options(config.client_stack()).bin_dir,
+            Binary::Engine,
+        )?,
         args.engine.engine,
     )?;
     if args.detach && !args.background {
         return start_detached(args, &config);
     }
     let interrupted = interrupt_flag()?;
-    let mut run = Run::start(config, &args.engine.start_options(), &mut |l| say(l))?;
+    let options = args.engine.start_options(config.client_stack());
+    let mut run = Run::start(config, &options, &mut |l| say(l))?;
     if interrupted.load(Ordering::Relaxed) {
         // The signal came while starting: the start was interrupted, not
         // completed.
@@ -440,12 +447,37 @@ pub struct StatsDocument {
     pub impairment: String,
     /// Observed loss on the impaired direction, percent.
     pub observed_loss_percent: Option<f64>,
+    /// The attached load generator's stack, as its slot says (none
+    /// attached yet: `None`).
+    pub client: Option<ClientInfo>,
     /// Everything in the segment: header and one entry per producer.
     pub segment: shm_layout::Snapshot,
 }
 
+/// The load generator's TCP stack and, for a bypass one, its PMD.
+#[derive(Debug, Serialize)]
+pub struct ClientInfo {
+    /// `kernel` or `dpdk`.
+    pub stack: contract::ClientStack,
+    /// `af_xdp`, `af_packet` (bypass stacks only).
+    pub pmd: Option<&'static str>,
+}
+
+impl ClientInfo {
+    /// From the load generator's slot in `snapshot`, if it has one.
+    fn of(snapshot: &shm_layout::Snapshot) -> Option<Self> {
+        let slot = attach::slot(snapshot, shm_layout::Role::Loadgen)?;
+        let (_, stack, pmd) = contract::loadgen::parse_slot_kind(&slot.info.kind)?;
+        Some(Self {
+            stack,
+            pmd: pmd.map(contract::PmdKind::ini_name),
+        })
+    }
+}
+
 fn stats_document(config: &TestbedConfig, state: &RunState, segment: &Segment) -> StatsDocument {
     let status = testbed::net::status(config).ok();
+    let snapshot = segment.snapshot();
     StatsDocument {
         testbed: state.testbed.clone(),
         phase: state.phase,
@@ -458,7 +490,8 @@ fn stats_document(config: &TestbedConfig, state: &RunState, segment: &Segment) -
             .as_ref()
             .map_or_else(|| "unknown".to_owned(), netview::describe_impairment),
         observed_loss_percent: status.as_ref().and_then(netview::observed_loss_percent),
-        segment: segment.snapshot(),
+        client: ClientInfo::of(&snapshot),
+        segment: snapshot,
     }
 }
 
@@ -639,8 +672,13 @@ pub fn run(args: &RunArgs) -> Result<i32, LifecycleError> {
             server: std::net::SocketAddrV4::new(config.server_addr(), config.port()),
         });
     }
+    let client = testbed::run::client::stack_of(&config, args.load.client);
+    if client.is_bypass() {
+        // Refused before anything is set up.
+        testbed::run::client::ClientPort::check(&config, &args.load.client_pmd)?;
+    }
     let interrupted = interrupt_flag()?;
-    let options = args.engine.start_options();
+    let options = args.engine.start_options(client);
     let mut run = Run::start(config.clone(), &options, &mut |l| say(l))?;
     let mut rows = Vec::new();
     let mut engine_died = None;

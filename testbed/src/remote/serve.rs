@@ -408,6 +408,7 @@ impl<W: Write> Session<W> {
             // The serve protocol carries no minimum RTO: a two-host run
             // refuses --rto-min-ms before it starts anything.
             rto_min_ms: None,
+            client: contract::ClientStack::Kernel,
         };
         let mut lines = Vec::new();
         let started = Run::start_at(None, site, &options, &mut |l| lines.push(l.to_owned()));
@@ -536,6 +537,11 @@ impl<W: Write> Session<W> {
             }
         };
         let outcome = match site.segment.as_ref() {
+            // A client host runs the kernel's stack: NS1's veth, which a
+            // DPDK client takes over, is this testbed's only.
+            Some(_) if run.load.client == Some(contract::ClientStack::Dpdk) => Err(
+                LifecycleError::Client(crate::run::client::ClientRefusal::RemoteClient),
+            ),
             Some(segment) => attach::run_loadgen(
                 &Node::here(Some(run.core)),
                 &site.state,
@@ -543,6 +549,7 @@ impl<W: Write> Session<W> {
                 &bin_dir,
                 run.packets,
                 &run.load,
+                None,
                 &stop,
                 Some(&mut progress),
             )

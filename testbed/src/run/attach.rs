@@ -8,11 +8,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use contract::argv::to_argv;
-use contract::loadgen::{Mode, Pattern, ShortConnections};
-use contract::EngineKind;
+use contract::loadgen::{parse_slot_kind, Mode, Pattern, ShortConnections};
+use contract::{ClientStack, EngineKind};
 use serde::Serialize;
 use shm_layout::{CounterReadings, LatencySummary, Role, Segment, Snapshot};
 
+use super::client::{self, ClientCore, ClientPort};
 use super::error::LifecycleError;
 use super::netview;
 use super::state::{Phase, RunState};
@@ -35,6 +36,13 @@ pub struct ResultRow {
     pub packets: u64,
     /// Engine kind.
     pub engine: EngineKind,
+    /// The load generator's TCP stack, as its slot says.
+    pub client: ClientStack,
+    /// A bypass client's poll-mode driver (`af_xdp`, `af_packet`).
+    pub client_pmd: Option<&'static str>,
+    /// How a bypass client used its core (spinning alone, or yielding to
+    /// the link emulator on the same core).
+    pub client_core: Option<ClientCore>,
     /// Load mode (`closed` / `open`).
     pub mode: Mode,
     /// Connection pattern (`persistent` / `short`).
@@ -276,6 +284,24 @@ pub fn attach(
     let server_node = config.node(NsRole::Server);
     let drops_before = rx_drops::rx_drops(&server_node, &config.server_iface());
     let engine_pid = run.engine.map(|p| p.pid);
+    // A DPDK client takes NS1's veth for the length of its run; the guard
+    // gives it back however the run ends.
+    let dpdk_client = match client::stack_of(config, load.client) {
+        ClientStack::Kernel => None,
+        ClientStack::Dpdk => {
+            ClientPort::check(config, &load.client_pmd)?;
+            let core = ClientCore::of(config.cores(), netview::emulator_running(config));
+            let say = &mut |l: &str| eprintln!("supervisor: {l}");
+            say(&format!(
+                "dpdk load generator: {}",
+                core.describe(config.cores())
+            ));
+            Some((
+                ClientPort::prepare(config, run, &load.client_pmd, say)?,
+                core,
+            ))
+        }
+    };
     let engine_cpu_before = engine_pid.and_then(cpu::process_cpu);
     let ran = run_loadgen(
         &config.node(NsRole::Client),
@@ -284,9 +310,22 @@ pub fn attach(
         bin_dir,
         packets,
         load,
+        dpdk_client.as_ref().map(|(port, core)| DpdkClient {
+            ini: port.ini(),
+            rto_min_ms: run.rto_min_ms,
+            core: *core,
+        }),
         interrupted,
         progress,
-    )?;
+    );
+    let client_core = dpdk_client.as_ref().map(|(_, core)| *core);
+    if let Some((port, _)) = dpdk_client {
+        let report = port.teardown();
+        for line in report.done.iter().chain(&report.problems) {
+            eprintln!("supervisor: {line}");
+        }
+    }
+    let ran = ran?;
     let engine_cpu = engine_pid
         .and_then(cpu::process_cpu)
         .zip(engine_cpu_before)
@@ -312,7 +351,7 @@ pub fn attach(
         ),
     );
     let (impairment, observed_loss_percent) = impairment_summary(config);
-    let row = build_row(
+    let mut row = build_row(
         packets,
         run.engine_kind,
         load,
@@ -324,6 +363,7 @@ pub fn attach(
         busy,
         ShortConnections::from_result(&ran.stdout),
     );
+    row.client_core = client_core;
     Ok(Attached {
         row,
         stdout: ran.stdout,
@@ -372,9 +412,21 @@ pub struct LoadgenRun {
     pub cpu: Option<f64>,
 }
 
+/// What a DPDK load generator is given beside the load options.
+#[derive(Debug, Clone, Copy)]
+pub struct DpdkClient<'a> {
+    /// Its config.ini ([`ClientPort::ini`]).
+    pub ini: &'a Path,
+    /// The run's minimum RTO, ms.
+    pub rto_min_ms: Option<u32>,
+    /// Whether it yields its core.
+    pub core: ClientCore,
+}
+
 /// Runs the load generator once at `node` against `run`'s server,
 /// publishing into `segment` (the run's), recorded in the run's state
-/// directory while it runs; `progress` as for [`attach`].
+/// directory while it runs; on DPDK when `dpdk` says how (its port
+/// already prepared); `progress` as for [`attach`].
 ///
 /// # Errors
 /// The run is not ready, the loadgen cannot start or overruns its bound,
@@ -387,18 +439,26 @@ pub fn run_loadgen(
     bin_dir: &Path,
     packets: u64,
     load: &LoadOptions,
+    dpdk: Option<DpdkClient<'_>>,
     interrupted: &AtomicBool,
     mut progress: Option<&mut dyn FnMut(u64)>,
 ) -> Result<LoadgenRun, LifecycleError> {
     require_ready(run)?;
     let loadgen = bins::path(bin_dir, Binary::Loadgen)?;
-    let argv = to_argv(&load.loadgen_args(
+    let mut args = load.loadgen_args(
         std::net::SocketAddr::V4(run.server),
         packets,
         Some(run.loadgen_core),
         run.segment.clone(),
         progress.is_none(),
-    ))?;
+    );
+    if let Some(dpdk) = dpdk {
+        args.stack = ClientStack::Dpdk;
+        args.dpdk_config = Some(dpdk.ini.to_owned());
+        args.rto_min_ms = dpdk.rto_min_ms;
+        args.yield_idle = dpdk.core == ClientCore::YieldsToEmulator;
+    }
+    let argv = to_argv(&args)?;
     let mut command = node.command(&loadgen);
     command
         .args(&argv)
@@ -522,6 +582,10 @@ pub fn build_row(
 ) -> ResultRow {
     let counters = loadgen.counters_or_zero();
     let rtt = loadgen.latency.unwrap_or_default();
+    let (client, client_pmd) = parse_slot_kind(&loadgen.info.kind)
+        .map_or((ClientStack::Kernel, None), |(_, stack, pmd)| {
+            (stack, pmd.map(contract::PmdKind::ini_name))
+        });
     let elapsed_s = counters.elapsed_ns as f64 / 1e9;
     let per_s = |x: f64| if elapsed_s > 0.0 { x / elapsed_s } else { 0.0 };
     // The load generator counts the request bytes answered correctly.
@@ -530,6 +594,9 @@ pub fn build_row(
     ResultRow {
         packets,
         engine,
+        client,
+        client_pmd,
+        client_core: None,
         mode: load.mode,
         pattern: load.pattern,
         short: short.filter(|_| load.pattern == Pattern::Short),
@@ -571,8 +638,9 @@ fn impairment_summary(config: &TestbedConfig) -> (String, Option<f64>) {
 pub fn format_table(rows: &[ResultRow]) -> String {
     let mut out = String::new();
     out.push_str(&format!(
-        "{:>9} {:>7} {:>6} {:>9} {:>7} {:>10} {:>11} {:>11} {:>10} {:>11} {:>11}  {}\n",
+        "{:>9} {:>7} {:>7} {:>6} {:>9} {:>7} {:>10} {:>11} {:>11} {:>10} {:>11} {:>11}  {}\n",
         "packets",
+        "client",
         "engine",
         "mode",
         "answered",
@@ -599,8 +667,9 @@ pub fn format_table(rows: &[ResultRow]) -> String {
             Pattern::Persistent => r.mode.name(),
         };
         out.push_str(&format!(
-            "{:>9} {:>7} {:>6} {:>9} {:>7} {:>8.1}µs {bound}{:>8.1}µs {bound}{:>8.1}µs {:>8.1}µs {:>11.0} {:>11.1}  {} ({loss})\n",
+            "{:>9} {:>7} {:>7} {:>6} {:>9} {:>7} {:>8.1}µs {bound}{:>8.1}µs {bound}{:>8.1}µs {:>8.1}µs {:>11.0} {:>11.1}  {} ({loss})\n",
             r.packets,
+            r.client.name(),
             r.engine.as_str(),
             mode,
             r.answered,
@@ -640,6 +709,12 @@ pub fn row_notes(r: &ResultRow) -> Vec<String> {
             "failed connects: {} refused, {} failed, {} timed out",
             short.connect_refused, short.connect_failed, short.connect_timeouts
         ));
+    }
+    if r.client_core == Some(ClientCore::YieldsToEmulator) {
+        notes.push(
+            "the dpdk load generator shared its core with the link emulator and yielded it when idle: its figures include that sharing (separate cores in [cores] of testbed.toml let it spin)"
+                .to_owned(),
+        );
     }
     if r.rtt.clamped > 0 {
         notes.push(format!(
@@ -715,6 +790,8 @@ mod tests {
             timeout_ms: REPLY_TIMEOUT_MS,
             pattern: Pattern::Persistent,
             requests_per_connection: 1,
+            client: None,
+            client_pmd: contract::Pmd::AfXdp,
         }
     }
 

@@ -51,8 +51,21 @@ impl Port {
         }
     }
 
+    /// NS1's veth of a testbed, for a DPDK load generator: the client's
+    /// address, the server's as its gateway.
+    #[must_use]
+    pub fn client_of(config: &TestbedConfig) -> Self {
+        Self {
+            namespace: Some(config.client_ns()),
+            iface: config.client_iface(),
+            address: config.client_addr(),
+            prefix_len: config.prefix_len(),
+            gateway: config.server_addr(),
+        }
+    }
+
     /// Where it is, for messages.
-    fn place(&self) -> String {
+    pub(super) fn place(&self) -> String {
         match &self.namespace {
             Some(ns) => format!("{} in {ns}", self.iface),
             None => self.iface.clone(),
@@ -60,7 +73,7 @@ impl Port {
     }
 
     /// `ip [-n <ns>] <args>`.
-    fn ip(&self, args: &[&str]) -> Result<String, CommandError> {
+    pub(super) fn ip(&self, args: &[&str]) -> Result<String, CommandError> {
         let mut c = command::cmd("ip", [""; 0]);
         if let Some(ns) = &self.namespace {
             c.args(["-n", ns]);
@@ -70,7 +83,7 @@ impl Port {
     }
 
     /// `addr/prefix` as `ip` spells it.
-    fn cidr(&self) -> String {
+    pub(super) fn cidr(&self) -> String {
         format!("{}/{}", self.address, self.prefix_len)
     }
 }
@@ -172,6 +185,29 @@ pub fn engine_ini(
     huge_dir: Option<&Path>,
     rto_min_ms: Option<u32>,
 ) -> String {
+    port_ini(
+        name,
+        &file_prefix(name),
+        port,
+        pmd,
+        core,
+        huge_dir,
+        rto_min_ms,
+    )
+}
+
+/// A per-run config.ini for a DPDK process of run `name` on `port`, with
+/// EAL's `--file-prefix` `prefix` (each DPDK process of a run has its own).
+#[must_use]
+pub fn port_ini(
+    name: &str,
+    prefix: &str,
+    port: &Port,
+    pmd: &Pmd,
+    core: usize,
+    huge_dir: Option<&Path>,
+    rto_min_ms: Option<u32>,
+) -> String {
     let no_huge = huge_dir.is_none();
     let huge_dir_line = huge_dir
         .map(|d| format!("huge_dir={}\n", d.display()))
@@ -212,7 +248,6 @@ pub fn engine_ini(
         fstack_rto = super::rto::freebsd_sysctls(rto_min_ms),
         mask = 1u64 << core.min(63),
         no_huge = u8::from(no_huge),
-        prefix = file_prefix(name),
         addr = port.address,
         gateway = port.gateway,
     )
@@ -291,8 +326,22 @@ pub fn prepare(
 /// EAL's runtime directory, its hugepage files, an XDP program on the
 /// interface.
 pub fn teardown(port: &Port, state: &RunState, report: &mut TeardownReport) {
-    let prefix = file_prefix(&state.testbed);
-    let runtime = Path::new("/var/run/dpdk").join(&prefix);
+    remove_eal_files(
+        &file_prefix(&state.testbed),
+        state.hugepages.dir.as_deref(),
+        report,
+    );
+    if let Some(address) = &state.removed_server_address {
+        give_back(port, address, report);
+    }
+    pci::teardown(state, report);
+}
+
+/// Removes what EAL leaves of a process with file prefix `prefix` that
+/// could not tear down (killed): its runtime directory and its hugepage
+/// files in `huge_dir`.
+pub fn remove_eal_files(prefix: &str, huge_dir: Option<&Path>, report: &mut TeardownReport) {
+    let runtime = Path::new("/var/run/dpdk").join(prefix);
     if runtime.exists() {
         match fs::remove_dir_all(&runtime) {
             Ok(()) => report.done.push(format!(
@@ -304,7 +353,7 @@ pub fn teardown(port: &Port, state: &RunState, report: &mut TeardownReport) {
                 .push(format!("removing {}: {e}", runtime.display())),
         }
     }
-    if let Some(dir) = &state.hugepages.dir {
+    if let Some(dir) = huge_dir {
         // EAL names its hugepage files `<file-prefix>map_<n>`; the segment,
         // `bypasslab-<testbed>`, shares the prefix but is not EAL's.
         let eal_files = format!("{prefix}map_");
@@ -325,27 +374,29 @@ pub fn teardown(port: &Port, state: &RunState, report: &mut TeardownReport) {
                 .push(format!("removed {} DPDK hugepage files", ours.len()));
         }
     }
+}
+
+/// Detaches any XDP program a killed af_xdp process left on `port` and
+/// puts `address` (`addr/prefix`) back on it.
+pub fn give_back(port: &Port, address: &str, report: &mut TeardownReport) {
     let iface = &port.iface;
-    if let Some(address) = &state.removed_server_address {
-        // A killed af_xdp engine leaves its XDP program attached.
-        let _ = port.ip(&["link", "set", "dev", iface, "xdp", "off"]);
-        match port.ip(&["addr", "add", address, "dev", iface]) {
-            Ok(_) => report
-                .done
-                .push(format!("restored {address} on {}", port.place())),
-            // Already there, or the namespace or link went with the network.
-            Err(e)
-                if [
-                    "File exists",
-                    "Cannot find device",
-                    "Cannot open network namespace",
-                ]
-                .iter()
-                .any(|gone| e.stderr().contains(gone)) => {}
-            Err(e) => report.problems.push(e.to_string()),
-        }
+    // A killed af_xdp process leaves its XDP program attached.
+    let _ = port.ip(&["link", "set", "dev", iface, "xdp", "off"]);
+    match port.ip(&["addr", "add", address, "dev", iface]) {
+        Ok(_) => report
+            .done
+            .push(format!("restored {address} on {}", port.place())),
+        // Already there, or the namespace or link went with the network.
+        Err(e)
+            if [
+                "File exists",
+                "Cannot find device",
+                "Cannot open network namespace",
+            ]
+            .iter()
+            .any(|gone| e.stderr().contains(gone)) => {}
+        Err(e) => report.problems.push(e.to_string()),
     }
-    pci::teardown(state, report);
 }
 
 #[cfg(test)]

@@ -16,6 +16,9 @@ use crate::net::NetError;
 /// A failed lifecycle step.
 #[derive(Debug, thiserror::Error)]
 pub enum LifecycleError {
+    /// A DPDK load generator cannot run as asked.
+    #[error(transparent)]
+    Client(#[from] super::client::ClientRefusal),
     /// A run of this testbed is in progress.
     #[error("testbed `{testbed}` is already running (supervisor pid {pid}, engine {engine}); stop it first with `supervisor stop`")]
     AlreadyRunning {
@@ -180,7 +183,7 @@ impl LifecycleError {
     #[must_use]
     pub fn is_usage(&self) -> bool {
         match self {
-            Self::Config(_) | Self::NoLocalClient { .. } => true,
+            Self::Config(_) | Self::NoLocalClient { .. } | Self::Client(_) => true,
             Self::Bypass(e) => matches!(
                 &**e,
                 BypassError::Pci(super::pci::PciStepError::Nic(n)) if n.is_usage()

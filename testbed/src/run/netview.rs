@@ -33,6 +33,17 @@ pub fn observed_loss_percent(status: &NetStatus) -> Option<f64> {
         .and_then(|o| o.loss_percent)
 }
 
+/// Whether the link emulator recorded by `net up` runs (it is pinned to
+/// `[cores] emulator`).
+pub fn emulator_running(config: &TestbedConfig) -> bool {
+    let path = config.state_dir().file(crate::state::StateFile::Net);
+    net::state::NetState::load(&path)
+        .ok()
+        .flatten()
+        .and_then(|s| s.emulator)
+        .is_some_and(|e| e.process.is_alive())
+}
+
 /// The link emulator recorded by `net up`, if it no longer runs: its pid and
 /// how it ended (known when it is this process's child, i.e. when this
 /// supervisor brought the network up; otherwise "is gone").

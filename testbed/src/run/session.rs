@@ -50,6 +50,9 @@ pub struct StartOptions {
     /// One minimum RTO for every stack of the run, ms (`None`: each
     /// stack's own).
     pub rto_min_ms: Option<u32>,
+    /// The load generator's stack the run expects (a DPDK client's
+    /// hugepages are reserved with the engine's).
+    pub client: contract::ClientStack,
 }
 
 /// The PCI NIC a bypass engine serves on, if `--pmd pci:` names one: such
@@ -60,13 +63,16 @@ fn pci_nic(options: &StartOptions) -> Option<&PciAddress> {
     options.pmd.pci().filter(|_| options.engine.is_bypass())
 }
 
-/// Hugepages a run needs: a few for the segment, more for DPDK's memory.
-fn pages_needed(engine: EngineKind) -> u64 {
-    if engine.is_bypass() {
-        4 + 256
+/// Hugepages a run needs: a few for the segment, more for each DPDK
+/// process's memory (the engine's, a DPDK load generator's).
+fn pages_needed(engine: EngineKind, client: contract::ClientStack) -> u64 {
+    let engine_pages = if engine.is_bypass() { 256 } else { 0 };
+    let client_pages = if client.is_bypass() {
+        super::client::CLIENT_PAGES
     } else {
-        4
-    }
+        0
+    };
+    4 + engine_pages + client_pages
 }
 
 /// Where a run's pieces live on this host: what names its state (the state
@@ -227,11 +233,11 @@ impl Run {
         // Step 2: hugepages (for the segment, and DPDK's memory) and their
         // hugetlbfs mount; a PCI NIC's run reserves as the original setup.
         let pages = match nic {
-            None => pages_needed(options.engine),
+            None => pages_needed(options.engine, options.client),
             Some(_) => {
                 let count = hugepages::case2_pages(
                     run.config.as_ref().and_then(TestbedConfig::dpdk_hugepages),
-                    pages_needed(options.engine),
+                    pages_needed(options.engine, options.client),
                     hugepages::pool().map_or(0, |p| p.free),
                     hugepages::meminfo("MemAvailable"),
                 );

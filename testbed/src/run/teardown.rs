@@ -67,6 +67,8 @@ pub fn teardown_record(
     }
     // Its record too, or the state directory outlives the run.
     dir.remove(StateFile::LoadgenPid);
+    // A DPDK load generator's hold on NS1 (its address, EAL's files).
+    super::client::teardown_recorded(network, &dir, report);
     if let Some(engine) = state.engine {
         report.stop("engine", &engine);
     }

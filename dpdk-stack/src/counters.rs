@@ -1,21 +1,21 @@
-//! The port's and the device's counters into the engine's, read on the
-//! stats timer (each read of the port may be a syscall for the af_*
-//! drivers), never per packet.
+//! The port's and the device's counters into a producer's (the engine's or
+//! a DPDK client's), read on a stats timer (each read of the port may be a
+//! syscall for the af_* drivers), never per packet.
 //!
 //! Every loss has its own counter: the port's receive misses (`imissed`),
 //! receive mbuf shortages (`rx_nombuf`), receive and transmit errors, and
 //! the frames the stack wrote that never reached the driver. None of them
-//! is folded into another, so a loss inside the engine never reads as link
+//! is folded into another, so a loss inside the stack never reads as link
 //! loss. A failed read of the port's counters never puts the device's own
 //! counts under the port's names: the port counters keep the last good
 //! read, the failure is counted, and until one read works they are not
 //! measured at all.
 
-use dpdk_stack::LinkCounters;
+use crate::device::LinkCounters;
 use shm_layout::{Counter, Counters, Measured};
 
 /// Counters that come from the port's `rte_eth_stats`.
-pub(super) const PORT_COUNTERS: [Counter; 6] = [
+pub const PORT_COUNTERS: [Counter; 6] = [
     Counter::RxPackets,
     Counter::TxPackets,
     Counter::RxErrors,
@@ -26,7 +26,7 @@ pub(super) const PORT_COUNTERS: [Counter; 6] = [
 
 /// `link` into `c`; a port read that worked adds the port counters to
 /// `measured`.
-pub(super) fn merge_link_counters(link: &LinkCounters, c: &mut Counters, measured: &mut Measured) {
+pub fn merge_link_counters(link: &LinkCounters, c: &mut Counters, measured: &mut Measured) {
     c.tx_dropped = link.device.tx_dropped;
     let Some(port) = link.port else {
         c.port_stats_failures += 1;
@@ -45,7 +45,7 @@ pub(super) fn merge_link_counters(link: &LinkCounters, c: &mut Counters, measure
 
 #[cfg(test)]
 mod tests {
-    use dpdk_stack::DeviceStats;
+    use crate::device::DeviceStats;
     use dpdk_sys::EthStats;
 
     use super::*;
