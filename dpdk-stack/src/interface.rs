@@ -78,3 +78,16 @@ pub fn run_seed() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
     u64::from(std::process::id()) ^ nanos ^ 0x5DEE_CE66_D1CE_4E5B
 }
+
+/// A stack's TCP timestamp clock (RFC 7323): milliseconds since the first
+/// call, monotonic, wrapping at 2³² ms as the RFC allows. Linux reuses a
+/// local port still in TIME-WAIT only towards a peer that sent timestamps.
+#[must_use]
+pub fn tcp_timestamp_ms() -> u32 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let elapsed = START.get_or_init(std::time::Instant::now).elapsed();
+    // Wraps by design: only differences of timestamps mean anything.
+    #[allow(clippy::cast_possible_truncation)]
+    let ms = elapsed.as_millis() as u32;
+    ms
+}

@@ -48,6 +48,8 @@ const MAX_BURST: u64 = 1024;
 const READ_BUF: usize = 64 * 1024;
 /// Reads from one socket per turn before the others get theirs.
 const READS_PER_TURN: usize = 64;
+/// Longest wait, at the end, for the last connections' closes.
+const FINISH: Duration = Duration::from_secs(2);
 /// Longest wait in one poll while persistent connections are opened.
 const CONNECT_POLL: Duration = Duration::from_millis(10);
 
@@ -400,6 +402,7 @@ impl<S: Stack> Driver<S> {
         for index in 0..self.conns.len() {
             self.detach(index, true);
         }
+        self.stack.finish(FINISH);
         self.telemetry.set_state(if result.success() {
             ProducerState::Finished
         } else {

@@ -275,7 +275,7 @@ impl SocketPool {
             // still in TIME-WAIT only towards a peer that sent timestamps,
             // so without them short connections stall on TIME-WAIT's 60 s
             // once the client's ports are used up (~1000 connections/s).
-            socket.set_tsval_generator(Some(timestamp_ms));
+            socket.set_tsval_generator(Some(dpdk_stack::tcp_timestamp_ms));
             // Fails only for port 0, which the CLI cannot produce.
             let _ = socket.listen(self.config.port);
             // No holes below the end: the set puts it at position len.
@@ -366,15 +366,4 @@ fn is_connected(state: tcp::State) -> bool {
         state,
         tcp::State::Closed | tcp::State::Listen | tcp::State::SynReceived | tcp::State::SynSent
     )
-}
-
-/// The stack's TCP timestamp clock: milliseconds since the first call,
-/// monotonic, wrapping at 2³² ms as RFC 7323 allows.
-fn timestamp_ms() -> u32 {
-    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    let elapsed = START.get_or_init(std::time::Instant::now).elapsed();
-    // Wraps by design: only differences of timestamps mean anything.
-    #[allow(clippy::cast_possible_truncation)]
-    let ms = elapsed.as_millis() as u32;
-    ms
 }

@@ -72,6 +72,9 @@ pub struct DpdkStackConfig {
     pub stats_interval: StdDuration,
     /// The port's driver family, as config.ini names it.
     pub pmd: Option<&'static str>,
+    /// Start the port rotation at a place drawn from the seed (as the
+    /// kernel picks its ephemeral ports), not at the range's first port.
+    pub random_first_port: bool,
 }
 
 /// The IANA dynamic port range (RFC 6335).
@@ -94,6 +97,7 @@ impl DpdkStackConfig {
             idle: IdlePolicy::Spin,
             stats_interval: StdDuration::from_millis(100),
             pmd: None,
+            random_first_port: true,
         }
     }
 }
@@ -106,12 +110,16 @@ struct PortRange {
 }
 
 impl PortRange {
-    fn new(range: &RangeInclusive<u16>) -> Self {
+    /// The range, its first port taken at `start` places in (modulo its
+    /// length): a new run does not begin on the ports of the one before,
+    /// whose connections the server may still be closing.
+    fn new(range: &RangeInclusive<u16>, start: u64) -> Self {
         let len = usize::from(range.end().saturating_sub(*range.start())) + 1;
+        let len = if range.is_empty() { 0 } else { len };
         Self {
             first: *range.start(),
-            in_use: vec![false; if range.is_empty() { 0 } else { len }],
-            cursor: 0,
+            in_use: vec![false; len],
+            cursor: usize::try_from(start % u64::try_from(len.max(1)).unwrap_or(1)).unwrap_or(0),
         }
     }
 
@@ -186,7 +194,10 @@ impl<D: BurstDevice> DpdkStack<D> {
     pub fn new(mut device: D, mac: [u8; 6], config: DpdkStackConfig, seed: u64) -> Self {
         let clock = StackClock::new();
         let iface = dpdk_stack::interface(&mut device, mac, config.addr, seed, clock.now());
-        let ports = PortRange::new(&config.ports);
+        let ports = PortRange::new(
+            &config.ports,
+            if config.random_first_port { seed } else { 0 },
+        );
         Self {
             config,
             device,
@@ -245,6 +256,9 @@ impl<D: BurstDevice> DpdkStack<D> {
         if let Some(rto_min) = self.config.rto_min {
             socket.set_min_rto(rto_min);
         }
+        // Offered in the SYN, as Linux does (kept only if the server
+        // answers with them).
+        socket.set_tsval_generator(Some(dpdk_stack::tcp_timestamp_ms));
         socket
     }
 
@@ -433,6 +447,18 @@ impl<D: BurstDevice> Stack for DpdkStack<D> {
         self.forget(conn, true);
     }
 
+    /// Polls until every closed connection's FIN exchange has ended (or
+    /// `within` passes): the process must not exit while the server still
+    /// waits for our FIN or our last ACK.
+    fn finish(&mut self, within: StdDuration) {
+        let deadline = std::time::Instant::now() + within;
+        let mut ready = Vec::new();
+        while !self.lingering.is_empty() && std::time::Instant::now() < deadline {
+            self.poll(StdDuration::ZERO, &mut ready);
+            ready.clear();
+        }
+    }
+
     fn poll(&mut self, _wait: StdDuration, _ready: &mut Vec<Handle>) -> bool {
         let now = self.clock.now();
         let received = self.device.rx_burst();
@@ -482,5 +508,24 @@ impl<D: BurstDevice> Stack for DpdkStack<D> {
         Measured::from_bits(measured.bits() | self.link_measured.bits())
             .with(Counter::TxDropped)
             .with(Counter::PortStatsFailures)
+    }
+}
+
+#[cfg(test)]
+mod port_range_tests {
+    use super::PortRange;
+
+    /// Two runs with different seeds begin on different ports, each then
+    /// taking the range in turn and wrapping at its end.
+    #[test]
+    fn the_rotation_starts_where_the_seed_says() {
+        let mut a = PortRange::new(&(1000..=1007), 3);
+        let mut b = PortRange::new(&(1000..=1007), 13);
+        assert_eq!(a.take(), Some(1003));
+        assert_eq!(b.take(), Some(1005), "13 mod 8");
+        let rest: Vec<u16> = (0..7).filter_map(|_| a.take()).collect();
+        assert_eq!(rest, [1004, 1005, 1006, 1007, 1000, 1001, 1002]);
+        assert_eq!(a.take(), None, "every port in use");
+        assert_eq!(PortRange::new(&(1000..=1007), 0).take(), Some(1000));
     }
 }

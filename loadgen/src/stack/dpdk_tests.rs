@@ -242,7 +242,10 @@ fn a_reset_in_answer_to_the_syn_is_a_refusal_and_frees_the_socket() {
 
 #[test]
 fn a_port_is_not_reused_while_its_socket_lives_and_the_next_one_is_taken_first() {
-    let mut net = Net::new(PORT, |c| c.ports = 50_000..=50_002);
+    let mut net = Net::new(PORT, |c| {
+        c.ports = 50_000..=50_002;
+        c.random_first_port = false;
+    });
     let all: Vec<Handle> = (0..3).map(|_| net.connect()).collect();
     assert!(matches!(net.client.open(), Err(StackError::Exhausted(_))));
     net.client.close(all[1]);
@@ -255,7 +258,10 @@ fn a_port_is_not_reused_while_its_socket_lives_and_the_next_one_is_taken_first()
 
     // With ports free on both sides of the last one used, the turn goes on
     // past it rather than back to the port just freed.
-    let mut net = Net::new(PORT, |c| c.ports = 50_000..=50_003);
+    let mut net = Net::new(PORT, |c| {
+        c.ports = 50_000..=50_003;
+        c.random_first_port = false;
+    });
     let first = net.connect();
     net.client.close(first);
     assert!(net.until(|n| n.client.sockets_alive() == 0));
@@ -329,7 +335,10 @@ fn the_port_counters_are_published_only_once_read() {
 fn short_connections_recycle_a_small_port_range_many_times_over() {
     // 8 ports, 100 connections one after another: each port serves about a
     // dozen connections, each only once its previous socket is gone.
-    let mut net = Net::new(PORT, |c| c.ports = 50_000..=50_007);
+    let mut net = Net::new(PORT, |c| {
+        c.ports = 50_000..=50_007;
+        c.random_first_port = false;
+    });
     for i in 0..100u32 {
         let h = loop {
             match net.client.open() {

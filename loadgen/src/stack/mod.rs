@@ -118,6 +118,10 @@ pub trait Stack {
     /// anything moved (a userspace stack's busy/idle accounting).
     fn poll(&mut self, wait: Duration, ready: &mut Vec<Handle>) -> bool;
 
+    /// Lets the connections closed last end in order before the process
+    /// exits, for at most `within` (the kernel does this itself).
+    fn finish(&mut self, _within: Duration) {}
+
     /// Adds the counters only this stack has (a port's frames and drops)
     /// to what the driver publishes.
     fn add_counters(&mut self, _counters: &mut Counters) {}

@@ -524,6 +524,9 @@ pub fn run_loadgen(
             "supervisor: the load generator (pid {}) {ending}",
             child.id()
         );
+        if let Some(losses) = loss_summary(&stdout) {
+            eprintln!("supervisor: the load generator counted {losses}");
+        }
     }
     Ok(LoadgenRun {
         pid: child.id(),
@@ -533,6 +536,32 @@ pub fn run_loadgen(
         wall,
         cpu,
     })
+}
+
+/// The failure counters of a load generator's result line, named, when
+/// any is non-zero: what a failed run's row alone does not say.
+fn loss_summary(stdout: &str) -> Option<String> {
+    let result = stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str::<serde_json::Value>(l.trim()).ok())?;
+    let named: Vec<String> = [
+        ("timeouts", "timed out"),
+        ("resets", "connections reset"),
+        ("lost_in_flight", "lost in flight"),
+        ("mismatches", "mismatched"),
+        ("unsent", "never sent"),
+        ("connect_refused", "connects refused"),
+        ("connect_failed", "connects failed"),
+        ("connect_timeouts", "connects timed out"),
+    ]
+    .iter()
+    .filter_map(|(key, what)| {
+        let n = result.get(*key)?.as_u64()?;
+        (n > 0).then(|| format!("{n} {what}"))
+    })
+    .collect();
+    (!named.is_empty()).then(|| named.join(", "))
 }
 
 /// A snapshot taken once the engine has published twice more: the engine
@@ -793,6 +822,17 @@ mod tests {
             client: None,
             client_pmd: contract::Pmd::AfXdp,
         }
+    }
+
+    #[test]
+    fn a_failed_runs_losses_are_named() {
+        let line = r#"{"sent":10,"timeouts":3,"resets":1,"mismatches":0,"unsent":0}"#;
+        assert_eq!(
+            loss_summary(line).as_deref(),
+            Some("3 timed out, 1 connections reset")
+        );
+        assert_eq!(loss_summary(r#"{"timeouts":0}"#), None);
+        assert_eq!(loss_summary("no json"), None);
     }
 
     /// A short-connection result line gives its figures, and a row shows
