@@ -91,3 +91,42 @@ pub fn tcp_timestamp_ms() -> u32 {
     let ms = elapsed.as_millis() as u32;
     ms
 }
+
+/// How a stack's TCP sockets are set up, the same for the engine's
+/// listening sockets and a client's connecting ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketSettings {
+    /// Bytes of each of the socket's buffers.
+    pub buffer: usize,
+    /// Idle time after which a keep-alive probe is sent.
+    pub keep_alive: smoltcp::time::Duration,
+    /// A peer silent this long while it owes us something is given up.
+    pub peer_timeout: smoltcp::time::Duration,
+    /// The smallest retransmission timeout (`None`: smoltcp's own).
+    pub rto_min: Option<smoltcp::time::Duration>,
+}
+
+/// A TCP socket with `settings` (each kept across `listen()`): Nagle off,
+/// since requests and 4-byte replies must leave at once, not wait for the
+/// previous one's acknowledgement; keep-alive and a peer timeout, so a
+/// vanished peer is found out; the minimum RTO asked for; and TCP
+/// timestamps (RFC 7323), offered in a SYN and answered when offered, as
+/// Linux's stack does: a Linux client reuses a local port still in
+/// TIME-WAIT only towards a peer that sent timestamps, so without them
+/// short connections stall on TIME-WAIT's 60 s once its ports are used up.
+#[must_use]
+pub fn tcp_socket(settings: &SocketSettings) -> smoltcp::socket::tcp::Socket<'static> {
+    use smoltcp::socket::tcp;
+    let mut socket = tcp::Socket::new(
+        tcp::SocketBuffer::new(vec![0; settings.buffer]),
+        tcp::SocketBuffer::new(vec![0; settings.buffer]),
+    );
+    socket.set_nagle_enabled(false);
+    socket.set_keep_alive(Some(settings.keep_alive));
+    socket.set_timeout(Some(settings.peer_timeout));
+    if let Some(rto_min) = settings.rto_min {
+        socket.set_min_rto(rto_min);
+    }
+    socket.set_tsval_generator(Some(tcp_timestamp_ms));
+    socket
+}

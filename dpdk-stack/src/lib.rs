@@ -31,5 +31,7 @@ pub mod setup;
 
 pub use counters::{merge_link_counters, PORT_COUNTERS};
 pub use device::{BurstDevice, DeviceStats, LinkCounters, MbufDevice, MAX_FRAME};
-pub use interface::{interface, run_seed, tcp_timestamp_ms, StackClock};
+pub use interface::{
+    interface, run_seed, tcp_socket, tcp_timestamp_ms, SocketSettings, StackClock,
+};
 pub use setup::{attach, Attached, PortPlan, SetupError};

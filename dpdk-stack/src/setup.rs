@@ -63,6 +63,21 @@ pub struct Attached<'pool> {
     pub lcore: u32,
 }
 
+impl Attached<'_> {
+    /// The port as a ready line shows it:
+    /// `net_af_xdp0 (port 0, 02:00:00:00:00:03) 10.0.0.3/24`.
+    #[must_use]
+    pub fn describe(&self, addr: std::net::Ipv4Addr, prefix_len: u8) -> String {
+        let mac: Vec<String> = self.mac.iter().map(|b| format!("{b:02x}")).collect();
+        format!(
+            "{} (port {}, {}) {addr}/{prefix_len}",
+            self.port_name,
+            self.port_id,
+            mac.join(":")
+        )
+    }
+}
+
 /// The step of [`attach`] that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {

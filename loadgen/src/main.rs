@@ -114,16 +114,8 @@ fn run_dpdk(
     let plan = PortPlan::from_config(&config, cfg.core);
     dpdk_stack::attach(&plan, |port| {
         eprintln!(
-            "loadgen: dpdk ready: {} (port {}, {}) {}/{} lcore {}, to {server}",
-            port.port_name,
-            port.port_id,
-            port.mac
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<Vec<_>>()
-                .join(":"),
-            config.port0.addr,
-            config.port0.prefix_len,
+            "loadgen: dpdk ready: {} lcore {}, to {server}",
+            port.describe(config.port0.addr, config.port0.prefix_len),
             port.lcore,
         );
         let stack = DpdkStack::new(port.device, port.mac, stack_config, dpdk_stack::run_seed());

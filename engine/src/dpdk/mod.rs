@@ -199,16 +199,8 @@ fn serve_on(
     server_config.pool.rto_min = options.rto_min.map(Into::into);
     let mut server = Server::new(server_config, &mut port.device, port.mac);
     eprintln!(
-        "engine: dpdk ready: {} (port {}, {}) {}/{} port {} lcore {}",
-        port.port_name,
-        port.port_id,
-        port.mac
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<Vec<_>>()
-            .join(":"),
-        config.port0.addr,
-        config.port0.prefix_len,
+        "engine: dpdk ready: {} port {} lcore {}",
+        port.describe(config.port0.addr, config.port0.prefix_len),
         options.port,
         port.lcore,
     );

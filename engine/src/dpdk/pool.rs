@@ -255,27 +255,12 @@ impl SocketPool {
         while self.listeners() < self.config.listen_backlog
             && self.slots.len() < self.config.max_sockets
         {
-            let size = self.config.socket_buffer;
-            let mut socket = tcp::Socket::new(
-                tcp::SocketBuffer::new(vec![0; size]),
-                tcp::SocketBuffer::new(vec![0; size]),
-            );
-            // Replies are 4 bytes: Nagle would hold each one back until the
-            // previous is acknowledged.
-            socket.set_nagle_enabled(false);
-            // Kept across listen(): a peer that vanishes is found out.
-            socket.set_keep_alive(Some(self.config.keep_alive));
-            socket.set_timeout(Some(self.config.peer_timeout));
-            if let Some(rto_min) = self.config.rto_min {
-                // Kept across listen(), like the settings above.
-                socket.set_min_rto(rto_min);
-            }
-            // TCP timestamps (RFC 7323) when the client offers them, as
-            // Linux's own stack answers: a Linux client reuses a local port
-            // still in TIME-WAIT only towards a peer that sent timestamps,
-            // so without them short connections stall on TIME-WAIT's 60 s
-            // once the client's ports are used up (~1000 connections/s).
-            socket.set_tsval_generator(Some(dpdk_stack::tcp_timestamp_ms));
+            let mut socket = dpdk_stack::tcp_socket(&dpdk_stack::SocketSettings {
+                buffer: self.config.socket_buffer,
+                keep_alive: self.config.keep_alive,
+                peer_timeout: self.config.peer_timeout,
+                rto_min: self.config.rto_min,
+            });
             // Fails only for port 0, which the CLI cannot produce.
             let _ = socket.listen(self.config.port);
             // No holes below the end: the set puts it at position len.

@@ -243,23 +243,12 @@ impl<D: BurstDevice> DpdkStack<D> {
     }
 
     fn new_socket(&self) -> tcp::Socket<'static> {
-        let size = self.config.socket_buffer;
-        let mut socket = tcp::Socket::new(
-            tcp::SocketBuffer::new(vec![0; size]),
-            tcp::SocketBuffer::new(vec![0; size]),
-        );
-        // Requests leave whole, at once: Nagle would hold one back until the
-        // previous is acknowledged.
-        socket.set_nagle_enabled(false);
-        socket.set_keep_alive(Some(self.config.keep_alive));
-        socket.set_timeout(Some(self.config.peer_timeout));
-        if let Some(rto_min) = self.config.rto_min {
-            socket.set_min_rto(rto_min);
-        }
-        // Offered in the SYN, as Linux does (kept only if the server
-        // answers with them).
-        socket.set_tsval_generator(Some(dpdk_stack::tcp_timestamp_ms));
-        socket
+        dpdk_stack::tcp_socket(&dpdk_stack::SocketSettings {
+            buffer: self.config.socket_buffer,
+            keep_alive: self.config.keep_alive,
+            peer_timeout: self.config.peer_timeout,
+            rto_min: self.config.rto_min,
+        })
     }
 
     /// Takes `conn` out of the slot table; its socket lingers until its
