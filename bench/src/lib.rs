@@ -179,10 +179,9 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',', value_parser = parse_rto)]
     pub rto_min: Vec<RtoChoice>,
     /// The load generator's stacks for the engines' cells: kernel, dpdk
-    /// (default: kernel; the DPDK client's open loop still stalls at high
-    /// rates, see docs/RELIABILITY.md).
-    /// Each engine cell is measured with each; the report's "both ends"
-    /// table sets them side by side.
+    /// (default: both where this host can run the DPDK client, else kernel,
+    /// with the reason said). Each engine cell is measured with each; the
+    /// report's "both ends" table sets them side by side.
     #[arg(long, value_enum, value_delimiter = ',')]
     pub clients: Vec<contract::ClientStack>,
     /// Testbeds: without impairment (off) and with it (on).
@@ -312,7 +311,7 @@ impl BenchArgs {
         clients.sort_unstable();
         clients.dedup();
         if clients.is_empty() {
-            clients.push(contract::ClientStack::Kernel);
+            clients = vec![contract::ClientStack::Kernel, contract::ClientStack::Dpdk];
         }
         let (mut off, mut on) = match self.preset {
             Preset::Default => (
@@ -916,12 +915,14 @@ mod tests {
 
     #[test]
     fn every_engine_cell_is_measured_with_each_client_stack_asked_for() {
-        let (off, _) = bench_args(&[]).halves();
-        assert_eq!(
-            off.clients,
-            [contract::ClientStack::Kernel],
-            "default: kernel"
-        );
+        let (off, on) = bench_args(&[]).halves();
+        for half in [&off, &on] {
+            assert_eq!(
+                half.clients,
+                [contract::ClientStack::Kernel, contract::ClientStack::Dpdk],
+                "default: both"
+            );
+        }
         let (off, _) = bench_args(&["--clients", "kernel"]).halves();
         let keys = off.engine_keys("dpdk", Setting::Off);
         assert!(keys.iter().all(|k| k.client == "kernel"));
@@ -943,16 +944,17 @@ mod tests {
         );
     }
 
-    /// Without DPDK on the host, asking for the DPDK client is an error
-    /// naming the reason.
+    /// Without DPDK on the host, the default drops the DPDK client and
+    /// asking for it by name is an error naming the reason.
     #[test]
     fn a_dpdk_client_the_host_cannot_run_is_dropped_or_refused() {
         let missing = std::path::Path::new("/nonexistent-bin-dir");
         let doctor = serde_json::json!({ "engines": ["kernel"] });
         let args = with_runnable_clients(&bench_args(&[]), missing, &doctor).expect("default");
-        assert!(
-            args.clients.is_empty(),
-            "the default is the kernel client alone"
+        assert_eq!(
+            args.clients,
+            [contract::ClientStack::Kernel],
+            "the default falls back to the kernel client alone"
         );
         let err =
             with_runnable_clients(&bench_args(&["--clients", "kernel,dpdk"]), missing, &doctor)

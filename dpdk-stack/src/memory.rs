@@ -1,5 +1,7 @@
 //! A [`BurstDevice`] over memory: two ends of a "wire" that carries whole
-//! Ethernet frames, with an optional per-frame filter to lose some. The
+//! Ethernet frames, with an optional per-frame filter to lose some. Like a
+//! link with a 1500-byte MTU (a veth, a NIC), it drops a frame longer than
+//! [`MAX_FRAME`], counted as the sender's `tx_dropped`. The
 //! engine's server and the load generator's client are tested over it
 //! deterministically, without DPDK, hugepages or root.
 
@@ -62,6 +64,10 @@ impl BurstDevice for MemDevice {
         let n = self.tx.len();
         let mut wire = self.wire.borrow_mut();
         for frame in self.tx.drain(..) {
+            if frame.len() > MAX_FRAME {
+                self.stats.tx_dropped += 1;
+                continue;
+            }
             if self.filter.as_mut().is_none_or(|keep| keep(&frame)) {
                 wire.toward[1 - self.side].push_back(frame);
             }

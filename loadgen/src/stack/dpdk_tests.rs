@@ -57,6 +57,8 @@ impl Server {
                     tcp::SocketBuffer::new(vec![0; 8192]),
                 );
                 s.set_nagle_enabled(false);
+                // As Linux does: the client's timestamps are answered.
+                s.set_tsval_generator(Some(dpdk_stack::tcp_timestamp_ms));
                 s.listen(PORT).expect("listen");
                 (sockets.add(s), ServerSession::default(), Vec::new())
             })
@@ -227,6 +229,51 @@ fn many_connections_each_get_their_replies_from_distinct_ports_and_close() {
         net.client.sockets_alive()
     );
     assert_eq!(net.client.ports_free(), full, "every port freed");
+}
+
+/// Requests queued back to back (the open loop's way) fill whole segments;
+/// with timestamps on at both ends each must still fit the link, which
+/// drops a longer frame as a veth does, or the connection stalls for good.
+#[test]
+fn pipelined_requests_fill_segments_that_fit_the_link() {
+    let mut net = Net::new(PORT, |_| {});
+    let h = net.connect();
+    let lens: Vec<u32> = (0..24).map(|i| protocol::MAX_MESSAGE_LEN - i).collect();
+    let mut wire = Vec::new();
+    for (tag, &len) in (0u64..).zip(&lens) {
+        protocol::encode_request(len, tag, &mut wire).expect("legal length");
+    }
+    let mut sent = 0;
+    let mut replies = Vec::new();
+    let all_answered = net.until(|n| {
+        if sent < wire.len() {
+            if let Transfer::Moved(m) = n.client.send(h, &wire[sent..]) {
+                sent += m;
+            }
+        }
+        let mut buf = [0u8; 256];
+        if let Transfer::Moved(m) = n.client.recv(h, &mut buf) {
+            replies.extend_from_slice(&buf[..m]);
+        }
+        replies.len() == lens.len() * protocol::REPLY_LEN
+    });
+    assert!(
+        all_answered,
+        "{} of {} reply bytes after {sent} of {} request bytes sent",
+        replies.len(),
+        lens.len() * protocol::REPLY_LEN,
+        wire.len()
+    );
+    let got: Vec<u32> = replies
+        .chunks(4)
+        .map(|r| u32::from_be_bytes([r[0], r[1], r[2], r[3]]))
+        .collect();
+    assert_eq!(got, lens);
+    assert_eq!(
+        net.client.device().link_counters().device.tx_dropped,
+        0,
+        "no frame was longer than the link carries"
+    );
 }
 
 #[test]

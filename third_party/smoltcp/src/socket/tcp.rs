@@ -590,6 +590,17 @@ impl<'a> Socket<'a> {
         self.tsval_generator = generator;
     }
 
+    /// bypasslab patch: bytes of TCP options on each data segment this
+    /// socket sends: the timestamp option (10 bytes, padded to 12) when
+    /// timestamps are on.
+    fn data_options_len(&self) -> usize {
+        if self.tsval_generator.is_some() {
+            12
+        } else {
+            0
+        }
+    }
+
     /// Return whether TCP Timestamp is enabled.
     pub fn timestamp_enabled(&self) -> bool {
         self.tsval_generator.is_some()
@@ -2176,10 +2187,12 @@ impl<'a> Socket<'a> {
         };
 
         // Max segment size we're able to send due to MTU limitations.
-        let local_mss = cx.ip_mtu() - ip_header_len - TCP_HEADER_LEN;
+        // bypasslab patch: less the options every data segment carries.
+        let local_mss = cx.ip_mtu() - ip_header_len - TCP_HEADER_LEN - self.data_options_len();
 
         // The effective max segment size, taking into account our and remote's limits.
-        let effective_mss = local_mss.min(self.remote_mss);
+        // bypasslab patch: the remote's MSS counts no options either (RFC 6691).
+        let effective_mss = local_mss.min(self.remote_mss.saturating_sub(self.data_options_len()));
 
         // Have we sent data that hasn't been ACKed yet?
         let data_in_flight = self.remote_last_seq != self.local_seq_no;
@@ -2460,9 +2473,17 @@ impl<'a> Socket<'a> {
                 // 1. remote window
                 // 2. MSS the remote is willing to accept, probably determined by their MTU
                 // 3. MSS we can send, determined by our MTU.
+                //
+                // bypasslab patch: the MSS counts the payload alone (RFC
+                // 6691), so the options this segment carries (the
+                // timestamp) come out of it. Upstream filled segments to
+                // the MSS and sent frames 12 bytes over the MTU whenever
+                // timestamps were on, which a 1500-byte link drops: every
+                // full segment, and every retransmission of one, was lost.
+                let options_len = repr.header_len() - TCP_HEADER_LEN;
                 let size = win_limit
-                    .min(self.remote_mss)
-                    .min(cx.ip_mtu() - ip_repr.header_len() - TCP_HEADER_LEN);
+                    .min(self.remote_mss.saturating_sub(options_len))
+                    .min(cx.ip_mtu() - ip_repr.header_len() - TCP_HEADER_LEN - options_len);
 
                 let offset = self.remote_last_seq - self.local_seq_no;
                 repr.payload = self.tx_buffer.get_allocated(offset, size);
@@ -7911,6 +7932,41 @@ mod test {
     // =========================================================================================//
     // Timestamp tests
     // =========================================================================================//
+
+    // bypasslab patch: with timestamps on, a full segment is the MSS less
+    // the 12 bytes of the option, so its frame stays within the MTU.
+    #[test]
+    fn test_tsval_full_segments_fit_the_mss() {
+        let mut s = socket_established_with_buffer_sizes(4096, 64);
+        s.set_tsval_generator(Some(|| 1));
+        s.set_nagle_enabled(false);
+        s.remote_mss = usize::from(BASE_MSS);
+        s.remote_win_len = 4096;
+        s.send_slice(&[0x55; 3000]).unwrap();
+        let mut lens = Vec::new();
+        for _ in 0..3 {
+            recv(&mut s, Instant::from_millis(0), |repr| {
+                let repr = repr.unwrap();
+                assert!(repr.timestamp.is_some());
+                assert!(repr.header_len() + repr.payload.len() <= usize::from(BASE_MSS) + TCP_HEADER_LEN);
+                lens.push(repr.payload.len());
+            });
+        }
+        let full = usize::from(BASE_MSS) - 12;
+        assert_eq!(lens, [full, full, 3000 - 2 * full]);
+    }
+
+    // bypasslab patch: without timestamps a full segment is the whole MSS.
+    #[test]
+    fn test_full_segments_without_timestamps_are_the_mss() {
+        let mut s = socket_established_with_buffer_sizes(4096, 64);
+        s.remote_mss = usize::from(BASE_MSS);
+        s.remote_win_len = 4096;
+        s.send_slice(&[0x55; 2000]).unwrap();
+        recv(&mut s, Instant::from_millis(0), |repr| {
+            assert_eq!(repr.unwrap().payload.len(), usize::from(BASE_MSS));
+        });
+    }
 
     #[test]
     fn test_tsval_established_connection() {
