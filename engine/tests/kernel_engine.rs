@@ -257,9 +257,12 @@ fn sigterm_exits_zero_with_final_counters() {
             // Blocking: a loop is a wake-up, not counted; not a zero.
             assert!(json["counters"]["busy_loops"].is_null(), "{json}");
             assert!(json["counters"]["idle_loops"].is_null(), "{json}");
+            assert!(json["counters"]["busy_ns"].is_null(), "{json}");
         } else {
             assert!(counter(&json, "busy_loops") > 0, "{json}");
             assert!(counter(&json, "idle_loops") > 0, "{json}");
+            let busy = counter(&json, "busy_ns");
+            assert!(busy > 0 && busy <= counter(&json, "elapsed_ns"), "{json}");
         }
         // The kernel's frames are not the engine's to count.
         for name in ["rx_packets", "tx_packets", "rx_missed", "tx_dropped"] {

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use protocol::{encode_request, ReplyDecoder};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use shm_layout::{Counters, LatencySummary, LocalHistogram, ProducerState};
+use shm_layout::{Counters, LatencySummary, LocalHistogram, PassClock, ProducerState};
 
 use crate::config::{Config, Lifetime, Pacing};
 use crate::progress::Progress;
@@ -221,8 +221,9 @@ pub struct Driver<S: Stack> {
     again: Vec<usize>,
     opened: u64,
     closed: u64,
-    busy_loops: u64,
-    idle_loops: u64,
+    /// The spinning loop's passes and busy time (measured phase only).
+    passes: Counters,
+    pass_clock: PassClock,
     started: Instant,
     next_tick: Instant,
     round_robin: usize,
@@ -264,8 +265,8 @@ impl<S: Stack> Driver<S> {
             again: Vec::new(),
             opened: 0,
             closed: 0,
-            busy_loops: 0,
-            idle_loops: 0,
+            passes: Counters::default(),
+            pass_clock: PassClock::start(),
             started: now,
             next_tick: now,
             round_robin: 0,
@@ -381,6 +382,9 @@ impl<S: Stack> Driver<S> {
         if matches!(stopped_by, StoppedBy::Packets) {
             self.measuring = true;
             self.started = Instant::now();
+            // Busy time is over the measured phase, as `elapsed_ns` is.
+            self.passes = Counters::default();
+            self.pass_clock = PassClock::start();
             self.next_tick = self.started;
             self.hist = LocalHistogram::new();
             self.interval_hist = LocalHistogram::new();
@@ -509,11 +513,7 @@ impl<S: Stack> Driver<S> {
             }
             let progressed = self.exchange(t0, issued, count, issuing);
             if !self.stack.reports_readiness() {
-                if progressed {
-                    self.busy_loops += 1;
-                } else {
-                    self.idle_loops += 1;
-                }
+                self.pass_clock.end_pass(progressed, &mut self.passes);
             }
             self.expire(Instant::now());
             self.maybe_tick();
@@ -905,8 +905,9 @@ impl<S: Stack> Driver<S> {
                 connections_opened: self.opened,
                 connections_closed: self.closed,
                 connections_active: active,
-                busy_loops: self.busy_loops,
-                idle_loops: self.idle_loops,
+                busy_loops: self.passes.busy_loops,
+                idle_loops: self.passes.idle_loops,
+                busy_ns: self.passes.busy_ns,
                 warmup_messages: w.answered,
                 elapsed_ns: u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX),
                 ..Counters::default()

@@ -39,7 +39,10 @@ pub fn measured(busy_poll: bool) -> Measured {
     ])
     .with_latency();
     if busy_poll {
-        measured.with(Counter::BusyLoops).with(Counter::IdleLoops)
+        measured
+            .with(Counter::BusyLoops)
+            .with(Counter::IdleLoops)
+            .with(Counter::BusyNs)
     } else {
         measured
     }

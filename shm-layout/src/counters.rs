@@ -184,6 +184,10 @@ counters! {
     /// Engine: accepted connections closed at once because setting them up
     /// failed (TCP_NODELAY, epoll registration); serving went on.
     SetupFailures => setup_failures,
+    /// Spinning loops: nanoseconds spent in passes that found work (see
+    /// [`crate::PassClock`]); over `elapsed_ns`, the share of the core the
+    /// loop was busy.
+    BusyNs => busy_ns,
 }
 
 /// Number of `u64` words in [`Counters`]; the seqlock copies them one by one.
@@ -191,7 +195,7 @@ pub const COUNTER_WORDS: usize = core::mem::size_of::<Counters>() / 8;
 
 const _: () = assert!(core::mem::size_of::<Counters>() % 8 == 0);
 const _: () = assert!(core::mem::align_of::<Counters>() == 8);
-const _: () = assert!(COUNTER_WORDS == 29);
+const _: () = assert!(COUNTER_WORDS == 30);
 // One bit per counter and the latency bit fit the mask word.
 const _: () = assert!(COUNTER_WORDS < Measured::LATENCY_BIT as usize);
 

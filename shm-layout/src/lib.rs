@@ -61,6 +61,7 @@
 mod counters;
 mod histogram;
 mod latch;
+mod pass_clock;
 mod ring;
 mod sync;
 
@@ -75,6 +76,7 @@ mod segment;
 
 pub use counters::{Counter, CounterReadings, Counters, Measured, COUNTER_WORDS};
 pub use histogram::{LatencySummary, LocalHistogram, HISTOGRAM_MAX_NS};
+pub use pass_clock::{busy_share, PassClock};
 pub use ring::{PeriodicRecord, RingStats};
 
 #[cfg(not(loom))]
@@ -96,7 +98,8 @@ pub const MAGIC: u64 = u64::from_le_bytes(*b"BYPSLAB\x01");
 ///
 /// 2: the counters seqlock starts with the producer's [`Measured`] mask, and
 /// eight counters joined (`rx_missed` to `setup_failures`).
-pub const LAYOUT_VERSION: u32 = 2;
+/// 3: `busy_ns` joined (a spinning loop's time in passes that found work).
+pub const LAYOUT_VERSION: u32 = 3;
 
 /// Producer slots in a segment: one per [`Role`].
 pub const SLOT_COUNT: usize = 4;

@@ -170,6 +170,7 @@ impl Backend for DpdkBackend {
         SERVING
             .with(Counter::BusyLoops)
             .with(Counter::IdleLoops)
+            .with(Counter::BusyNs)
             .with(Counter::Resets)
             .with(Counter::IdleTimeouts)
             .with(Counter::TxDropped)

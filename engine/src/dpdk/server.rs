@@ -98,14 +98,11 @@ impl Server {
     /// counters.
     pub fn run(&mut self, device: &mut impl BurstDevice, ctx: &mut ServeContext) {
         let mut next_stats = StdInstant::now();
+        let mut passes = shm_layout::PassClock::start();
         while !ctx.should_stop() {
             let worked = self.pass(device, ctx, self.clock.now());
-            if worked {
-                ctx.counters.busy_loops += 1;
-            } else {
-                ctx.counters.idle_loops += 1;
-            }
             let now = StdInstant::now();
+            passes.end_pass_at(worked, now, &mut ctx.counters);
             if now >= next_stats {
                 next_stats = now + self.config.stats_interval;
                 merge_link_counters(

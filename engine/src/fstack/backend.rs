@@ -147,6 +147,7 @@ impl Backend for FstackBackend {
         SERVING
             .with(Counter::BusyLoops)
             .with(Counter::IdleLoops)
+            .with(Counter::BusyNs)
             .with(Counter::Resets)
             .with(Counter::PortStatsFailures)
     }

@@ -43,6 +43,10 @@ pub(super) struct Server {
     linger_until: Option<Instant>,
     stats_interval: Duration,
     next_stats: Instant,
+    /// Times the turns: F-Stack's own work on the frames of a turn happens
+    /// in `ff_run` just before it, so a turn that found events counts the
+    /// time since the previous one as busy.
+    passes: shm_layout::PassClock,
 }
 
 impl Server {
@@ -66,6 +70,7 @@ impl Server {
             linger_until: None,
             stats_interval,
             next_stats: Instant::now(),
+            passes: shm_layout::PassClock::start(),
         })
     }
 
@@ -95,11 +100,7 @@ impl Server {
             }
         }
         self.events = events;
-        if ready == 0 {
-            ctx.counters.idle_loops += 1;
-        } else {
-            ctx.counters.busy_loops += 1;
-        }
+        self.passes.end_pass(ready > 0, &mut ctx.counters);
         ctx.counters.connections_active = self.conns.len() as u64;
         ctx.maybe_publish();
 

@@ -107,6 +107,8 @@ pub struct KernelBackend {
     turn: Vec<Token>,
     /// Turns so far.
     spins: u64,
+    /// Times the spinning loop's passes (busy poll only).
+    passes: shm_layout::PassClock,
     /// Whether the last turn read every connection directly.
     was_direct: bool,
 }
@@ -146,6 +148,7 @@ impl KernelBackend {
             events: Events::with_capacity(1024),
             turn: Vec::new(),
             spins: 0,
+            passes: shm_layout::PassClock::start(),
             was_direct: false,
         })
     }
@@ -297,7 +300,10 @@ impl Backend for KernelBackend {
     fn measured(&self) -> Measured {
         let measured = SERVING.with(Counter::Resets).with(Counter::SetupFailures);
         if self.config.busy_poll {
-            measured.with(Counter::BusyLoops).with(Counter::IdleLoops)
+            measured
+                .with(Counter::BusyLoops)
+                .with(Counter::IdleLoops)
+                .with(Counter::BusyNs)
         } else {
             measured
         }
@@ -401,11 +407,7 @@ impl KernelBackend {
         if self.config.busy_poll {
             let found = reported
                 || ctx.counters.bytes_received + ctx.counters.connections_opened != work_before;
-            if found {
-                ctx.counters.busy_loops += 1;
-            } else {
-                ctx.counters.idle_loops += 1;
-            }
+            self.passes.end_pass(found, &mut ctx.counters);
         }
         result
     }

@@ -552,6 +552,11 @@ pub fn exercise(kind: &'static str, pmd: &'static str) {
         count("busy_loops") > 0 && count("idle_loops") > 0,
         "{report}"
     );
+    // Busy time: some, and no more than the engine lived.
+    assert!(
+        count("busy_ns") > 0 && count("busy_ns") <= count("elapsed_ns"),
+        "{report}"
+    );
     // Every loss inside the engine is measured under its own name (the
     // values depend on the driver and the machine); the link emulator's
     // rx_dropped is not the engine's.

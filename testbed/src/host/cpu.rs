@@ -50,15 +50,6 @@ pub fn share(cpu: Duration, wall: Duration) -> Option<f64> {
     (!wall.is_zero()).then(|| (cpu.as_secs_f64() / wall.as_secs_f64()).min(1.0))
 }
 
-/// The share of a poll loop's passes that found work; `None` when the loop
-/// counted none (a process that sleeps instead of spinning).
-#[must_use]
-pub fn loop_share(busy: u64, idle: u64) -> Option<f64> {
-    let total = busy.saturating_add(idle);
-    #[allow(clippy::cast_precision_loss)]
-    (total > 0).then(|| busy as f64 / total as f64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,8 +69,6 @@ mod tests {
             Some(1.0)
         );
         assert_eq!(share(Duration::ZERO, Duration::ZERO), None);
-        assert_eq!(loop_share(1, 3), Some(0.25));
-        assert_eq!(loop_share(0, 0), None);
         assert!(process_cpu(u32::MAX).is_none());
     }
 }

@@ -79,8 +79,8 @@ pub struct ResultRow {
     /// the backend cannot count it).
     pub observed_loss_percent: Option<f64>,
     /// How busy the engine kept its core during the run (0..=1): the share
-    /// of its poll loop's passes that found work when it spins, else its
-    /// CPU time over the run.
+    /// of the run's time its poll loop spent in passes that found work when
+    /// it spins, else its CPU time over the run.
     pub engine_busy: Option<f64>,
     /// The same for the load generator: near 1, the client is the limit.
     pub loadgen_busy: Option<f64>,
@@ -190,14 +190,21 @@ impl Busy {
             (Some(b), Some(a)) => Some(get(a)?.saturating_sub(get(b).unwrap_or(0))),
             _ => None,
         };
-        let engine_loops = match (grew(|c| c.busy_loops), grew(|c| c.idle_loops)) {
-            (Some(busy), Some(idle)) => cpu::loop_share(busy, idle),
+        // A spinning loop's time in passes that found work, over the same
+        // producer's clock; a process that sleeps has its CPU time instead.
+        let engine_spin = match (grew(|c| c.busy_ns), grew(|c| c.elapsed_ns)) {
+            (Some(busy), Some(elapsed)) => shm_layout::busy_share(busy, elapsed),
             _ => None,
         };
-        let counters = loadgen.counters_or_zero();
+        let loadgen_spin = loadgen
+            .counters
+            .and_then(|c| match (c.busy_ns, c.elapsed_ns) {
+                (Some(busy), Some(elapsed)) => shm_layout::busy_share(busy, elapsed),
+                _ => None,
+            });
         Self {
-            engine: engine_loops.or(engine_cpu),
-            loadgen: cpu::loop_share(counters.busy_loops, counters.idle_loops).or(loadgen_cpu),
+            engine: engine_spin.or(engine_cpu),
+            loadgen: loadgen_spin.or(loadgen_cpu),
             engine_cpu,
             loadgen_cpu,
             engine_losses: EngineLosses::between(before, after, interface_drops),
