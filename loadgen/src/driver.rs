@@ -512,10 +512,13 @@ impl<S: Stack> Driver<S> {
                 break;
             }
             let progressed = self.exchange(t0, issued, count, issuing);
+            // One clock read ends the pass and expires what waited too long.
+            let after = Instant::now();
             if !self.stack.reports_readiness() {
-                self.pass_clock.end_pass(progressed, &mut self.passes);
+                self.pass_clock
+                    .end_pass_at(progressed, after, &mut self.passes);
             }
-            self.expire(Instant::now());
+            self.expire(after);
             self.maybe_tick();
         }
         if matches!(stopped_by, StoppedBy::Signal | StoppedBy::Failure) {

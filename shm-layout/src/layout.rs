@@ -180,7 +180,7 @@ const _: () = assert!(core::mem::size_of::<RingIndices>() == 2 * SECTION_ALIGN);
 const _: () = assert!(core::mem::size_of::<RecordCell<RECORD_WORDS>>() == 64);
 const _: () = assert!(core::mem::size_of::<Latch<LATCH_WORDS>>() == 8 * (1 + 2 * LATCH_WORDS));
 const _: () = assert!(LATCH_WORDS == 31);
-// Layout 2: control (128), counters latch (488 bytes, padded to 512), ring
+// Layout 3: control (128), counters latch (504 bytes, padded to 512), ring
 // indices (256), histogram.
 const _: () = assert!(core::mem::offset_of!(SlotShm, counters) == 128);
 const _: () = assert!(core::mem::offset_of!(SlotShm, ring) == 640);

@@ -192,16 +192,12 @@ impl Busy {
         };
         // A spinning loop's time in passes that found work, over the same
         // producer's clock; a process that sleeps has its CPU time instead.
-        let engine_spin = match (grew(|c| c.busy_ns), grew(|c| c.elapsed_ns)) {
-            (Some(busy), Some(elapsed)) => shm_layout::busy_share(busy, elapsed),
-            _ => None,
+        let spin = |busy: Option<u64>, elapsed: Option<u64>| {
+            busy.zip(elapsed)
+                .and_then(|(busy, elapsed)| shm_layout::busy_share(busy, elapsed))
         };
-        let loadgen_spin = loadgen
-            .counters
-            .and_then(|c| match (c.busy_ns, c.elapsed_ns) {
-                (Some(busy), Some(elapsed)) => shm_layout::busy_share(busy, elapsed),
-                _ => None,
-            });
+        let engine_spin = spin(grew(|c| c.busy_ns), grew(|c| c.elapsed_ns));
+        let loadgen_spin = loadgen.counters.and_then(|c| spin(c.busy_ns, c.elapsed_ns));
         Self {
             engine: engine_spin.or(engine_cpu),
             loadgen: loadgen_spin.or(loadgen_cpu),
