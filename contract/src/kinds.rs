@@ -132,11 +132,14 @@ pub enum PmdKind {
     AfPacket,
     /// A PCI device bound to a userspace I/O driver (vfio-pci, uio).
     Pci,
+    /// `net_memif`: a shared-memory packet interface between two DPDK
+    /// processes on one host, over a Unix socket (no kernel on the path).
+    Memif,
 }
 
 impl PmdKind {
     /// Every driver family.
-    pub const ALL: [PmdKind; 3] = [Self::AfXdp, Self::AfPacket, Self::Pci];
+    pub const ALL: [PmdKind; 4] = [Self::AfXdp, Self::AfPacket, Self::Pci, Self::Memif];
 
     /// config.ini's spelling.
     #[must_use]
@@ -145,17 +148,26 @@ impl PmdKind {
             Self::AfXdp => "af_xdp",
             Self::AfPacket => "af_packet",
             Self::Pci => "pci",
+            Self::Memif => "memif",
         }
     }
 
-    /// The vdev this driver creates on a Linux interface, if it is one.
+    /// The virtual device this driver creates, if it is one (a PCI device
+    /// is probed, not created).
     #[must_use]
     pub const fn vdev_name(self) -> Option<&'static str> {
         match self {
             Self::AfXdp => Some("net_af_xdp0"),
             Self::AfPacket => Some("net_af_packet0"),
+            Self::Memif => Some("net_memif0"),
             Self::Pci => None,
         }
+    }
+
+    /// Whether it runs on a Linux interface (`[dpdk] iface`).
+    #[must_use]
+    pub const fn on_interface(self) -> bool {
+        matches!(self, Self::AfXdp | Self::AfPacket)
     }
 
     /// Parses config.ini's value (also DPDK's driver names, `net_af_xdp`).
@@ -238,13 +250,17 @@ pub enum Pmd {
     AfPacket,
     /// A NIC bound to a userspace I/O driver.
     Pci(PciAddress),
+    /// `net_memif` between the engine and the DPDK load generator, on a
+    /// socket in the run's state directory: no kernel and no link (nor
+    /// its impairment) between them.
+    Memif,
 }
 
 /// A `--pmd` value that names no driver.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PmdError {
     /// Not one of the drivers.
-    #[error("`{0}` is not a poll-mode driver: use af_xdp, af_packet or pci:DDDD:BB:DD.F")]
+    #[error("`{0}` is not a poll-mode driver: use af_xdp, af_packet, memif or pci:DDDD:BB:DD.F")]
     Unknown(String),
     /// `pci:` with a malformed address.
     #[error("`{0}` is not a PCI address: write it as DDDD:BB:DD.F (see `supervisor nic status` or `lspci -D`)")]
@@ -259,6 +275,7 @@ impl Pmd {
             Self::AfXdp => PmdKind::AfXdp,
             Self::AfPacket => PmdKind::AfPacket,
             Self::Pci(_) => PmdKind::Pci,
+            Self::Memif => PmdKind::Memif,
         }
     }
 
@@ -286,6 +303,7 @@ impl FromStr for Pmd {
         match PmdKind::from_ini(&s.replace('-', "_")) {
             Some(PmdKind::AfXdp) => Ok(Self::AfXdp),
             Some(PmdKind::AfPacket) => Ok(Self::AfPacket),
+            Some(PmdKind::Memif) => Ok(Self::Memif),
             _ => Err(PmdError::Unknown(s.to_owned())),
         }
     }
@@ -363,6 +381,8 @@ mod tests {
     fn pmd_parses_prints_and_rejects() {
         assert_eq!("af_xdp".parse::<Pmd>(), Ok(Pmd::AfXdp));
         assert_eq!("af-packet".parse::<Pmd>(), Ok(Pmd::AfPacket));
+        assert_eq!("memif".parse::<Pmd>(), Ok(Pmd::Memif));
+        assert_eq!(Pmd::Memif.to_string(), "memif");
         let pci: Pmd = "pci:0000:00:04.0".parse().unwrap();
         assert_eq!(pci.to_string(), "pci:0000:00:04.0");
         assert_eq!(pci.kind(), PmdKind::Pci);
@@ -391,6 +411,7 @@ mod tests {
         }
         assert_eq!(PmdKind::from_ini("net_af_xdp"), Some(PmdKind::AfXdp));
         assert_eq!(PmdKind::from_ini("AF_PACKET"), Some(PmdKind::AfPacket));
+        assert_eq!(PmdKind::from_ini("net_memif"), Some(PmdKind::Memif));
         assert_eq!(PmdKind::from_ini("tap"), None);
     }
 

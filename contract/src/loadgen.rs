@@ -341,8 +341,9 @@ pub struct LoadOptions {
     #[arg(long, value_enum)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<ClientStack>,
-    /// Poll-mode driver of a `dpdk` client on NS1's veth: af_xdp or
-    /// af_packet.
+    /// Poll-mode driver of a `dpdk` client: af_xdp or af_packet on NS1's
+    /// veth, or memif, the other end of an engine started with `--pmd
+    /// memif` (such a run's client always takes memif).
     #[arg(long, default_value = "af_xdp")]
     #[serde(default = "af_xdp")]
     pub client_pmd: Pmd,

@@ -14,8 +14,10 @@
 //! promiscuous = 1
 //! port_list = 0           ; PCI case: the port id to use (first of the list)
 //! pci_whitelist = 0000:00:04.0   ; PCI case: -a for each (comma-separated)
-//! pmd = af_xdp            ; bypasslab: af_xdp | af_packet | pci
+//! pmd = af_xdp            ; bypasslab: af_xdp | af_packet | memif | pci
 //! iface = veth3           ; bypasslab: Linux interface of the af_* vdevs
+//! memif_socket = /run/bypasslab/bl/memif.sock  ; bypasslab, memif: its socket
+//! memif_role = server     ; bypasslab, memif: server (creates the socket) | client
 //! pmd_args = start_queue=0      ; bypasslab: extra devargs for the vdev
 //! log_level = *:notice    ; bypasslab: EAL --log-level
 //!
@@ -34,6 +36,35 @@ use std::path::{Path, PathBuf};
 
 /// The poll-mode driver that owns the port (`[dpdk] pmd`).
 pub use contract::PmdKind as Pmd;
+
+/// Which end of a memif connection a process is (`[dpdk] memif_role`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemifRole {
+    /// Creates the socket and the shared memory; waits for the client.
+    Server,
+    /// Connects to the server's socket.
+    Client,
+}
+
+impl MemifRole {
+    /// config.ini's and `net_memif`'s spelling.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Server => "server",
+            Self::Client => "client",
+        }
+    }
+}
+
+/// `[dpdk] memif_*`: one end of a memif connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemifEnd {
+    /// The Unix socket's path (a file, not an abstract name).
+    pub socket: PathBuf,
+    /// Which end.
+    pub role: MemifRole,
+}
 
 /// `[port0]`: the stack's own address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +104,8 @@ pub struct DpdkConfig {
     pub pmd: Pmd,
     /// `[dpdk] iface`: required for `af_xdp` and `af_packet`.
     pub iface: Option<String>,
+    /// `[dpdk] memif_socket` and `memif_role`: required for `memif`.
+    pub memif: Option<MemifEnd>,
     /// `[dpdk] pmd_args`: appended to the vdev's devargs.
     pub pmd_args: Option<String>,
     /// `[dpdk] log_level`.
@@ -151,6 +184,7 @@ impl DpdkConfig {
             promiscuous: true,
             pmd: Pmd::AfXdp,
             iface: None,
+            memif: None,
             pmd_args: None,
             log_level: None,
             port0: PortAddr {
@@ -162,6 +196,7 @@ impl DpdkConfig {
             ignored: Vec::new(),
         };
         let (mut addr, mut netmask) = (None, None);
+        let (mut memif_socket, mut memif_role) = (None, MemifRole::Server);
         for (section, key, value) in entries {
             let v = value.as_str();
             match (section.as_str(), key.as_str()) {
@@ -179,6 +214,8 @@ impl DpdkConfig {
                 ("dpdk", "promiscuous") => cfg.promiscuous = parse_bool(v, "dpdk.promiscuous")?,
                 ("dpdk", "pmd") => cfg.pmd = parse_pmd(v)?,
                 ("dpdk", "iface") => cfg.iface = non_empty(v, "dpdk.iface")?,
+                ("dpdk", "memif_socket") => memif_socket = Some(parse_socket_path(v)?),
+                ("dpdk", "memif_role") => memif_role = parse_memif_role(v)?,
                 ("dpdk", "pmd_args") => cfg.pmd_args = non_empty(v, "dpdk.pmd_args")?,
                 ("dpdk", "log_level") => cfg.log_level = non_empty(v, "dpdk.log_level")?,
                 ("port0", "addr") => addr = Some(parse_ip(v, "port0.addr")?),
@@ -205,6 +242,15 @@ impl DpdkConfig {
             Pmd::Pci if cfg.pci_whitelist.is_empty() => {
                 return Err(ConfigError::Missing {
                     key: "dpdk.pci_whitelist",
+                });
+            }
+            Pmd::Memif => {
+                let socket = memif_socket.ok_or(ConfigError::Missing {
+                    key: "dpdk.memif_socket",
+                })?;
+                cfg.memif = Some(MemifEnd {
+                    socket,
+                    role: memif_role,
                 });
             }
             _ => {}
@@ -313,6 +359,29 @@ fn parse_ip(v: &str, key: &'static str) -> Result<Ipv4Addr, ConfigError> {
 
 fn parse_pmd(v: &str) -> Result<Pmd, ConfigError> {
     Pmd::from_ini(v).ok_or_else(|| invalid("dpdk.pmd", v, format!("expected {}", Pmd::names())))
+}
+
+/// A memif socket path: absolute, and free of the characters that
+/// separate devargs (`,` `=`) or spaces.
+fn parse_socket_path(v: &str) -> Result<PathBuf, ConfigError> {
+    if !v.starts_with('/') {
+        return Err(invalid("dpdk.memif_socket", v, "expected an absolute path"));
+    }
+    if v.contains([',', '=', ' ']) {
+        return Err(invalid(
+            "dpdk.memif_socket",
+            v,
+            "must not contain `,`, `=` or spaces (they separate devargs)",
+        ));
+    }
+    Ok(PathBuf::from(v))
+}
+
+fn parse_memif_role(v: &str) -> Result<MemifRole, ConfigError> {
+    [MemifRole::Server, MemifRole::Client]
+        .into_iter()
+        .find(|r| r.name() == v.to_ascii_lowercase())
+        .ok_or_else(|| invalid("dpdk.memif_role", v, "expected server or client"))
 }
 
 fn parse_lcore_mask(v: &str) -> Result<Vec<usize>, ConfigError> {
@@ -434,6 +503,25 @@ hz=100
         assert_eq!(parse_port_list("0-2, 5").unwrap(), [0, 1, 2, 5]);
     }
 
+    #[test]
+    fn memif_needs_a_socket_not_an_interface() {
+        let c = DpdkConfig::parse(
+            "[dpdk]\npmd=memif\nmemif_socket=/run/x/memif.sock\nmemif_role=Client\n\
+             [port0]\naddr=10.0.0.1\nnetmask=255.255.255.0\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.memif,
+            Some(MemifEnd {
+                socket: PathBuf::from("/run/x/memif.sock"),
+                role: MemifRole::Client,
+            })
+        );
+        assert_eq!(c.iface, None);
+        let server = with_dpdk("pmd=memif\nmemif_socket=/run/x/m.sock").unwrap();
+        assert_eq!(server.memif.map(|m| m.role), Some(MemifRole::Server));
+    }
+
     fn with_dpdk(line: &str) -> Result<DpdkConfig, ConfigError> {
         DpdkConfig::parse(&format!(
             "[dpdk]\niface=veth3\n{line}\n[port0]\naddr=10.0.0.3\nnetmask=255.255.255.0\n"
@@ -451,6 +539,9 @@ hz=100
             ("port_list=3-1", "dpdk.port_list"),
             ("iface=a,b", "dpdk.iface"),
             ("file_prefix=", "dpdk.file_prefix"),
+            ("memif_socket=run/m.sock", "dpdk.memif_socket"),
+            ("memif_socket=/run/a,b", "dpdk.memif_socket"),
+            ("memif_role=both", "dpdk.memif_role"),
         ];
         for (line, want) in cases {
             let err = with_dpdk(line).unwrap_err();
@@ -485,6 +576,12 @@ hz=100
             with_dpdk("pmd=pci"),
             Err(ConfigError::Missing {
                 key: "dpdk.pci_whitelist"
+            })
+        ));
+        assert!(matches!(
+            with_dpdk("pmd=memif"),
+            Err(ConfigError::Missing {
+                key: "dpdk.memif_socket"
             })
         ));
         assert!(matches!(

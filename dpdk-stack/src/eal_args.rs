@@ -4,13 +4,14 @@
 //! -l <core> [--file-prefix=P] [--no-huge] [-m MB] --no-telemetry [--log-level=L]
 //!   af_xdp:    --no-pci --vdev=net_af_xdp0,iface=IF[,pmd_args]
 //!   af_packet: --no-pci --vdev=net_af_packet0,iface=IF[,pmd_args]
+//!   memif:     --no-pci --vdev=net_memif0,role=R,socket=PATH,socket-abstract=no[,pmd_args]
 //!   pci:       -a ADDR ...
 //! ```
 //!
 //! `--no-pci` always accompanies a vdev: without it EAL would probe (and, on
 //! a VM, try to take) the host's own PCI NICs.
 
-use crate::config::{DpdkConfig, Pmd};
+use crate::config::DpdkConfig;
 
 /// EAL arguments (without the program name) for `config`, serving on
 /// `core` when given (the engine's `--core`, which wins over `lcore_mask`)
@@ -37,10 +38,10 @@ pub fn eal_args(config: &DpdkConfig, core: Option<usize>) -> Vec<String> {
     if let Some(level) = &config.log_level {
         args.push(format!("--log-level={level}"));
     }
-    match (config.pmd.vdev_name(), &config.iface) {
-        (Some(vdev), Some(iface)) => {
+    match (config.pmd.vdev_name(), vdev_device(config)) {
+        (Some(vdev), Some(device)) => {
             args.push("--no-pci".to_owned());
-            let mut devargs = format!("--vdev={vdev},iface={iface}");
+            let mut devargs = format!("--vdev={vdev},{device}");
             if let Some(extra) = &config.pmd_args {
                 devargs.push(',');
                 devargs.push_str(extra);
@@ -57,6 +58,22 @@ pub fn eal_args(config: &DpdkConfig, core: Option<usize>) -> Vec<String> {
     args
 }
 
+/// The devargs naming what a vdev runs on: the Linux interface of the
+/// af_* drivers, memif's socket (a file, so that it is found and removed
+/// like the run's other files) and end.
+fn vdev_device(config: &DpdkConfig) -> Option<String> {
+    if config.pmd.on_interface() {
+        return config.iface.as_ref().map(|iface| format!("iface={iface}"));
+    }
+    config.memif.as_ref().map(|end| {
+        format!(
+            "role={},socket={},socket-abstract=no",
+            end.role.name(),
+            end.socket.display()
+        )
+    })
+}
+
 /// How the engine finds its port after EAL init: the vdev's name, or for a
 /// PCI device the first id of `port_list`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,11 +87,9 @@ pub enum PortSelector {
 /// The port `config` designates.
 #[must_use]
 pub fn port_selector(config: &DpdkConfig) -> PortSelector {
-    match config.pmd {
-        Pmd::AfXdp | Pmd::AfPacket => {
-            PortSelector::Name(config.pmd.vdev_name().unwrap_or("net_af_xdp0"))
-        }
-        Pmd::Pci => PortSelector::Id(config.port_list.first().copied().unwrap_or(0)),
+    match config.pmd.vdev_name() {
+        Some(vdev) => PortSelector::Name(vdev),
+        None => PortSelector::Id(config.port_list.first().copied().unwrap_or(0)),
     }
 }
 
@@ -121,6 +136,20 @@ mod tests {
             &args[args.len() - 2..],
             ["--no-pci", "--vdev=net_af_packet0,iface=v0,framecnt=1024"]
         );
+    }
+
+    #[test]
+    fn memif_names_its_socket_and_end() {
+        let c = config("pmd=memif\nmemif_socket=/run/bypasslab/bl/memif.sock\nmemif_role=client");
+        let args = eal_args(&c, None);
+        assert_eq!(
+            &args[args.len() - 2..],
+            [
+                "--no-pci",
+                "--vdev=net_memif0,role=client,socket=/run/bypasslab/bl/memif.sock,socket-abstract=no",
+            ]
+        );
+        assert_eq!(port_selector(&c), PortSelector::Name("net_memif0"));
     }
 
     #[test]

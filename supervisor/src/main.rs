@@ -232,6 +232,9 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
                 Err(e) => return lifecycle_exit(Err(e)),
             };
             if config.hosts().is_some() {
+                if args.engine.pmd == contract::Pmd::Memif {
+                    return lifecycle_exit(Err(testbed::run::memif::MemifRefusal::TwoHosts.into()));
+                }
                 // A DPDK client takes over NS1's veth, which two hosts lack.
                 if testbed::run::client::stack_of(&config, args.load.client).is_bypass() {
                     return lifecycle_exit(Err(testbed::run::LifecycleError::Client(

@@ -17,6 +17,7 @@
 //!     ├── engine-config.ini     a bypass engine's per-run config
 //!     ├── client-config.ini     a DPDK load generator's per-run config
 //!     ├── client-port.json      what a DPDK load generator's run changed on NS1
+//!     ├── memif.sock            the engine's memif socket (`--pmd memif`)
 //!     ├── netem.json            an engine host's interface netem was added to
 //!     └── hugepages/            the run's own hugetlbfs mount
 //! ```
@@ -62,11 +63,13 @@ pub enum StateFile {
     ClientPort,
     /// A DPDK load generator's per-run config.ini.
     ClientIni,
+    /// The Unix socket of a memif pair, created by the engine.
+    MemifSocket,
 }
 
 impl StateFile {
     /// Every file, in the order of the directory's description above.
-    pub const ALL: [StateFile; 13] = [
+    pub const ALL: [StateFile; 14] = [
         Self::Lock,
         Self::Net,
         Self::Run,
@@ -80,6 +83,7 @@ impl StateFile {
         Self::Hugepages,
         Self::ClientPort,
         Self::ClientIni,
+        Self::MemifSocket,
     ];
 
     /// Its name in the state directory.
@@ -99,6 +103,7 @@ impl StateFile {
             Self::Hugepages => "hugepages",
             Self::ClientPort => "client-port.json",
             Self::ClientIni => "client-config.ini",
+            Self::MemifSocket => "memif.sock",
         }
     }
 }

@@ -66,9 +66,11 @@ pub struct EngineOptions {
     #[arg(long, default_value_t = DEFAULT_READY_TIMEOUT.as_secs())]
     pub ready_timeout_s: u64,
     /// Poll-mode driver of a bypass engine: af_xdp, af_packet (on NS3's
-    /// veth) or pci:DDDD:BB:DD.F (a PCI NIC, bound for the run and given
-    /// back at stop; no testbed network, the load generator runs at the
-    /// NIC's other end; see `supervisor nic`).
+    /// veth), memif (shared memory with the dpdk load generator: no
+    /// kernel, no link, no impairment; needs --client dpdk and
+    /// `[impairment] backend = "none"`) or pci:DDDD:BB:DD.F (a PCI NIC,
+    /// bound for the run and given back at stop; no testbed network, the
+    /// load generator runs at the NIC's other end; see `supervisor nic`).
     #[arg(long, default_value = "af_xdp")]
     pub pmd: Pmd,
     /// One minimum TCP retransmission timeout for every stack of the run,
@@ -675,7 +677,12 @@ pub fn run(args: &RunArgs) -> Result<i32, LifecycleError> {
     let client = testbed::run::client::stack_of(&config, args.load.client);
     if client.is_bypass() {
         // Refused before anything is set up.
-        testbed::run::client::ClientPort::check(&config, &args.load.client_pmd)?;
+        let pmd = testbed::run::memif::client_pmd(
+            args.engine.engine,
+            Some(&args.engine.pmd),
+            &args.load.client_pmd,
+        )?;
+        testbed::run::client::ClientPort::check(&config, &pmd)?;
     }
     let interrupted = interrupt_flag()?;
     let options = args.engine.start_options(client);

@@ -463,6 +463,7 @@ impl<W: Write> Session<W> {
                 removed_server_address: None,
                 pci_device: None,
                 port: None,
+                pmd: None,
                 engine_command: Vec::new(),
                 rto_min_ms: None,
                 tuned_routes: Vec::new(),

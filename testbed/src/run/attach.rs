@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use contract::argv::to_argv;
 use contract::loadgen::{parse_slot_kind, Mode, Pattern, ShortConnections};
-use contract::{ClientStack, EngineKind};
+use contract::{ClientStack, EngineKind, Pmd};
 use serde::Serialize;
 use shm_layout::{CounterReadings, LatencySummary, Role, Segment, Snapshot};
 
 use super::client::{self, ClientCore, ClientPort};
 use super::error::LifecycleError;
+use super::memif::{self, MemifRefusal};
 use super::netview;
 use super::state::{Phase, RunState};
 use crate::bins::{self, Binary};
@@ -290,19 +291,20 @@ pub fn attach(
     // A DPDK client takes NS1's veth for the length of its run; the guard
     // gives it back however the run ends.
     let dpdk_client = match client::stack_of(config, load.client) {
+        ClientStack::Kernel if run.engine_kind.is_bypass() && run.pmd == Some(Pmd::Memif) => {
+            return Err(MemifRefusal::KernelClient.into());
+        }
         ClientStack::Kernel => None,
         ClientStack::Dpdk => {
-            ClientPort::check(config, &load.client_pmd)?;
+            let pmd = memif::client_pmd(run.engine_kind, run.pmd.as_ref(), &load.client_pmd)?;
+            ClientPort::check(config, &pmd)?;
             let core = ClientCore::of(config.cores(), netview::emulator_running(config));
             let say = &mut |l: &str| eprintln!("supervisor: {l}");
             say(&format!(
                 "dpdk load generator: {}",
                 core.describe(config.cores())
             ));
-            Some((
-                ClientPort::prepare(config, run, &load.client_pmd, say)?,
-                core,
-            ))
+            Some((ClientPort::prepare(config, run, &pmd, say)?, core))
         }
     };
     let engine_cpu_before = engine_pid.and_then(cpu::process_cpu);
@@ -801,6 +803,7 @@ mod tests {
             removed_server_address: None,
             pci_device: None,
             port: None,
+            pmd: None,
             engine_command: Vec::new(),
             rto_min_ms: None,
             tuned_routes: Vec::new(),

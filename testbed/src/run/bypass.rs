@@ -123,6 +123,42 @@ pub fn file_prefix(testbed: &str) -> String {
     format!("bypasslab-{testbed}")
 }
 
+/// The DPDK processes of a run: each has its own config.ini and EAL file
+/// prefix and, on a memif pair, its own end of the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DpdkProcess {
+    /// The bypass engine (memif: the server, which creates the socket).
+    Engine,
+    /// The DPDK load generator (memif: the client).
+    Client,
+}
+
+impl DpdkProcess {
+    /// Its EAL `--file-prefix` in a run of `testbed`.
+    #[must_use]
+    pub fn file_prefix(self, testbed: &str) -> String {
+        match self {
+            Self::Engine => file_prefix(testbed),
+            Self::Client => super::client::file_prefix(testbed),
+        }
+    }
+
+    const fn memif_role(self) -> &'static str {
+        match self {
+            Self::Engine => "server",
+            Self::Client => "client",
+        }
+    }
+}
+
+/// The Unix socket of a memif pair (`--pmd memif`) in a run of `testbed`:
+/// in its state directory, so that a killed engine's socket goes with the
+/// run.
+#[must_use]
+pub fn memif_socket(testbed: &str) -> PathBuf {
+    StateDir::of(testbed).file(StateFile::MemifSocket)
+}
+
 fn mask(prefix_len: u8) -> Ipv4Addr {
     Ipv4Addr::from(
         u32::MAX
@@ -187,7 +223,7 @@ pub fn engine_ini(
 ) -> String {
     port_ini(
         name,
-        &file_prefix(name),
+        DpdkProcess::Engine,
         port,
         pmd,
         core,
@@ -196,12 +232,12 @@ pub fn engine_ini(
     )
 }
 
-/// A per-run config.ini for a DPDK process of run `name` on `port`, with
-/// EAL's `--file-prefix` `prefix` (each DPDK process of a run has its own).
+/// A per-run config.ini for DPDK process `process` of run `name` on
+/// `port` (a memif pair's ends ignore its interface).
 #[must_use]
 pub fn port_ini(
     name: &str,
-    prefix: &str,
+    process: DpdkProcess,
     port: &Port,
     pmd: &Pmd,
     core: usize,
@@ -215,7 +251,16 @@ pub fn port_ini(
     let netmask = mask(port.prefix_len);
     let broadcast = Ipv4Addr::from(u32::from(port.address) | !u32::from(netmask));
     let pmd_key = pmd.kind().ini_name();
-    let iface = &port.iface;
+    let prefix = process.file_prefix(name);
+    let device = if matches!(pmd, Pmd::Memif) {
+        format!(
+            "memif_socket={}\nmemif_role={}\n",
+            memif_socket(name).display(),
+            process.memif_role()
+        )
+    } else {
+        format!("iface={}\n", port.iface)
+    };
     let whitelist = pmd
         .pci()
         .map(|addr| format!("pci_whitelist={addr}\n"))
@@ -232,7 +277,7 @@ pub fn port_ini(
          port_list=0\n\
          {whitelist}\
          pmd={pmd_key}\n\
-         iface={iface}\n\
+         {device}\
          log_level=*:notice\n\
          {fstack_dpdk}\
          \n\
@@ -267,6 +312,18 @@ pub fn prepare(
 ) -> Result<PathBuf, BypassError> {
     if let Pmd::Pci(addr) = pmd {
         pci::prepare(addr, state, say)?;
+    } else if *pmd == Pmd::Memif {
+        // No kernel interface on the path: the engine creates the socket
+        // the load generator connects to. One a killed engine left would
+        // make the new one fail; the socket goes with the run's files.
+        let socket = memif_socket(&state.testbed);
+        state.files.push(socket.clone());
+        state.save()?;
+        let _ = fs::remove_file(&socket);
+        say(&format!(
+            "the engine serves on memif {} (shared memory with the dpdk load generator: no kernel, no link)",
+            socket.display()
+        ));
     } else {
         // The userspace stack owns the address: the kernel must not answer
         // ARP or SYNs for it (an af_packet port still lets the kernel see

@@ -41,9 +41,9 @@ pub fn file_prefix(testbed: &str) -> String {
 /// Why a DPDK client cannot run here, found before anything is touched.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClientRefusal {
-    /// The client's PMD is not one that works on a veth.
+    /// The client's PMD is not one that works on a veth (nor memif).
     #[error(
-        "--client-pmd {0}: a dpdk load generator runs on NS1's veth, through af_xdp or af_packet"
+        "--client-pmd {0}: a dpdk load generator runs on NS1's veth, through af_xdp or af_packet (or on an engine's memif)"
     )]
     Pmd(Pmd),
     /// A two-host run: there is no NS1 veth to take over.
@@ -117,7 +117,7 @@ impl ClientPort {
     /// # Errors
     /// [`ClientRefusal`].
     pub fn check(config: &TestbedConfig, pmd: &Pmd) -> Result<(), ClientRefusal> {
-        if !matches!(pmd, Pmd::AfXdp | Pmd::AfPacket) {
+        if !matches!(pmd, Pmd::AfXdp | Pmd::AfPacket | Pmd::Memif) {
             return Err(ClientRefusal::Pmd(pmd.clone()));
         }
         if config.hosts().is_some() {
@@ -173,10 +173,46 @@ impl ClientPort {
             this.record.huge_dir.as_deref(),
             &mut report,
         );
-        let address = this.record.port.cidr();
-        this.record.removed_address = Some(address.clone());
-        this.save()?;
-        let port = &this.record.port;
+        if *pmd == Pmd::Memif {
+            // NS1's veth is not on the path: its address stays.
+            this.save()?;
+            say(&format!(
+                "the load generator joins the engine's memif {}",
+                bypass::memif_socket(&run.testbed).display()
+            ));
+        } else {
+            this.take_address(say)?;
+        }
+        if this.record.huge_dir.is_none() {
+            say(&format!(
+                "the dpdk load generator runs without hugepages (--no-huge): {}",
+                run.hugepages.unavailable.as_deref().unwrap_or(
+                    "the run's hugetlbfs mount has too few free pages (a run started with --client dpdk reserves them)"
+                )
+            ));
+        }
+        let text = bypass::port_ini(
+            &run.testbed,
+            bypass::DpdkProcess::Client,
+            &this.record.port,
+            pmd,
+            run.loadgen_core,
+            this.record.huge_dir.as_deref(),
+            None,
+        );
+        fs::write(&this.ini, text).map_err(|source| BypassError::WriteIni {
+            path: this.ini.clone(),
+            source,
+        })?;
+        Ok(this)
+    }
+
+    /// Takes NS1's kernel address off its veth, recorded first.
+    fn take_address(&mut self, say: &mut dyn FnMut(&str)) -> Result<(), BypassError> {
+        let address = self.record.port.cidr();
+        self.record.removed_address = Some(address.clone());
+        self.save()?;
+        let port = &self.record.port;
         if let Err(source) = port.ip(&["addr", "del", &address, "dev", &port.iface]) {
             if !source.stderr().contains("Cannot assign requested address") {
                 return Err(BypassError::RemoveAddress {
@@ -189,28 +225,7 @@ impl ClientPort {
             "removed {address} from {}: the load generator's userspace stack answers for it",
             port.place()
         ));
-        if this.record.huge_dir.is_none() {
-            say(&format!(
-                "the dpdk load generator runs without hugepages (--no-huge): {}",
-                run.hugepages.unavailable.as_deref().unwrap_or(
-                    "the run's hugetlbfs mount has too few free pages (a run started with --client dpdk reserves them)"
-                )
-            ));
-        }
-        let text = bypass::port_ini(
-            &run.testbed,
-            &this.record.file_prefix,
-            &this.record.port,
-            pmd,
-            run.loadgen_core,
-            this.record.huge_dir.as_deref(),
-            None,
-        );
-        fs::write(&this.ini, text).map_err(|source| BypassError::WriteIni {
-            path: this.ini.clone(),
-            source,
-        })?;
-        Ok(this)
+        Ok(())
     }
 
     /// The client's config.ini.
@@ -319,7 +334,15 @@ mod tests {
         let port = Port::client_of(&config);
         assert_eq!(port.address, config.client_addr());
         assert_eq!(port.gateway, config.server_addr());
-        let ini = bypass::port_ini(config.name(), &prefix, &port, &Pmd::AfXdp, 0, None, None);
+        let ini = bypass::port_ini(
+            config.name(),
+            bypass::DpdkProcess::Client,
+            &port,
+            &Pmd::AfXdp,
+            0,
+            None,
+            None,
+        );
         assert!(ini.contains(&format!("file_prefix={prefix}\n")));
         assert!(ini.contains(&format!("iface={}\n", config.client_iface())));
         assert!(ini.contains("lcore_mask=1\n"));

@@ -19,6 +19,9 @@ pub enum LifecycleError {
     /// A DPDK load generator cannot run as asked.
     #[error(transparent)]
     Client(#[from] super::client::ClientRefusal),
+    /// The memif pair cannot be had as asked.
+    #[error(transparent)]
+    Memif(#[from] super::memif::MemifRefusal),
     /// A run of this testbed is in progress.
     #[error("testbed `{testbed}` is already running (supervisor pid {pid}, engine {engine}); stop it first with `supervisor stop`")]
     AlreadyRunning {
@@ -183,7 +186,7 @@ impl LifecycleError {
     #[must_use]
     pub fn is_usage(&self) -> bool {
         match self {
-            Self::Config(_) | Self::NoLocalClient { .. } | Self::Client(_) => true,
+            Self::Config(_) | Self::NoLocalClient { .. } | Self::Client(_) | Self::Memif(_) => true,
             Self::Bypass(e) => matches!(
                 &**e,
                 BypassError::Pci(super::pci::PciStepError::Nic(n)) if n.is_usage()

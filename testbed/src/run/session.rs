@@ -158,6 +158,12 @@ impl Run {
             rto::check(ms)?;
         }
         bins::path(&options.bin_dir, Binary::Loadgen)?;
+        super::memif::check_start(
+            config.as_ref(),
+            &options.pmd,
+            options.engine,
+            options.client,
+        )?;
         check_previous_run(config.as_ref(), &site.name, options.clean_leftovers, say)?;
         let nic = pci_nic(options);
         if let Some(addr) = nic {
@@ -179,6 +185,7 @@ impl Run {
             removed_server_address: None,
             pci_device: None,
             port: Some(site.port.clone()),
+            pmd: options.engine.is_bypass().then(|| options.pmd.clone()),
             engine_command: Vec::new(),
             rto_min_ms: options.rto_min_ms,
             tuned_routes: Vec::new(),

@@ -77,6 +77,10 @@ pub struct RunState {
     /// on stop); a record without it is of NS3's veth.
     #[serde(default)]
     pub port: Option<super::bypass::Port>,
+    /// A bypass engine's poll-mode driver (a load generator attached to a
+    /// memif engine takes the other end).
+    #[serde(default)]
+    pub pmd: Option<contract::Pmd>,
     /// The engine's command line, as it was started.
     #[serde(default)]
     pub engine_command: Vec<String>,
