@@ -339,3 +339,178 @@ fn two_hosts_work_with_a_key_restricted_to_serve() {
     assert!(lines[1].contains("unknown field `program`"), "{}", lines[1]);
     hosts.assert_nothing_left(&[], Duration::from_secs(10));
 }
+
+/// The orchestrating supervisor's own state directory (the owner's record
+/// and control socket).
+fn orchestrator_dir(hosts: &TwoHosts) -> std::path::PathBuf {
+    std::path::Path::new(testbed::state::STATE_ROOT).join(&hosts.name)
+}
+
+/// The owner recorded for the run, if any.
+fn owner_pid(hosts: &TwoHosts) -> Option<u32> {
+    testbed::state::read_json::<serde_json::Value>(&orchestrator_dir(hosts).join("two-hosts.json"))
+        .ok()
+        .flatten()
+        .map(|r| pid(&r["owner"]["pid"]))
+}
+
+/// Waits (bounded) until `done` holds.
+fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what} within {limit:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn two_hosts_start_detach_attach_stats_stop() {
+    if !require_root("two_hosts_start_detach_attach_stats_stop") {
+        return;
+    }
+    bin_dir();
+    for engine in ["kernel", "dpdk"] {
+        let hosts = TwoHosts::plain("td");
+        let config = hosts.standard_config();
+        let c = config.to_str().unwrap();
+        let started = hosts.run(
+            &["start", "--config", c, "--engine", engine, "--detach"],
+            LIMIT,
+        );
+        assert_eq!(started.code, Some(0), "{engine}: {}", started.stderr);
+        assert!(started.stdout.contains("(two hosts)"), "{}", started.stdout);
+        let owner = owner_pid(&hosts).expect("the owner is recorded");
+
+        let stats = hosts.run(&["stats", "--config", c, "--json"], LIMIT);
+        assert_eq!(stats.code, Some(0), "{}", stats.stderr);
+        let doc = stats.json();
+        assert_eq!(doc["record"]["engine"], engine, "{doc}");
+        assert_eq!(doc["record"]["hosts"][0]["reached"], engine_url(), "{doc}");
+        assert!(
+            doc["segment"]["slots"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["role"] == "engine"),
+            "the engine's slot comes from B's segment: {doc}"
+        );
+
+        let attached = hosts.run(
+            &["attach", "--config", c, "--packets", "2000,1000", "--json"],
+            LIMIT,
+        );
+        assert_eq!(attached.code, Some(0), "{}", attached.stderr);
+        let rows = attached.json();
+        for (row, packets) in rows.as_array().unwrap().iter().zip([2000, 1000]) {
+            assert_eq!(row["answered"], packets, "{row}");
+            assert_eq!(row["failed"], 0, "{row}");
+            assert_eq!(
+                row["engine_received"].as_u64().unwrap(),
+                packets + row["warmup"].as_u64().unwrap(),
+                "{row}"
+            );
+        }
+
+        // A long attach: `stats` is answered while it runs, a second
+        // attach is refused, and the caller's end stops its load generator.
+        let long = hosts
+            .command(&[
+                "attach",
+                "--config",
+                c,
+                "--packets",
+                "50000000",
+                "--timeout-ms",
+                "1000",
+            ])
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let long = support::Watched::new(long);
+        let loadgen_running = || hosts.state_dir("client").join("loadgen.pid.json").exists();
+        wait_until(
+            "the long attach's load generator runs",
+            LIMIT,
+            loadgen_running,
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        let during = hosts.run(&["stats", "--config", c, "--json"], LIMIT);
+        assert_eq!(during.code, Some(0), "{}", during.stderr);
+        let engine_slot = during.json()["segment"]["slots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["role"] == "engine")
+            .cloned()
+            .unwrap();
+        assert!(
+            engine_slot["counters"]["messages_received"].as_u64() > Some(3000),
+            "the engine's counters move during the attach: {engine_slot}"
+        );
+        let second = hosts.run(&["attach", "--config", c, "--packets", "10"], LIMIT);
+        assert_eq!(second.code, Some(1), "{}", second.stderr);
+        assert!(
+            second.stderr.contains("already running"),
+            "{}",
+            second.stderr
+        );
+        kill(long.child.id(), "KILL");
+        let _ = long.wait(Duration::from_secs(10));
+        wait_until(
+            "the load generator of the caller that left stops",
+            Duration::from_secs(60),
+            || !loadgen_running(),
+        );
+        let again = hosts.run(&["attach", "--config", c, "--packets", "500"], LIMIT);
+        assert_eq!(again.code, Some(0), "{}", again.stderr);
+
+        let stopped = hosts.run(&["stop", "--config", c], LIMIT);
+        assert_eq!(stopped.code, Some(0), "{}", stopped.stderr);
+        assert!(!support::alive(owner), "the owner is gone after stop");
+        assert!(
+            !orchestrator_dir(&hosts).exists(),
+            "the orchestrator's record and socket are removed"
+        );
+        hosts.assert_nothing_left(&[owner], Duration::from_secs(30));
+    }
+}
+
+#[test]
+fn two_hosts_a_killed_owner_leaves_nothing_on_the_hosts_and_stop_clears_its_record() {
+    if !require_root("two_hosts_killed_owner") {
+        return;
+    }
+    bin_dir();
+    let hosts = TwoHosts::plain("to");
+    let config = hosts.standard_config();
+    let c = config.to_str().unwrap();
+    let started = hosts.run(
+        &["start", "--config", c, "--engine", "kernel", "--detach"],
+        LIMIT,
+    );
+    assert_eq!(started.code, Some(0), "{}", started.stderr);
+    let owner = owner_pid(&hosts).expect("the owner is recorded");
+    let engine_pid = hosts
+        .run_state("engine")
+        .map(|s| pid(&s["engine"]["pid"]))
+        .expect("B records its engine");
+    kill(owner, "KILL");
+    // Its SSH sessions' input ended with it: each host tears down.
+    wait_until(
+        "B's engine stops once the owner's session ends",
+        Duration::from_secs(30),
+        || !support::alive(engine_pid),
+    );
+    let stats = hosts.run(&["stats", "--config", c], LIMIT);
+    assert_eq!(stats.code, Some(1), "{}", stats.stderr);
+    assert!(
+        stats.stderr.contains(&format!("(pid {owner})")) && stats.stderr.contains("is gone"),
+        "{}",
+        stats.stderr
+    );
+    let stopped = hosts.run(&["stop", "--config", c], LIMIT);
+    assert_eq!(stopped.code, Some(0), "{}", stopped.stderr);
+    assert!(!orchestrator_dir(&hosts).exists());
+    hosts.assert_nothing_left(&[owner, engine_pid], Duration::from_secs(30));
+}

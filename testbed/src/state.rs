@@ -18,6 +18,8 @@
 //!     ├── client-config.ini     a DPDK load generator's per-run config
 //!     ├── client-port.json      what a DPDK load generator's run changed on NS1
 //!     ├── memif.sock            the engine's memif socket (`--pmd memif`)
+//!     ├── two-hosts.json        the owner of a two-host run (remote::control)
+//!     ├── control.sock          where `attach`, `stats`, `stop` reach that owner
 //!     ├── netem.json            an engine host's interface netem was added to
 //!     └── hugepages/            the run's own hugetlbfs mount
 //! ```
@@ -65,11 +67,15 @@ pub enum StateFile {
     ClientIni,
     /// The Unix socket of a memif pair, created by the engine.
     MemifSocket,
+    /// The supervisor owning a two-host run, and the run.
+    TwoHostRun,
+    /// That supervisor's Unix socket.
+    Control,
 }
 
 impl StateFile {
     /// Every file, in the order of the directory's description above.
-    pub const ALL: [StateFile; 14] = [
+    pub const ALL: [StateFile; 16] = [
         Self::Lock,
         Self::Net,
         Self::Run,
@@ -84,6 +90,8 @@ impl StateFile {
         Self::ClientPort,
         Self::ClientIni,
         Self::MemifSocket,
+        Self::TwoHostRun,
+        Self::Control,
     ];
 
     /// Its name in the state directory.
@@ -104,6 +112,8 @@ impl StateFile {
             Self::ClientPort => "client-port.json",
             Self::ClientIni => "client-config.ini",
             Self::MemifSocket => "memif.sock",
+            Self::TwoHostRun => "two-hosts.json",
+            Self::Control => "control.sock",
         }
     }
 }

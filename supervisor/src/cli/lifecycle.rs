@@ -16,6 +16,7 @@ use testbed::bins::{self, Binary};
 use testbed::config::TestbedConfig;
 use testbed::host::process::{self, ProcessId};
 use testbed::host::wait::{self, Check, Waited};
+use testbed::remote::control::OwnerRecord;
 use testbed::run::attach::{self, LoadOptions, ResultRow};
 use testbed::run::netview;
 use testbed::run::session::{self, Run, StartOptions, DEFAULT_READY_TIMEOUT};
@@ -115,6 +116,16 @@ pub struct StartArgs {
     /// Internal: this process is the background supervisor of `--detach`.
     #[arg(long, hide = true)]
     pub background: bool,
+    /// Run the engine on this host (`ssh://[user@]host[:port]`), as
+    /// `[hosts] engine` in the configuration; `attach`, `stats` and `stop`
+    /// then reach the run through this supervisor.
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_host: Option<String>,
+    /// Run the load generator on this host, as `[hosts] client`.
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_host: Option<String>,
 }
 
 /// `supervisor attach`.
@@ -196,7 +207,7 @@ impl RunArgs {
 }
 
 /// How long `stop` waits for the owning supervisor to finish its teardown.
-const STOP_WITHIN: Duration = Duration::from_secs(60);
+pub(crate) const STOP_WITHIN: Duration = Duration::from_secs(60);
 
 /// SIGINT/SIGTERM raise this flag; long waits check it.
 fn interrupt_flag() -> Result<Arc<AtomicBool>, LifecycleError> {
@@ -227,7 +238,23 @@ fn print_teardown(report: &TeardownReport) {
 /// # Errors
 /// The failed step (everything created before it is removed).
 pub fn start(args: &StartArgs) -> Result<i32, LifecycleError> {
-    let config = args.common.load()?;
+    let config = args
+        .common
+        .load()?
+        .with_hosts(args.engine_host.as_deref(), args.client_host.as_deref())?;
+    if config.hosts().is_some() {
+        if args.engine.pmd == Pmd::Memif {
+            return Err(testbed::run::memif::MemifRefusal::TwoHosts.into());
+        }
+        if config.client_stack().is_bypass() {
+            return Err(testbed::run::client::ClientRefusal::RemoteClient.into());
+        }
+        return if args.detach && !args.background {
+            start_detached(args, &config)
+        } else {
+            super::remote::start(args, &config)
+        };
+    }
     bins::require(
         &bins::path(
             &args.engine.start_options(config.client_stack()).bin_dir,
@@ -301,7 +328,9 @@ fn start_detached(args: &StartArgs, config: &TestbedConfig) -> Result<i32, Lifec
     let mut log_tail = || {
         let mut text = String::new();
         let _ = std::io::Read::read_to_string(&mut log_reader, &mut text);
-        if RunState::load(config.name()).is_err() {
+        if RunState::load(config.name()).is_err()
+            && !matches!(OwnerRecord::load(config.name()), Ok(Some(_)))
+        {
             dir.remove(StateFile::SupervisorLog);
             dir.remove_if_empty();
         }
@@ -333,20 +362,16 @@ fn start_detached(args: &StartArgs, config: &TestbedConfig) -> Result<i32, Lifec
             Ok(None) => {}
             Err(e) => return Check::Failed(Err(e)),
         }
-        match RunState::load(config.name()) {
-            Ok(state) if state.supervisor.pid == child.id() && state.phase == Phase::Ready => {
-                Check::Ready(state)
-            }
-            _ => Check::Pending,
+        match serving_owned_by(config, child.id()) {
+            Some(serving) => Check::Ready(serving),
+            None => Check::Pending,
         }
     });
     match waited {
-        Ok(state) => {
+        Ok((engine, server)) => {
             println!(
-                "testbed `{}`: engine `{}` serving on {} (supervisor pid {}, log {}); `supervisor stop` ends it",
-                state.testbed,
-                state.engine_kind,
-                state.server,
+                "testbed `{}`: engine `{engine}` serving on {server} (supervisor pid {}, log {}); `supervisor stop` ends it",
+                config.name(),
                 child.id(),
                 log_path.display()
             );
@@ -373,6 +398,23 @@ fn start_detached(args: &StartArgs, config: &TestbedConfig) -> Result<i32, Lifec
     }
 }
 
+/// The engine and its address once the run of `config` is serving and
+/// owned by the supervisor `pid` (a single-host run's state, or a two-host
+/// run's owner record).
+fn serving_owned_by(config: &TestbedConfig, pid: u32) -> Option<(EngineKind, String)> {
+    if config.hosts().is_some() {
+        return OwnerRecord::load(config.name())
+            .ok()
+            .flatten()
+            .filter(|r| r.owner.pid == pid)
+            .map(|r| (r.engine, format!("{} (two hosts)", r.server)));
+    }
+    RunState::load(config.name())
+        .ok()
+        .filter(|s| s.supervisor.pid == pid && s.phase == Phase::Ready)
+        .map(|s| (s.engine_kind, s.server.to_string()))
+}
+
 /// Loads the run state of a live run.
 fn live_run(config: &TestbedConfig) -> Result<RunState, LifecycleError> {
     let state = RunState::load(config.name())?;
@@ -392,6 +434,9 @@ fn live_run(config: &TestbedConfig) -> Result<RunState, LifecycleError> {
 /// No live run, or a step failed.
 pub fn attach(args: &AttachArgs) -> Result<i32, LifecycleError> {
     let config = args.common.load()?;
+    if OwnerRecord::load(config.name())?.is_some() {
+        return super::remote::attach(args, &config);
+    }
     let state = live_run(&config)?;
     let interrupted = interrupt_flag()?;
     let bin_dir = args.bin_dir.clone().unwrap_or_else(bins::default_dir);
@@ -562,6 +607,9 @@ fn print_stats_human(doc: &StatsDocument) {
 /// No live run, or the segment fails validation.
 pub fn stats(args: &StatsArgs) -> Result<i32, LifecycleError> {
     let config = args.common.load()?;
+    if OwnerRecord::load(config.name())?.is_some() {
+        return super::remote::stats(args, &config);
+    }
     let state = live_run(&config)?;
     let path = state.segment_path()?;
     let segment = Segment::open(path)?;
@@ -595,6 +643,9 @@ pub fn stats(args: &StatsArgs) -> Result<i32, LifecycleError> {
 /// The owning supervisor does not finish in time.
 pub fn stop(args: &StopArgs) -> Result<i32, LifecycleError> {
     let config = args.common.load()?;
+    if let Some(record) = OwnerRecord::load(config.name())? {
+        return super::remote::stop(&config, &record);
+    }
     let state = match RunState::load(config.name()) {
         Ok(state) => state,
         Err(StateError::NotRunning { .. }) => {

@@ -8,8 +8,11 @@
 //! - [`facts`]: what a host says of itself (name, kernel, doctor);
 //! - [`peer`]: the orchestrator's end of a session;
 //! - [`run`]: a run over two hosts, driven from here;
+//! - [`control`]: such a run owned by one supervisor, reached by `attach`,
+//!   `stats` and `stop` through a Unix socket on this host;
 //! - [`netem`]: impairment on an engine host's egress.
 
+pub mod control;
 pub mod facts;
 pub mod netem;
 pub mod peer;

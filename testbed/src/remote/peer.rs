@@ -334,6 +334,21 @@ impl Peer {
         self.call_with(call, limit, on_event, also, Some(other))
     }
 
+    /// As [`Peer::call`], calling `also` while it waits (its failure ends
+    /// the wait).
+    ///
+    /// # Errors
+    /// As [`Peer::call`], and `also`'s failure.
+    pub fn call_checking(
+        &mut self,
+        call: Call,
+        limit: Duration,
+        on_event: &mut dyn FnMut(&Event),
+        also: &mut dyn FnMut() -> Result<(), RemoteError>,
+    ) -> Result<Outcome, RemoteError> {
+        self.call_with(call, limit, on_event, also, None)
+    }
+
     fn call_with(
         &mut self,
         call: Call,

@@ -33,7 +33,7 @@ pub struct TwoHostOptions {
 }
 
 /// One host of the run, as results record it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct HostRecord {
     /// What it is for.
     pub role: HostRole,
@@ -256,18 +256,56 @@ impl TwoHostRun {
         (self.engine.local_pid(), self.client.local_pid())
     }
 
-    fn engine_snapshot(&mut self, settle: bool) -> Result<Snapshot, RemoteError> {
-        match self.engine.call(
+    fn engine_stats(engine: &mut Peer, settle: bool) -> Result<Snapshot, RemoteError> {
+        match engine.call(
             Call::Stats(Stats { settle }),
             Duration::from_secs(30),
             &mut |_| {},
         )? {
             Outcome::Stats(snapshot) => Ok(*snapshot),
             _ => Err(RemoteError::Protocol {
-                host: self.engine.label().to_owned(),
+                host: engine.label().to_owned(),
                 message: "`stats` answered with something else".into(),
             }),
         }
+    }
+
+    /// The engine host's segment, now.
+    ///
+    /// # Errors
+    /// [`RemoteError`]: the host is lost or refuses.
+    pub fn engine_snapshot(&mut self) -> Result<Snapshot, RemoteError> {
+        Self::engine_stats(&mut self.engine, false)
+    }
+
+    /// The segment of the engine host reached through `engine` (a run's
+    /// engine session, lent out while its load generator runs).
+    ///
+    /// # Errors
+    /// [`RemoteError`]: the host is lost or refuses.
+    pub fn snapshot_of(engine: &mut Peer) -> Result<Snapshot, RemoteError> {
+        Self::engine_stats(engine, false)
+    }
+
+    /// Checks both sessions and the engine.
+    ///
+    /// # Errors
+    /// [`RemoteError`]: a host was lost or the engine ended.
+    pub fn check(&mut self) -> Result<(), RemoteError> {
+        self.engine.check()?;
+        self.client.check()
+    }
+
+    /// The engine kind.
+    #[must_use]
+    pub fn engine_kind(&self) -> EngineKind {
+        self.kind
+    }
+
+    /// The impairment in force, as the engine host said.
+    #[must_use]
+    pub fn impairment(&self) -> &str {
+        &self.impairment
     }
 
     /// Runs the load generator on its host once with `packets` messages
@@ -283,8 +321,35 @@ impl TwoHostRun {
         load: &LoadOptions,
         interrupted: &AtomicBool,
     ) -> Result<ResultRow, RemoteError> {
+        self.attach_serving(
+            config,
+            packets,
+            load,
+            interrupted,
+            &mut || false,
+            &mut |_| Ok(()),
+        )
+    }
+
+    /// As [`TwoHostRun::attach`], giving the idle engine session to
+    /// `engine_idle` while the load generator runs, and stopping that load
+    /// generator when `caller_gone` says so (its host's session is then
+    /// closed, which stops it there, and a new one opened).
+    ///
+    /// # Errors
+    /// As [`TwoHostRun::attach`]; [`RemoteError::Interrupted`] when the
+    /// caller went away.
+    pub fn attach_serving(
+        &mut self,
+        config: &TestbedConfig,
+        packets: u64,
+        load: &LoadOptions,
+        interrupted: &AtomicBool,
+        caller_gone: &mut dyn FnMut() -> bool,
+        engine_idle: &mut dyn FnMut(&mut Peer) -> Result<(), RemoteError>,
+    ) -> Result<ResultRow, RemoteError> {
         self.engine.check()?;
-        let before = self.engine_snapshot(false)?;
+        let before = Self::engine_stats(&mut self.engine, false)?;
         let Some(hosts) = config.hosts() else {
             return Err(RemoteError::Interrupted);
         };
@@ -297,18 +362,25 @@ impl TwoHostRun {
             progress_interval_ms: 1000,
         };
         let limit = load.bound(packets) + Duration::from_secs(60);
-        let finished = self.client.call_watching(
-            Call::RunLoadgen(request),
-            limit,
-            &mut |_| {},
-            &mut || {
-                if interrupted.load(Ordering::Relaxed) {
-                    return Err(RemoteError::Interrupted);
-                }
-                Ok(())
-            },
-            &mut self.engine,
-        )?;
+        let engine = &mut self.engine;
+        let mut left = false;
+        let finished =
+            self.client
+                .call_checking(Call::RunLoadgen(request), limit, &mut |_| {}, &mut || {
+                    if interrupted.load(Ordering::Relaxed) {
+                        return Err(RemoteError::Interrupted);
+                    }
+                    if caller_gone() {
+                        left = true;
+                        return Err(RemoteError::Interrupted);
+                    }
+                    engine.check()?;
+                    engine_idle(engine)
+                });
+        if left {
+            self.reopen_client(config)?;
+        }
+        let finished = finished?;
         let Outcome::LoadgenFinished(finished) = finished else {
             return Err(RemoteError::Protocol {
                 host: self.client.label().to_owned(),
@@ -331,7 +403,7 @@ impl TwoHostRun {
         }
         // The engine's end (or the engine host's loss) explains the row.
         self.engine.check()?;
-        let after = self.engine_snapshot(true)?;
+        let after = Self::engine_stats(&mut self.engine, true)?;
         let Some(loadgen) = finished.slot else {
             return Err(RemoteError::Refused {
                 host: self.client.label().to_owned(),
@@ -363,6 +435,18 @@ impl TwoHostRun {
             busy,
             contract::loadgen::ShortConnections::from_result(&finished.stdout),
         ))
+    }
+
+    /// Closes the client host's session (its host stops what runs there)
+    /// and opens a new one.
+    fn reopen_client(&mut self, config: &TestbedConfig) -> Result<(), RemoteError> {
+        let Some(hosts) = config.hosts() else {
+            return Ok(());
+        };
+        let fresh = open(config, HostRole::Client, &hosts.client)?;
+        let old = std::mem::replace(&mut self.client, fresh);
+        let _ = old.close();
+        Ok(())
     }
 
     /// Ends both sessions; each host removes what it created. Returns what

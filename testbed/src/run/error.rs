@@ -22,6 +22,12 @@ pub enum LifecycleError {
     /// The memif pair cannot be had as asked.
     #[error(transparent)]
     Memif(#[from] super::memif::MemifRefusal),
+    /// A host or session of a two-host run failed.
+    #[error(transparent)]
+    Remote(Box<crate::remote::peer::RemoteError>),
+    /// The supervisor owning a two-host run could not be reached.
+    #[error(transparent)]
+    Control(#[from] crate::remote::control::ControlError),
     /// A run of this testbed is in progress.
     #[error("testbed `{testbed}` is already running (supervisor pid {pid}, engine {engine}); stop it first with `supervisor stop`")]
     AlreadyRunning {
@@ -171,6 +177,15 @@ pub enum LifecycleError {
 impl From<NetError> for LifecycleError {
     fn from(e: NetError) -> Self {
         Self::Network(Box::new(e))
+    }
+}
+
+impl From<crate::remote::peer::RemoteError> for LifecycleError {
+    fn from(e: crate::remote::peer::RemoteError) -> Self {
+        match e {
+            crate::remote::peer::RemoteError::Interrupted => Self::Interrupted,
+            other => Self::Remote(Box::new(other)),
+        }
     }
 }
 
