@@ -4,12 +4,8 @@
 //! kernel address where it was (its veth is not on the path) and leaves no
 //! socket, EAL directory or hugepage file; a kill -9 of the engine mid-run
 //! is reported and its socket removed; what cannot take a memif is refused
-//! before anything is set up.
-//!
-//! The runs here hold the host lock exclusively: a run reserves the pages
-//! it needs only while it starts (see docs/RELIABILITY.md), so two runs
-//! with a DPDK client each, started together, can take more than the pool
-//! was grown by.
+//! before anything is set up. Its runs go on side by side: each run's
+//! hugetlbfs mount holds the pages it needs (two DPDK processes each).
 
 mod support;
 
@@ -61,7 +57,7 @@ fn the_memif_pair_answers_every_message_and_leaves_nothing() {
     let bins = bin_dir();
     let bins = bins.to_str().unwrap();
     for engine in engines().into_iter().filter(|e| e.is_bypass()) {
-        let testbed = plain("mp");
+        let testbed = Testbed::plain("mp");
         testbed.up();
         let out = testbed.run(
             &[
@@ -115,7 +111,7 @@ fn a_killed_memif_engine_is_reported_and_its_socket_removed() {
         return;
     }
     bin_dir();
-    let testbed = plain("mk");
+    let testbed = Testbed::plain("mk");
     testbed.up();
     let mut child = testbed.spawn(&[
         "run",

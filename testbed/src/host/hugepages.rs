@@ -32,6 +32,11 @@ pub struct HugepageGrant {
     /// Why hugepages could not be had, if they could not (the segment then
     /// falls back to /dev/shm and says so).
     pub unavailable: Option<String>,
+    /// Pages the mount holds for the run (hugetlbfs `min_size`): no other
+    /// mount's process can take them while it stands, so two runs started
+    /// together cannot both count the same free pages.
+    #[serde(default)]
+    pub reserved_pages: u64,
 }
 
 /// Hugepage failures that are worth a specific message.
@@ -164,6 +169,10 @@ pub struct PoolState {
     pub free: u64,
     /// In-use pages above the persistent count, freed when unmapped.
     pub surplus: u64,
+    /// Free pages promised to a mapping or a mount (`resv_hugepages`):
+    /// nobody else gets them.
+    #[serde(default)]
+    pub reserved: u64,
 }
 
 impl PoolState {
@@ -172,6 +181,12 @@ impl PoolState {
     #[must_use]
     pub fn persistent(&self) -> u64 {
         self.total.saturating_sub(self.surplus)
+    }
+
+    /// Free pages nobody holds: what a new mapping or mount can have.
+    #[must_use]
+    pub fn available(&self) -> u64 {
+        self.free.saturating_sub(self.reserved)
     }
 
     /// More surplus pages than pages in use: some surplus page is free and
@@ -205,6 +220,7 @@ pub fn pool() -> Option<PoolState> {
             total: before,
             free: read_u64(&dir.join("free_hugepages")).ok()?,
             surplus: read_u64(&dir.join("surplus_hugepages")).unwrap_or(0),
+            reserved: read_u64(&dir.join("resv_hugepages")).unwrap_or(0),
         };
         let stable = total()? == before;
         state = Some(read);
@@ -303,8 +319,9 @@ pub fn find_mount() -> Option<PathBuf> {
     })
 }
 
-/// Makes sure `pages` free 2 MB pages exist, taking only what is missing,
-/// and mounts a hugetlbfs of the caller's own at `mount_point`.
+/// Makes sure `pages` free 2 MB pages nobody holds exist, taking only what
+/// is missing, and mounts a hugetlbfs of the caller's own at `mount_point`
+/// that holds them (`min_size`) until it is unmounted.
 ///
 /// The mount is always the caller's, never one found on the host: another
 /// testbed's mount vanishes with that testbed, taking this run's segment and
@@ -323,23 +340,28 @@ pub fn acquire(pages: u64, mount_point: &Path) -> Result<HugepageGrant, Hugepage
         grant.unavailable = Some("this kernel has no 2 MB hugepage pool".into());
         return Ok(grant);
     };
-    if before.free < pages {
+    if before.available() < pages {
         // Surplus pages are in use: they turn persistent before any free
         // page is added, so the target counts them.
-        let want = before.total + (pages - before.free);
+        let want = before.total + (pages - before.available());
         let path = Path::new(POOL_DIR).join("nr_hugepages");
         fs::write(&path, want.to_string())
             .map_err(|source| HugepageError::Reserve { path, source })?;
         let after = pool().unwrap_or(before);
         grant.added_pages = after.persistent().saturating_sub(before.persistent());
-        if after.free < pages {
+        if after.available() < pages {
             grant.unavailable = Some(format!(
                 "asked the kernel for {pages} free 2 MB pages, it could give {} (memory fragmented or limited)",
-                after.free
+                after.available()
             ));
         }
     }
-    if let Err(source) = mount_hugetlbfs(mount_point) {
+    let hold = if grant.unavailable.is_none() {
+        pages
+    } else {
+        0
+    };
+    if let Err(source) = mount_hugetlbfs(mount_point, hold) {
         release_locked(&grant);
         return Err(HugepageError::Mount {
             path: mount_point.to_owned(),
@@ -348,18 +370,25 @@ pub fn acquire(pages: u64, mount_point: &Path) -> Result<HugepageGrant, Hugepage
     }
     grant.mounted_at = Some(mount_point.to_owned());
     grant.dir = Some(mount_point.to_owned());
+    grant.reserved_pages = hold;
     Ok(grant)
 }
 
-fn mount_hugetlbfs(at: &Path) -> io::Result<()> {
+/// Mounts hugetlbfs at `at`, holding `pages` pages for it (none: 0).
+fn mount_hugetlbfs(at: &Path, pages: u64) -> io::Result<()> {
     use nix::mount::{mount, MsFlags};
     fs::create_dir_all(at)?;
+    let options = if pages > 0 {
+        format!("pagesize=2M,min_size={}", pages * 2 * 1024 * 1024)
+    } else {
+        "pagesize=2M".to_owned()
+    };
     mount(
         Some("hugetlbfs"),
         at,
         Some("hugetlbfs"),
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some("pagesize=2M"),
+        Some(options.as_str()),
     )
     .map_err(io::Error::from)
 }
@@ -495,6 +524,7 @@ mod tests {
             total,
             free,
             surplus,
+            reserved: 0,
         };
         // Seen after a dpdk run's teardown: 1 page in use, 8 surplus.
         assert!(state(8, 7, 8).has_free_surplus());
@@ -517,6 +547,9 @@ mod tests {
         if held.grant().unavailable.is_none() {
             assert!(pool().unwrap().free >= 2);
             assert!(held.grant().dir.is_some());
+            // The mount holds its pages: others see them reserved.
+            assert_eq!(held.grant().reserved_pages, 2);
+            assert!(pool().unwrap().reserved >= 2);
         }
         assert!(held.give_back().is_empty());
         assert_eq!(pool().map(|p| p.total), before.map(|p| p.total));

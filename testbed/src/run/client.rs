@@ -145,7 +145,13 @@ impl ClientPort {
             .dir
             .clone()
             .filter(|_| run.hugepages.unavailable.is_none())
-            .filter(|_| hugepages::pool().is_some_and(|p| p.free >= CLIENT_PAGES));
+            .filter(|_| {
+                // Held for it since the run started with a DPDK client in
+                // mind, or free for anyone now.
+                run.hugepages.reserved_pages
+                    >= super::session::pages_needed(run.engine_kind, ClientStack::Dpdk)
+                    || hugepages::pool().is_some_and(|p| p.available() >= CLIENT_PAGES)
+            });
         let tuned_route = run.rto_min_ms.and_then(|ms| {
             run.tuned_routes
                 .iter()

@@ -65,7 +65,7 @@ fn pci_nic(options: &StartOptions) -> Option<&PciAddress> {
 
 /// Hugepages a run needs: a few for the segment, more for each DPDK
 /// process's memory (the engine's, a DPDK load generator's).
-fn pages_needed(engine: EngineKind, client: contract::ClientStack) -> u64 {
+pub(super) fn pages_needed(engine: EngineKind, client: contract::ClientStack) -> u64 {
     let engine_pages = if engine.is_bypass() { 256 } else { 0 };
     let client_pages = if client.is_bypass() {
         super::client::CLIENT_PAGES
@@ -245,7 +245,7 @@ impl Run {
                 let count = hugepages::case2_pages(
                     run.config.as_ref().and_then(TestbedConfig::dpdk_hugepages),
                     pages_needed(options.engine, options.client),
-                    hugepages::pool().map_or(0, |p| p.free),
+                    hugepages::pool().map_or(0, |p| p.available()),
                     hugepages::meminfo("MemAvailable"),
                 );
                 say(&format!("step hugepages: {}", count.why));
