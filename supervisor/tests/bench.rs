@@ -580,6 +580,32 @@ fn bad_options_fail_clearly_and_measure_nothing() {
         err.contains("cannot write the report to /proc/bypasslab-no"),
         "{err}"
     );
+
+    // A configuration naming other hosts is not measured here instead.
+    let config =
+        std::env::temp_dir().join(format!("bypasslab-bench-hosts-{}.toml", std::process::id()));
+    std::fs::write(
+        &config,
+        "[hosts]\nengine = \"ssh://root@engine.invalid\"\n[engine_host]\niface = \"eth1\"\n",
+    )
+    .unwrap();
+    let out_dir = std::env::temp_dir().join("bypasslab-bench-hosts-never");
+    let out = support::run_bounded(
+        Command::new(SUPERVISOR)
+            .args(["bench", "--config"])
+            .arg(&config)
+            .arg("--out")
+            .arg(&out_dir),
+        support::QUICK,
+    );
+    let _ = std::fs::remove_file(&config);
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("does not yet run over two hosts"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out_dir.join("results.json").exists());
 }
 
 fn read_report(out: &Path) -> Value {
