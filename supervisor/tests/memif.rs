@@ -13,17 +13,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use contract::EngineKind;
-use support::{bin_dir, engines, kill, pid, require_root, run_bounded, HostLock, Testbed, QUICK};
+use support::{bin_dir, engines, kill, pid, require_root, run_bounded, Testbed, QUICK};
 use testbed::run::bypass::memif_socket;
-
-/// A plain testbed whose runs have the hugepage pool to themselves.
-fn plain(tag: &str) -> Testbed {
-    Testbed::with_lock(
-        tag,
-        "[impairment]\nbackend = \"none\"",
-        HostLock::exclusive(),
-    )
-}
 
 /// NS1's veth still has its kernel address.
 fn assert_ns1_address_kept(testbed: &Testbed) {

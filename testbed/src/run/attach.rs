@@ -464,11 +464,18 @@ pub fn run_loadgen(
         args.yield_idle = dpdk.core == ClientCore::YieldsToEmulator;
     }
     let argv = to_argv(&args)?;
+    // A caller that shows progress itself (bench, a remote host's serve)
+    // gets the load generator's stderr only when it fails: EAL's and
+    // libbpf's start-up lines of each DPDK client would bury its own.
+    let quiet = progress.is_some();
     let mut command = node.command(&loadgen);
     command
         .args(&argv)
         .stdin(Stdio::null())
         .stdout(Stdio::piped());
+    if quiet {
+        command.stderr(Stdio::piped());
+    }
     let words = command::words(&command);
     let children_cpu_before = cpu::reaped_children_cpu();
     let started = std::time::Instant::now();
@@ -481,6 +488,7 @@ pub fn run_loadgen(
     let _ = write_json(&pid_file, &ProcessId::of_child(&child));
     // Drain stdout on a thread so a chatty loadgen never blocks on a full pipe.
     let reader = command::drain(child.stdout.take());
+    let errors = command::drain(child.stderr.take());
     let limit = load.bound(packets);
     let mut next_progress = std::time::Instant::now() + PROGRESS_INTERVAL;
     let waited = wait::until(limit, Duration::from_millis(20), || {
@@ -522,9 +530,13 @@ pub fn run_loadgen(
     let cpu = cpu::share(cpu::reaped_children_cpu() - children_cpu_before, wall);
     let _ = std::fs::remove_file(&pid_file);
     let stdout = String::from_utf8_lossy(&reader.join().unwrap_or_default()).into_owned();
+    let stderr = String::from_utf8_lossy(&errors.join().unwrap_or_default()).into_owned();
     // Say what died and how: a row's counts alone do not tell a killed load
     // generator or a dead link emulator from a lossy link.
     if !ending.is_success() {
+        for line in last_lines(&stderr, STDERR_SHOWN) {
+            eprintln!("{line}");
+        }
         eprintln!(
             "supervisor: the load generator (pid {}) {ending}",
             child.id()
@@ -541,6 +553,16 @@ pub fn run_loadgen(
         wall,
         cpu,
     })
+}
+
+/// Lines of a quiet load generator's stderr shown when it fails.
+const STDERR_SHOWN: usize = 20;
+
+/// The last `n` lines of `text`.
+fn last_lines(text: &str, n: usize) -> impl Iterator<Item = &str> {
+    let lines: Vec<&str> = text.lines().collect();
+    let skip = lines.len().saturating_sub(n);
+    lines.into_iter().skip(skip)
 }
 
 /// The failure counters of a load generator's result line, named, when
@@ -828,6 +850,17 @@ mod tests {
             client: None,
             client_pmd: contract::Pmd::AfXdp,
         }
+    }
+
+    #[test]
+    fn a_quiet_load_generators_failure_shows_its_last_lines() {
+        let text = (1..=30).map(|i| format!("line {i}\n")).collect::<String>();
+        let shown: Vec<&str> = last_lines(&text, STDERR_SHOWN).collect();
+        assert_eq!(shown.len(), 20);
+        assert_eq!(shown[0], "line 11");
+        assert_eq!(shown[19], "line 30");
+        assert_eq!(last_lines("one\n", 20).collect::<Vec<_>>(), ["one"]);
+        assert_eq!(last_lines("", 20).count(), 0);
     }
 
     #[test]
