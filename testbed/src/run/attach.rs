@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use contract::argv::to_argv;
 use contract::loadgen::{parse_slot_kind, Mode, Pattern, ShortConnections};
-use contract::{ClientStack, EngineKind, Pmd};
+use contract::{ClientStack, EngineKind, Pmd, PmdKind};
 use serde::Serialize;
 use shm_layout::{CounterReadings, LatencySummary, Role, Segment, Snapshot};
 
@@ -772,6 +772,12 @@ pub fn row_notes(r: &ResultRow) -> Vec<String> {
                 .to_owned(),
         );
     }
+    if r.client_pmd == Some(PmdKind::Memif.ini_name()) {
+        notes.push(
+            "memif pair: the load generator and the engine exchanged frames through shared memory, with no kernel, veth or link between them (the stacks' own floor, not a deployment figure)"
+                .to_owned(),
+        );
+    }
     if r.rtt.clamped > 0 {
         notes.push(format!(
             "{} RTT samples above the histogram's top (~17 s) were clamped: the percentiles are lower bounds",
@@ -946,6 +952,15 @@ mod tests {
         );
         assert!((r.messages_per_s - 450.0).abs() < 1e-9);
         assert!(row_notes(&r).is_empty());
+    }
+
+    #[test]
+    fn a_memif_row_says_no_link_was_on_its_path() {
+        let mut r = row(LatencySummary::default(), EngineLosses::default());
+        r.client = ClientStack::Dpdk;
+        r.client_pmd = Some(PmdKind::Memif.ini_name());
+        let table = format_table(std::slice::from_ref(&r));
+        assert!(table.contains("⚠ memif pair"), "{table}");
     }
 
     #[test]
