@@ -182,17 +182,7 @@ fn a_killed_dpdk_client_is_reported_and_ns1_cleaned_and_stats_named_its_stack() 
 
     // While it runs, `stats` names the client's stack and PMD (its slot
     // appears once EAL and the port are up).
-    let doc = testbed.wait_for(
-        &mut child,
-        "the client's slot",
-        Duration::from_secs(60),
-        |t| {
-            let stats = run_bounded(&mut t.command(&["stats", "--json"]), QUICK);
-            serde_json::from_str::<serde_json::Value>(&stats.stdout)
-                .ok()
-                .filter(|d| !d["client"].is_null())
-        },
-    );
+    let doc = testbed.wait_client_slot(&mut child);
     assert_eq!(doc["client"]["stack"], "dpdk", "{doc}");
     assert_eq!(doc["client"]["pmd"], "af_xdp", "{doc}");
     let slots = doc["segment"]["slots"].as_array().expect("slots");

@@ -123,17 +123,7 @@ fn a_killed_memif_engine_is_reported_and_its_socket_removed() {
     let loadgen_pid = testbed.wait_loadgen(&mut child);
     // Killed once the client is connected and serving (its slot appears
     // once EAL and the port are up).
-    let doc = testbed.wait_for(
-        &mut child,
-        "the client's slot",
-        Duration::from_secs(60),
-        |t| {
-            let stats = run_bounded(&mut t.command(&["stats", "--json"]), QUICK);
-            serde_json::from_str::<serde_json::Value>(&stats.stdout)
-                .ok()
-                .filter(|d| !d["client"].is_null())
-        },
-    );
+    let doc = testbed.wait_client_slot(&mut child);
     assert_eq!(doc["client"]["pmd"], "memif", "{doc}");
     let socket = memif_socket(&testbed.name);
     assert!(

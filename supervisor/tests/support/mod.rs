@@ -401,6 +401,17 @@ impl Testbed {
         pid
     }
 
+    /// `stats --json` once the load generator's slot is in the segment
+    /// (a DPDK client claims it once EAL and its port are up), bounded.
+    pub fn wait_client_slot(&self, child: &mut Child) -> Value {
+        self.wait_for(child, "the client's slot", Duration::from_secs(60), |t| {
+            let stats = run_bounded(&mut t.command(&["stats", "--json"]), QUICK);
+            serde_json::from_str::<Value>(&stats.stdout)
+                .ok()
+                .filter(|d| !d["client"].is_null())
+        })
+    }
+
     /// `stop` and `net down`, bounded, output ignored.
     pub fn cleanup(&self) {
         for args in [&["stop"][..], &["net", "down"][..]] {

@@ -82,6 +82,21 @@ impl Port {
         command::run(&mut c, "")
     }
 
+    /// Takes its kernel address off the interface (already absent is what
+    /// is wanted).
+    pub(super) fn remove_address(&self) -> Result<(), BypassError> {
+        let address = self.cidr();
+        match self.ip(&["addr", "del", &address, "dev", &self.iface]) {
+            Err(source) if !source.stderr().contains("Cannot assign requested address") => {
+                Err(BypassError::RemoveAddress {
+                    iface: self.place(),
+                    source,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// `addr/prefix` as `ip` spells it.
     pub(super) fn cidr(&self) -> String {
         format!("{}/{}", self.address, self.prefix_len)
@@ -331,15 +346,7 @@ pub fn prepare(
         let address = port.cidr();
         state.removed_server_address = Some(address.clone());
         state.save()?;
-        if let Err(source) = port.ip(&["addr", "del", &address, "dev", &port.iface]) {
-            // Already absent is what we want.
-            if !source.stderr().contains("Cannot assign requested address") {
-                return Err(BypassError::RemoveAddress {
-                    iface: port.place(),
-                    source,
-                });
-            }
-        }
+        port.remove_address()?;
         say(&format!(
             "removed {address} from {}: the userspace stack answers for it",
             port.place()

@@ -219,14 +219,7 @@ impl ClientPort {
         self.record.removed_address = Some(address.clone());
         self.save()?;
         let port = &self.record.port;
-        if let Err(source) = port.ip(&["addr", "del", &address, "dev", &port.iface]) {
-            if !source.stderr().contains("Cannot assign requested address") {
-                return Err(BypassError::RemoveAddress {
-                    iface: port.place(),
-                    source,
-                });
-            }
-        }
+        port.remove_address()?;
         say(&format!(
             "removed {address} from {}: the load generator's userspace stack answers for it",
             port.place()
