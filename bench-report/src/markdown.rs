@@ -121,6 +121,17 @@ pub fn markdown(results: &Results) -> String {
          iperf3 moves the count's bytes (count × 768) in bulk, and its mean is the sender's smoothed TCP RTT, not a message's.\n",
         stats::SPREAD_FLAG_PERCENT
     );
+    if results
+        .configuration
+        .get("pmd")
+        .and_then(serde_json::Value::as_str)
+        == Some("memif")
+    {
+        let _ = writeln!(
+            md,
+            "**memif pair** (`--pmd memif`): every engine cell's load generator and engine exchanged frames through shared memory, with no kernel, veth or link between them — the userspace stacks' own floor, not a deployment figure. The peers ran over the testbed's veth bridge as usual.\n"
+        );
+    }
     for a in results.engines.iter().chain(&results.peers) {
         if !a.available {
             let _ = writeln!(
@@ -730,6 +741,14 @@ fn minimum_rto(md: &mut String, results: &Results, imp: &str) {
 mod tests {
     use super::*;
     use crate::model::fixtures::{results, run};
+
+    #[test]
+    fn a_memif_report_says_no_kernel_was_on_its_engines_path() {
+        let mut r = results(Vec::new(), 1);
+        assert!(!markdown(&r).contains("memif pair"));
+        r.configuration["pmd"] = serde_json::json!("memif");
+        assert!(markdown(&r).contains("**memif pair**"));
+    }
 
     #[test]
     fn markdown_has_every_cell_its_runs_and_its_sessions() {

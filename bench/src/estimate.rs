@@ -143,7 +143,7 @@ pub fn calibrate(
                 ready_timeout: DEFAULT_READY_TIMEOUT,
                 pmd: plan.pmd.clone(),
                 rto_min_ms: None,
-                client: contract::ClientStack::Kernel,
+                client: calibration_client(&plan.pmd),
             };
             let Ok(run) = Run::start(config.clone(), &options, &mut |_| {}) else {
                 say(&format!(
@@ -176,7 +176,8 @@ pub fn calibrate(
                     max_size: 1024,
                     warmup: 200,
                     timeout_ms: REPLY_TIMEOUT_MS,
-                    client: None,
+                    client: (plan.pmd == contract::Pmd::Memif)
+                        .then_some(contract::ClientStack::Dpdk),
                     client_pmd: contract::Pmd::AfXdp,
                 };
                 let attached = attach::attach(
@@ -275,6 +276,16 @@ pub fn human(d: Duration) -> String {
         0..=59 => format!("{s} s"),
         60..=3599 => format!("{} min {:02} s", s / 60, s % 60),
         _ => format!("{} h {:02} min", s / 3600, s % 3600 / 60),
+    }
+}
+
+/// The load generator's stack the calibration runs on: the kernel's, but
+/// a memif pair's other end is the DPDK client.
+fn calibration_client(pmd: &contract::Pmd) -> contract::ClientStack {
+    if *pmd == contract::Pmd::Memif {
+        contract::ClientStack::Dpdk
+    } else {
+        contract::ClientStack::Kernel
     }
 }
 

@@ -205,7 +205,11 @@ pub struct BenchArgs {
     /// Kernel engine, loadgen and sockperf spin on non-blocking sockets.
     #[arg(long)]
     pub busy_poll: bool,
-    /// Poll-mode driver of the bypass engines: af_xdp, af_packet or pci:DDDD:BB:DD.F.
+    /// Poll-mode driver of the bypass engines: af_xdp, af_packet,
+    /// pci:DDDD:BB:DD.F, or memif (each bypass engine joined to the dpdk
+    /// client through shared memory: the stacks' own floor; needs
+    /// `--impairment off`, and takes the dpdk client and the bypass
+    /// engines by default).
     #[arg(long, default_value = "af_xdp")]
     pub pmd: Pmd,
     /// Warm-up messages of each loadgen run (excluded from its figures).
@@ -281,7 +285,13 @@ impl BenchArgs {
     /// The engines asked for: every kind when none is named.
     #[must_use]
     pub fn engines(&self) -> Vec<EngineKind> {
-        if self.engines.is_empty() {
+        if self.engines.is_empty() && self.pmd == Pmd::Memif {
+            // A memif pair needs a bypass engine at its other end.
+            EngineKind::ALL
+                .into_iter()
+                .filter(|k| k.is_bypass())
+                .collect()
+        } else if self.engines.is_empty() {
             EngineKind::ALL.to_vec()
         } else {
             self.engines.clone()
@@ -310,7 +320,9 @@ impl BenchArgs {
         let mut clients = self.clients.clone();
         clients.sort_unstable();
         clients.dedup();
-        if clients.is_empty() {
+        if clients.is_empty() && self.pmd == Pmd::Memif {
+            clients = vec![contract::ClientStack::Dpdk];
+        } else if clients.is_empty() {
             clients = vec![contract::ClientStack::Kernel, contract::ClientStack::Dpdk];
         }
         let (mut off, mut on) = match self.preset {
@@ -391,6 +403,32 @@ impl BenchArgs {
         }
         if let Some(r) = self.repetitions.filter(|r| *r == 0 || *r > 100) {
             return Err(bad("repetitions", r.to_string(), "must be within 1..=100"));
+        }
+        if self.pmd == Pmd::Memif {
+            // What `supervisor run --pmd memif` refuses, refused before
+            // the matrix starts rather than in every cell.
+            let memif = "--pmd memif joins a bypass engine and the dpdk load generator through shared memory";
+            if self.impairment != [Setting::Off] {
+                return Err(bad(
+                    "impairment",
+                    format!("{:?}", self.impairment),
+                    &format!("{memif}, with no link to impair: give --impairment off"),
+                ));
+            }
+            if self.clients.contains(&contract::ClientStack::Kernel) {
+                return Err(bad(
+                    "clients",
+                    "kernel".into(),
+                    &format!("{memif}: the kernel client cannot reach it (give --clients dpdk, or leave it unset)"),
+                ));
+            }
+            if self.engines.contains(&EngineKind::Kernel) {
+                return Err(bad(
+                    "engines",
+                    "kernel".into(),
+                    &format!("{memif}: the kernel engine has no DPDK port"),
+                ));
+            }
         }
         if !(self.open_fraction > 0.0 && self.open_fraction <= 1.0) {
             return Err(bad(
@@ -590,7 +628,7 @@ fn with_runnable_clients(
     let Some(reason) = dpdk.first().and_then(|(_, a)| a.reason.clone()) else {
         return Ok(args);
     };
-    if !args.clients.is_empty() {
+    if !args.clients.is_empty() || args.pmd == Pmd::Memif {
         return Err(BenchError::BadOption {
             option: flag("clients"),
             value: "dpdk".to_owned(),

@@ -511,6 +511,63 @@ fn bench_measures_each_engine_cell_with_each_client_stack() {
     let _ = std::fs::remove_dir_all(&out);
 }
 
+/// `--pmd memif` measures the bypass engines with the DPDK client through
+/// shared memory, and says so in the report.
+#[test]
+fn bench_on_the_memif_pair_measures_the_dpdk_client_against_the_bypass_engines() {
+    if !require_root("bench_on_the_memif_pair") {
+        return;
+    }
+    let out = std::env::temp_dir().join(format!("bypasslab-bench-memif-{}", std::process::id()));
+    let mut bench = BenchRun::start(
+        &[
+            "--pmd",
+            "memif",
+            "--impairment",
+            "off",
+            "--packets",
+            "2000",
+            "--connections",
+            "1",
+            "--tests",
+            "closed",
+            "--peers",
+            "sockperf",
+            "--repetitions",
+            "1",
+            "--warmup",
+            "100",
+            "--no-estimate",
+        ],
+        out.clone(),
+    );
+    let (ok, stderr) = bench.wait(Duration::from_secs(240));
+    assert!(ok, "supervisor bench failed:\n{stderr}");
+    let doc = read_report(&out);
+    let engine_cells: Vec<&Value> = doc["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["kind"] == "engine")
+        .collect();
+    assert!(
+        engine_cells
+            .iter()
+            .all(|c| c["subject"] != "kernel" && c["client"] == "dpdk"),
+        "{doc}"
+    );
+    let dpdk = engine_cells
+        .iter()
+        .find(|c| c["subject"] == "dpdk")
+        .unwrap_or_else(|| panic!("no dpdk cell: {doc}"));
+    let runs = dpdk["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{dpdk}");
+    assert_eq!(runs[0]["clean"], true, "{dpdk}");
+    let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+    assert!(md.contains("**memif pair**"), "{md}");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
 #[test]
 fn the_estimate_prices_the_matrix_and_measures_nothing() {
     if !require_root("the_estimate_prices_the_matrix_and_measures_nothing") {
@@ -580,6 +637,43 @@ fn bad_options_fail_clearly_and_measure_nothing() {
         err.contains("cannot write the report to /proc/bypasslab-no"),
         "{err}"
     );
+
+    // memif has no link to impair, and only the DPDK client reaches it.
+    for (args, want) in [
+        (&["bench", "--pmd", "memif"][..], "--impairment"),
+        (
+            &[
+                "bench",
+                "--pmd",
+                "memif",
+                "--impairment",
+                "off",
+                "--clients",
+                "kernel",
+            ][..],
+            "--clients",
+        ),
+        (
+            &[
+                "bench",
+                "--pmd",
+                "memif",
+                "--impairment",
+                "off",
+                "--engines",
+                "kernel",
+            ][..],
+            "--engines",
+        ),
+    ] {
+        let out = support::run_bounded(Command::new(SUPERVISOR).args(args), support::QUICK);
+        assert_eq!(out.code, Some(2), "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains(want) && out.stderr.contains("memif"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
 
     // A configuration naming other hosts is not measured here instead.
     let config =
