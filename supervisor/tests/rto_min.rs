@@ -140,3 +140,45 @@ fn a_minimum_out_of_range_is_refused_before_anything_is_created() {
         assert!(testbed.net_state().is_none(), "{bad}: a network was built");
     }
 }
+
+/// F-Stack takes the minimum as `rexmit_min` with the least slop FreeBSD
+/// accepts: a start whose engine refused any config.ini setting fails, so
+/// a run that serves took every one. Skipped (with the reason) where the
+/// engine is built without F-Stack.
+#[test]
+fn f_stack_takes_the_minimum_with_every_setting_accepted() {
+    if !require_root("f_stack_takes_the_minimum") {
+        return;
+    }
+    bin_dir();
+    if !support::engines().contains(&EngineKind::Fstack) {
+        eprintln!("skipped: f_stack_takes_the_minimum: this engine is built without F-Stack");
+        return;
+    }
+    let testbed = Testbed::plain("rf");
+    let started = testbed.run(
+        &[
+            "start",
+            "--engine",
+            "fstack",
+            "--rto-min-ms",
+            "10",
+            "--detach",
+        ],
+        LIMIT,
+    );
+    assert_eq!(started.code, Some(0), "{}", started.stderr);
+    let ini = std::fs::read_to_string(
+        testbed::state::StateDir::of(&testbed.name).file(testbed::state::StateFile::EngineIni),
+    )
+    .expect("the engine's config.ini");
+    assert!(
+        ini.contains("net.inet.tcp.rexmit_min=10\nnet.inet.tcp.rexmit_slop=1\n"),
+        "{ini}"
+    );
+    let attached = testbed.run(&["attach", "--packets", "500"], LIMIT);
+    assert_eq!(attached.code, Some(0), "{}", attached.stderr);
+    let stopped = testbed.run(&["stop"], LIMIT);
+    assert_eq!(stopped.code, Some(0), "{}", stopped.stderr);
+    testbed.assert_nothing_left(&[]);
+}

@@ -195,6 +195,12 @@ impl Stack {
                 step: "ff_freebsd_init",
             });
         }
+        // F-Stack reports a refused [freebsd.*] setting only with printf;
+        // flushed now, its lines are in the engine's log before the engine
+        // says it serves, where the supervisor looks for them.
+        // SAFETY: fflush(NULL) flushes every open C output stream; this is
+        // the only thread using C stdio here, and no stream is being closed.
+        unsafe { libc::fflush(std::ptr::null_mut()) };
         // SAFETY: called once, after ff_freebsd_init, on the same thread.
         if unsafe { ffi::ff_dpdk_if_up() } < 0 {
             return Err(FstackError::Step {

@@ -76,7 +76,8 @@ pub struct EngineOptions {
     pub pmd: Pmd,
     /// One minimum TCP retransmission timeout for every stack of the run,
     /// ms, 1..=10000 (Linux: the routes' rto_min; F-Stack: rexmit_min
-    /// without slop; smoltcp: its sockets' minimum). Default: each stack's
+    /// with 1 ms of slop, the least it takes; smoltcp: its sockets'
+    /// minimum). Default: each stack's
     /// own (200, 30 + 10 slop, 10).
     #[arg(long)]
     pub rto_min_ms: Option<u32>,

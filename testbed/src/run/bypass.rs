@@ -487,7 +487,7 @@ mod tests {
             Some(Path::new("/run/x/hugepages")),
             Some(10),
         );
-        assert!(huge.ends_with("net.inet.tcp.rexmit_min=10\nnet.inet.tcp.rexmit_slop=0\n"));
+        assert!(huge.ends_with("net.inet.tcp.rexmit_min=10\nnet.inet.tcp.rexmit_slop=1\n"));
         assert!(ini.ends_with("net.inet.tcp.rexmit_slop=10\n"));
         assert!(huge.contains("no_huge=0\n") && huge.contains("huge_dir=/run/x/hugepages\n"));
         // F-Stack's latency keys and FreeBSD sections are there too.

@@ -116,6 +116,13 @@ pub enum LifecycleError {
         /// The end of its log.
         log_tail: String,
     },
+    /// The engine started, but refused settings of the run's config.ini:
+    /// the run would not be what it says.
+    #[error("the engine refused settings of the run's config.ini, so the run would not be as configured (a bypasslab bug; please report it): {}", lines.join("; "))]
+    SettingsRefused {
+        /// Its log's lines saying so.
+        lines: Vec<String>,
+    },
     /// A child did not become ready in time.
     #[error("the {role} (pid {pid}) did not report ready within {seconds} s; its last output:\n{log_tail}")]
     StartTimeout {

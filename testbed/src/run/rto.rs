@@ -4,8 +4,9 @@
 //!
 //! - Linux (the kernel engine in NS3, the kernel load generator in NS1):
 //!   the `rto_min` of the route to the testbed subnet.
-//! - FreeBSD (F-Stack): `net.inet.tcp.rexmit_min`, with no slop added
-//!   (FreeBSD adds `rexmit_slop` to every timeout).
+//! - FreeBSD (F-Stack): `net.inet.tcp.rexmit_min`, with the least slop
+//!   FreeBSD takes, one tick = 1 ms (it adds `rexmit_slop` to every
+//!   timeout and refuses 0).
 //! - smoltcp (the dpdk engine): its sockets' minimum (`engine
 //!   --rto-min-ms`, a setter of the patched smoltcp the workspace builds,
 //!   see third_party/README.md); [`SMOLTCP_MIN_RTO_MS`] by default.
@@ -120,7 +121,10 @@ pub fn untune(cfg: &TestbedConfig, r: &TunedRoute) {
 #[must_use]
 pub fn freebsd_sysctls(rto_min_ms: Option<u32>) -> String {
     match rto_min_ms {
-        Some(ms) => format!("net.inet.tcp.rexmit_min={ms}\nnet.inet.tcp.rexmit_slop=0\n"),
+        // One tick (1 ms at hz=1000) is the least slop FreeBSD takes: its
+        // sysctl refuses 0 (`sysctl_msec_to_ticks` wants ≥ 1 tick), and a
+        // refused write leaves the 200 ms default slop in force.
+        Some(ms) => format!("net.inet.tcp.rexmit_min={ms}\nnet.inet.tcp.rexmit_slop=1\n"),
         None => "net.inet.tcp.rexmit_slop=10\n".to_owned(),
     }
 }
@@ -142,7 +146,7 @@ mod tests {
         assert_eq!(engine_flag(EngineKind::Kernel, Some(50)), None);
         assert_eq!(engine_flag(EngineKind::Fstack, Some(50)), None);
         assert_eq!(engine_flag(EngineKind::Dpdk, None), None);
-        assert!(freebsd_sysctls(Some(10)).contains("rexmit_min=10\nnet.inet.tcp.rexmit_slop=0"));
+        assert!(freebsd_sysctls(Some(10)).contains("rexmit_min=10\nnet.inet.tcp.rexmit_slop=1\n"));
     }
 
     #[test]

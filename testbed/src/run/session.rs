@@ -63,6 +63,16 @@ fn pci_nic(options: &StartOptions) -> Option<&PciAddress> {
     options.pmd.pci().filter(|_| options.engine.is_bypass())
 }
 
+/// What F-Stack printed of a `[freebsd.*]` setting it refused (its
+/// `ff_freebsd_init` goes on without it: `kernel_sysctlbyname failed:
+/// <name>=<value>, error:<errno>`).
+fn refused_settings(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains("kernel_sysctlbyname failed"))
+        .map(|l| l.trim().to_owned())
+        .collect()
+}
+
 /// Hugepages a run needs: a few for the segment, more for each DPDK
 /// process's memory (the engine's, a DPDK load generator's).
 pub(super) fn pages_needed(engine: EngineKind, client: contract::ClientStack) -> u64 {
@@ -283,6 +293,14 @@ impl Run {
         // Step 4: the engine, in its node (NS3), on its core.
         run.spawn_engine(&engine_bin, options)?;
         run.wait_engine_ready(options.ready_timeout)?;
+        if options.engine == EngineKind::Fstack {
+            let log =
+                fs::read_to_string(run.state_dir().file(StateFile::EngineLog)).unwrap_or_default();
+            let lines = refused_settings(&log);
+            if !lines.is_empty() {
+                return Err(LifecycleError::SettingsRefused { lines });
+            }
+        }
         run.state.phase = Phase::Ready;
         run.state.save()?;
         say(&format!(
@@ -550,5 +568,22 @@ pub fn tail_of(text: &str, path: &Path) -> String {
         format!("(nothing in {})", path.display())
     } else {
         lines[start..].join("\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn f_stacks_refused_settings_are_found_in_its_log() {
+        let log = "EAL: Detected CPU lcores: 2\n\
+                   kernel_sysctlbyname failed: net.inet.tcp.rexmit_slop=0, error:22\n\
+                   f-stack-0: Ethernet address: 02:00:00:00:00:03\n";
+        assert_eq!(
+            refused_settings(log),
+            ["kernel_sysctlbyname failed: net.inet.tcp.rexmit_slop=0, error:22"]
+        );
+        assert!(refused_settings("EAL: ok\n").is_empty());
     }
 }
