@@ -143,7 +143,7 @@ pub fn calibrate(
                 ready_timeout: DEFAULT_READY_TIMEOUT,
                 pmd: plan.pmd.clone(),
                 rto_min_ms: None,
-                client: calibration_client(&plan.pmd),
+                client: calibration_client(&plan.pmd).unwrap_or(contract::ClientStack::Kernel),
             };
             let Ok(run) = Run::start(config.clone(), &options, &mut |_| {}) else {
                 say(&format!(
@@ -176,8 +176,7 @@ pub fn calibrate(
                     max_size: 1024,
                     warmup: 200,
                     timeout_ms: REPLY_TIMEOUT_MS,
-                    client: (plan.pmd == contract::Pmd::Memif)
-                        .then_some(contract::ClientStack::Dpdk),
+                    client: calibration_client(&plan.pmd),
                     client_pmd: contract::Pmd::AfXdp,
                 };
                 let attached = attach::attach(
@@ -279,14 +278,10 @@ pub fn human(d: Duration) -> String {
     }
 }
 
-/// The load generator's stack the calibration runs on: the kernel's, but
-/// a memif pair's other end is the DPDK client.
-fn calibration_client(pmd: &contract::Pmd) -> contract::ClientStack {
-    if *pmd == contract::Pmd::Memif {
-        contract::ClientStack::Dpdk
-    } else {
-        contract::ClientStack::Kernel
-    }
+/// The load generator's stack the calibration must run on: the DPDK
+/// client for a memif pair (its only other end), else none in particular.
+fn calibration_client(pmd: &contract::Pmd) -> Option<contract::ClientStack> {
+    (*pmd == contract::Pmd::Memif).then_some(contract::ClientStack::Dpdk)
 }
 
 #[cfg(test)]

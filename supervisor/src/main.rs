@@ -232,14 +232,9 @@ fn run(cli: Cli) -> Result<(), ExitCode> {
                 Err(e) => return lifecycle_exit(Err(e)),
             };
             if config.hosts().is_some() {
-                if args.engine.pmd == contract::Pmd::Memif {
-                    return lifecycle_exit(Err(testbed::run::memif::MemifRefusal::TwoHosts.into()));
-                }
-                // A DPDK client takes over NS1's veth, which two hosts lack.
-                if testbed::run::client::stack_of(&config, args.load.client).is_bypass() {
-                    return lifecycle_exit(Err(testbed::run::LifecycleError::Client(
-                        testbed::run::client::ClientRefusal::RemoteClient,
-                    )));
+                let client = testbed::run::client::stack_of(&config, args.load.client);
+                if let Err(e) = cli::lifecycle::refuse_on_two_hosts(&args.engine.pmd, client) {
+                    return lifecycle_exit(Err(e));
                 }
                 return match cli::remote::run(&args, &config) {
                     Ok(code) => lifecycle_exit(Ok(code)),

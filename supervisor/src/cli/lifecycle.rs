@@ -208,10 +208,10 @@ impl RunArgs {
 }
 
 /// How long `stop` waits for the owning supervisor to finish its teardown.
-pub(crate) const STOP_WITHIN: Duration = Duration::from_secs(60);
+const STOP_WITHIN: Duration = Duration::from_secs(60);
 
 /// SIGINT/SIGTERM raise this flag; long waits check it.
-fn interrupt_flag() -> Result<Arc<AtomicBool>, LifecycleError> {
+pub(crate) fn interrupt_flag() -> Result<Arc<AtomicBool>, LifecycleError> {
     let flag = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, Arc::clone(&flag))
@@ -244,12 +244,7 @@ pub fn start(args: &StartArgs) -> Result<i32, LifecycleError> {
         .load()?
         .with_hosts(args.engine_host.as_deref(), args.client_host.as_deref())?;
     if config.hosts().is_some() {
-        if args.engine.pmd == Pmd::Memif {
-            return Err(testbed::run::memif::MemifRefusal::TwoHosts.into());
-        }
-        if config.client_stack().is_bypass() {
-            return Err(testbed::run::client::ClientRefusal::RemoteClient.into());
-        }
+        refuse_on_two_hosts(&args.engine.pmd, config.client_stack())?;
         return if args.detach && !args.background {
             start_detached(args, &config)
         } else {
@@ -397,6 +392,25 @@ fn start_detached(args: &StartArgs, config: &TestbedConfig) -> Result<i32, Lifec
             })
         }
     }
+}
+
+/// What a two-host run cannot take, refused before any host is reached:
+/// a memif pair (two hosts share no memory) and a DPDK client (it takes
+/// over NS1's veth, which two hosts lack).
+///
+/// # Errors
+/// [`LifecycleError::Memif`], [`LifecycleError::Client`].
+pub(crate) fn refuse_on_two_hosts(
+    pmd: &Pmd,
+    client: contract::ClientStack,
+) -> Result<(), LifecycleError> {
+    if *pmd == Pmd::Memif {
+        return Err(testbed::run::memif::MemifRefusal::TwoHosts.into());
+    }
+    if client.is_bypass() {
+        return Err(testbed::run::client::ClientRefusal::RemoteClient.into());
+    }
+    Ok(())
 }
 
 /// The engine and its address once the run of `config` is serving and
@@ -663,22 +677,7 @@ pub fn stop(args: &StopArgs) -> Result<i32, LifecycleError> {
             "asking the supervisor (pid {}) to stop the run",
             state.supervisor.pid
         ));
-        state.supervisor.signal(nix::sys::signal::Signal::SIGTERM);
-        let owner = state.supervisor;
-        let gone = wait::until(STOP_WITHIN, Duration::from_millis(50), || {
-            if owner.is_alive() {
-                Check::<(), ()>::Pending
-            } else {
-                Check::Ready(())
-            }
-        });
-        if gone.is_err() {
-            return Err(LifecycleError::StopTimeout {
-                pid: state.supervisor.pid,
-                seconds: STOP_WITHIN.as_secs(),
-                log: config.state_dir().file(StateFile::SupervisorLog),
-            });
-        }
+        terminate_owner(state.supervisor, &config)?;
         if RunState::load(config.name()).is_err() {
             say("stopped; everything the run created is removed");
             return Ok(EXIT_OK);
@@ -699,6 +698,30 @@ pub fn stop(args: &StopArgs) -> Result<i32, LifecycleError> {
     );
     print_teardown(&report);
     Ok(EXIT_OK)
+}
+
+/// SIGTERM to the supervisor owning a run, then waits (bounded) until it
+/// has finished its teardown and exited.
+///
+/// # Errors
+/// [`LifecycleError::StopTimeout`].
+pub(crate) fn terminate_owner(
+    owner: ProcessId,
+    config: &TestbedConfig,
+) -> Result<(), LifecycleError> {
+    owner.signal(nix::sys::signal::Signal::SIGTERM);
+    let gone = wait::until(STOP_WITHIN, Duration::from_millis(50), || {
+        if owner.is_alive() {
+            Check::<(), ()>::Pending
+        } else {
+            Check::Ready(())
+        }
+    });
+    gone.map_err(|_| LifecycleError::StopTimeout {
+        pid: owner.pid,
+        seconds: STOP_WITHIN.as_secs(),
+        log: config.state_dir().file(StateFile::SupervisorLog),
+    })
 }
 
 /// What `run --json` prints.

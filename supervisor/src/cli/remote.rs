@@ -187,10 +187,7 @@ pub enum DoctorHostError {
 /// A host could not be reached or the engine did not start (what was
 /// created is removed).
 pub fn start(args: &StartArgs, config: &TestbedConfig) -> Result<i32, LifecycleError> {
-    let interrupted = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        let _ = signal_hook::flag::register(signal, Arc::clone(&interrupted));
-    }
+    let interrupted = super::lifecycle::interrupt_flag()?;
     refuse_unsupported(&args.engine)?;
     if let Ok(record) = control::live(config.name()) {
         return Err(LifecycleError::Control(ControlError::Failed(format!(
@@ -325,12 +322,11 @@ pub fn attach(args: &AttachArgs, config: &TestbedConfig) -> Result<i32, Lifecycl
 /// # Errors
 /// The owner cannot be reached, or refused.
 pub fn stats(args: &StatsArgs, config: &TestbedConfig) -> Result<i32, LifecycleError> {
-    let interrupted = Arc::new(AtomicBool::new(false));
-    if args.follow {
-        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-            let _ = signal_hook::flag::register(signal, Arc::clone(&interrupted));
-        }
-    }
+    let interrupted = if args.follow {
+        super::lifecycle::interrupt_flag()?
+    } else {
+        Arc::new(AtomicBool::new(false))
+    };
     let interval = std::time::Duration::from_millis(args.interval_ms.max(10));
     loop {
         let reply = control::request(
@@ -427,26 +423,7 @@ pub fn stop(config: &TestbedConfig, record: &OwnerRecord) -> Result<i32, Lifecyc
             "asking the supervisor (pid {}) that owns the two-host run to stop it",
             record.owner.pid
         ));
-        record.owner.signal(nix::sys::signal::Signal::SIGTERM);
-        let owner = record.owner;
-        let gone = testbed::host::wait::until(
-            super::lifecycle::STOP_WITHIN,
-            std::time::Duration::from_millis(50),
-            || {
-                if owner.is_alive() {
-                    testbed::host::wait::Check::<(), ()>::Pending
-                } else {
-                    testbed::host::wait::Check::Ready(())
-                }
-            },
-        );
-        if gone.is_err() {
-            return Err(LifecycleError::StopTimeout {
-                pid: owner.pid,
-                seconds: super::lifecycle::STOP_WITHIN.as_secs(),
-                log: config.state_dir().file(StateFile::SupervisorLog),
-            });
-        }
+        super::lifecycle::terminate_owner(record.owner, config)?;
         say("stopped; each host removed what it created");
         return Ok(EXIT_OK);
     }

@@ -320,7 +320,7 @@ impl Owner {
     /// the engine ended) is returned after the caller was told.
     fn answer(
         &self,
-        mut stream: UnixStream,
+        stream: UnixStream,
         run: &mut TwoHostRun,
         config: &TestbedConfig,
         interrupted: &AtomicBool,
@@ -357,10 +357,7 @@ impl Owner {
                 }
             }
         };
-        if let Ok(line) = encode(&reply) {
-            let _ = stream.set_write_timeout(Some(QUICK));
-            let _ = stream.write_all(line.as_bytes());
-        }
+        write_reply(stream, &reply);
         fatal.map_or(Ok(()), Err)
     }
 

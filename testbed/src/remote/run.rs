@@ -296,12 +296,6 @@ impl TwoHostRun {
         self.client.check()
     }
 
-    /// The engine kind.
-    #[must_use]
-    pub fn engine_kind(&self) -> EngineKind {
-        self.kind
-    }
-
     /// The impairment in force, as the engine host said.
     #[must_use]
     pub fn impairment(&self) -> &str {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use contract::argv::to_argv;
 use contract::loadgen::{parse_slot_kind, Mode, Pattern, ShortConnections};
-use contract::{ClientStack, EngineKind, Pmd, PmdKind};
+use contract::{ClientStack, EngineKind, PmdKind};
 use serde::Serialize;
 use shm_layout::{CounterReadings, LatencySummary, Role, Segment, Snapshot};
 
@@ -291,7 +291,7 @@ pub fn attach(
     // A DPDK client takes NS1's veth for the length of its run; the guard
     // gives it back however the run ends.
     let dpdk_client = match client::stack_of(config, load.client) {
-        ClientStack::Kernel if run.engine_kind.is_bypass() && run.pmd == Some(Pmd::Memif) => {
+        ClientStack::Kernel if memif::engine_on_memif(run.engine_kind, run.pmd.as_ref()) => {
             return Err(MemifRefusal::KernelClient.into());
         }
         ClientStack::Kernel => None,

@@ -71,6 +71,13 @@ pub fn check_start(
     Ok(())
 }
 
+/// Whether a run's engine serves on memif (a bypass engine started with
+/// `--pmd memif`).
+#[must_use]
+pub fn engine_on_memif(engine: EngineKind, engine_pmd: Option<&Pmd>) -> bool {
+    engine.is_bypass() && engine_pmd == Some(&Pmd::Memif)
+}
+
 /// The driver a load generator attached to a run whose engine serves on
 /// `engine_pmd` uses, given its own `--client-pmd`: memif when the engine
 /// serves on memif (the default `af_xdp` gives way to it), else its own.
@@ -82,8 +89,7 @@ pub fn client_pmd(
     engine_pmd: Option<&Pmd>,
     chosen: &Pmd,
 ) -> Result<Pmd, MemifRefusal> {
-    let engine_on_memif = engine.is_bypass() && engine_pmd == Some(&Pmd::Memif);
-    match (engine_on_memif, chosen) {
+    match (engine_on_memif(engine, engine_pmd), chosen) {
         (true, Pmd::Memif | Pmd::AfXdp) => Ok(Pmd::Memif),
         (true, other) => Err(MemifRefusal::ClientPmd(other.clone())),
         (false, Pmd::Memif) => Err(MemifRefusal::NoMemifEngine(match engine_pmd {
