@@ -132,6 +132,37 @@ pub fn markdown(results: &Results) -> String {
             "**memif pair** (`--pmd memif`): every engine cell's load generator and engine exchanged frames through shared memory, with no kernel, veth or link between them — the userspace stacks' own floor, not a deployment figure. The peers ran over the testbed's veth bridge as usual.\n"
         );
     }
+    if !results.hosts.is_empty() {
+        let _ = writeln!(
+            md,
+            "**Two hosts** (`[hosts]`): each engine on the engine host, the load generator on the client host, driven over SSH; the engines' counters come from the engine host's segment, the load generator's from its own.\n"
+        );
+        for h in &results.hosts {
+            let text = |key: &str| {
+                h.get(key)
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or("?")
+            };
+            let number = |key: &str| h.get(key).and_then(serde_json::Value::as_u64).unwrap_or(0);
+            let _ = writeln!(
+                md,
+                "- {} host {} ({}, Linux {}, {} cores): core {}, interface {}{}",
+                text("role"),
+                text("reached"),
+                text("hostname"),
+                text("kernel"),
+                number("cores"),
+                number("core"),
+                h.get("iface")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or("its own"),
+                h.get("pmd")
+                    .and_then(serde_json::Value::as_str)
+                    .map_or_else(String::new, |p| format!(", PMD {p}"))
+            );
+        }
+        md.push('\n');
+    }
     for a in results.engines.iter().chain(&results.peers) {
         if !a.available {
             let _ = writeln!(
@@ -741,6 +772,30 @@ fn minimum_rto(md: &mut String, results: &Results, imp: &str) {
 mod tests {
     use super::*;
     use crate::model::fixtures::{results, run};
+
+    #[test]
+    fn a_two_host_report_names_each_host() {
+        let mut r = results(Vec::new(), 1);
+        assert!(!markdown(&r).contains("Two hosts"));
+        r.hosts = vec![
+            serde_json::json!({"role": "engine", "reached": "ssh://root@b", "hostname": "bee",
+                "kernel": "6.1.0", "cores": 8, "core": 2, "iface": "ens1", "pmd": "af_xdp"}),
+            serde_json::json!({"role": "client", "reached": "this host", "hostname": "ay",
+                "kernel": "6.1.0", "cores": 4, "core": 1, "iface": null, "pmd": null}),
+        ];
+        let md = markdown(&r);
+        assert!(md.contains("**Two hosts**"), "{md}");
+        assert!(
+            md.contains("- engine host ssh://root@b (bee, Linux 6.1.0, 8 cores): core 2, interface ens1, PMD af_xdp"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "- client host this host (ay, Linux 6.1.0, 4 cores): core 1, interface its own\n"
+            ),
+            "{md}"
+        );
+    }
 
     #[test]
     fn a_memif_report_says_no_kernel_was_on_its_engines_path() {

@@ -470,6 +470,10 @@ pub struct Results {
     /// (the fields above describe the latest).
     #[serde(default)]
     pub sessions: Vec<Session>,
+    /// The hosts of a two-host bench (role, how reached, name, kernel,
+    /// cores, core, interface, PMD); empty for this host's testbed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<serde_json::Value>,
 }
 
 impl Results {
@@ -721,6 +725,7 @@ pub(crate) mod fixtures {
                     ..Session::default()
                 })
                 .collect(),
+            hosts: Vec::new(),
         }
     }
 }

@@ -15,12 +15,11 @@ use contract::loadgen::{Mode, Pattern};
 use contract::{EngineKind, Pmd};
 use indicatif::ProgressBar;
 use serde::Serialize;
-use shm_layout::{Role, Segment};
 use testbed::config::TestbedConfig;
-use testbed::run::attach::{self, LoadOptions, REPLY_TIMEOUT_MS};
-use testbed::run::session::{Run, StartOptions, DEFAULT_READY_TIMEOUT};
-use testbed::run::LifecycleError;
+use testbed::run::attach::{LoadOptions, REPLY_TIMEOUT_MS};
+use testbed::run::session::{StartOptions, DEFAULT_READY_TIMEOUT};
 
+use crate::engine_run::{EngineRun, Failure};
 use crate::host;
 use crate::peers::{self, Cells, Peer, Placement};
 use crate::record;
@@ -142,6 +141,9 @@ pub struct Bench<'a> {
     interrupted: Arc<AtomicBool>,
     /// The report: cells carried over from a resumed one and new ones.
     pub results: Results,
+    /// Each half's `<engine>: <impairment>` as its engine host said (two
+    /// hosts only).
+    remote_impairments: Vec<(Setting, String)>,
 }
 
 impl Plan {
@@ -164,6 +166,7 @@ impl<'a> Bench<'a> {
             progress: ProgressBar::hidden(),
             interrupted,
             results,
+            remote_impairments: Vec::new(),
         }
     }
 
@@ -368,7 +371,7 @@ impl<'a> Bench<'a> {
         self.progress
             .set_message(format!("{} engine {name}: starting", setting.as_str()));
         let progress = self.progress.clone();
-        let started = Run::start(config.clone(), &options, &mut |l| {
+        let started = EngineRun::start(config, &options, &mut |l| {
             if progress.is_hidden() {
                 eprintln!("supervisor: {l}");
             } else {
@@ -384,14 +387,20 @@ impl<'a> Bench<'a> {
                 return;
             }
         };
+        self.record_hosts(&run, setting, name);
+        if let Some(why) = unimpaired_over_two_hosts(&run, setting) {
+            self.say(&why);
+            self.fail_keys(keys, &why);
+            self.stop_engine(run, name);
+            return;
+        }
         for key in keys {
             if self.stopped() {
                 break;
             }
-            if let Ok(Some(ending)) = run.engine_ending() {
-                let why = format!("the {name} engine {ending}");
-                self.say(&why);
-                self.fail_keys(keys, &why);
+            if let Some(ending) = run.ending() {
+                self.say(&ending);
+                self.fail_keys(keys, &ending);
                 break;
             }
             let index = self.cell("engine", key);
@@ -421,12 +430,46 @@ impl<'a> Bench<'a> {
             let load = self.load(key, rate);
             self.engine_cell(config, &mut run, index, &load);
         }
-        for line in run.stop().problems {
+        self.stop_engine(run, name);
+    }
+
+    /// Stops an engine; its teardown's problems join the report's.
+    fn stop_engine(&mut self, run: EngineRun, name: &str) {
+        for line in run.stop() {
             self.results
                 .problems
                 .push(format!("{name} teardown: {line}"));
         }
         self.save();
+    }
+
+    /// Records the hosts of a two-host run (once) and the impairment its
+    /// engine host put in force for `engine`.
+    fn record_hosts(&mut self, run: &EngineRun, setting: Setting, engine: &str) {
+        if self.results.hosts.is_empty() && !run.hosts().is_empty() {
+            self.results.hosts = run
+                .hosts()
+                .iter()
+                .filter_map(|h| serde_json::to_value(h).ok())
+                .collect();
+        }
+        if let Some(impairment) = run.remote_impairment() {
+            let said = (setting, format!("{engine}: {impairment}"));
+            if !self.remote_impairments.contains(&said) {
+                self.remote_impairments.push(said);
+            }
+        }
+    }
+
+    /// What the engine hosts put in force on `setting`'s half, one line per
+    /// engine (two hosts only).
+    #[must_use]
+    pub fn remote_impairments(&self, setting: Setting) -> Vec<String> {
+        self.remote_impairments
+            .iter()
+            .filter(|(s, _)| *s == setting)
+            .map(|(_, line)| line.clone())
+            .collect()
     }
 
     /// Every cell of `keys` that lacks repetitions gets `why` instead.
@@ -493,7 +536,7 @@ impl<'a> Bench<'a> {
     fn engine_cell(
         &mut self,
         config: &TestbedConfig,
-        run: &mut Run,
+        run: &mut EngineRun,
         index: usize,
         load: &LoadOptions,
     ) {
@@ -504,43 +547,37 @@ impl<'a> Bench<'a> {
                 return;
             }
             self.status(index);
-            if let Ok(Some(ending)) = run.engine_ending() {
-                self.fail(index, missing - attempt, &format!("the engine {ending}"));
+            if let Some(ending) = run.ending() {
+                self.fail(index, missing - attempt, &ending);
                 return;
             }
-            let state = run.state().clone();
             let started_utc = host::utc_now();
             let base = self.progress.position();
             let mut watch = RunWatch::new(&self.progress, &self.results.cells[index], base);
-            let outcome = attach::attach(
+            let outcome = run.measure(
                 config,
-                &state,
                 &self.plan.bin_dir,
                 packets,
                 load,
                 &self.interrupted,
-                Some(&mut |answered| watch.update(answered)),
+                &mut |answered| watch.update(answered),
             );
             self.progress.set_position(base + packets);
             match outcome {
-                Ok(attached) => {
-                    let histogram = state
-                        .segment
-                        .as_deref()
-                        .and_then(|p| Segment::open(p).ok())
-                        .map(|s| s.histogram(Role::Loadgen));
-                    let command = record::command_line(&attached.command, &state.engine_command);
+                Ok(measured) => {
+                    let command =
+                        record::command_line(&measured.attached.command, &measured.engine_command);
                     self.results.cells[index].runs.push(record::engine_record(
-                        &attached.row,
-                        &attached.stdout,
-                        histogram.as_ref(),
+                        &measured.attached.row,
+                        &measured.attached.stdout,
+                        measured.histogram.as_ref(),
                         command,
                         started_utc,
                     ));
                 }
-                Err(LifecycleError::Interrupted) => return,
-                Err(e) => {
-                    self.results.cells[index].errors.push(e.to_string());
+                Err(Failure::Interrupted) => return,
+                Err(Failure::Failed(e)) => {
+                    self.results.cells[index].errors.push(e);
                     self.after_attempt(index, true);
                     continue;
                 }
@@ -765,6 +802,15 @@ impl RunWatch {
             );
         }
     }
+}
+
+/// Why a two-host run on the impaired half is not impaired (its engine
+/// host put no netem in force for this engine), if it is not.
+fn unimpaired_over_two_hosts(run: &EngineRun, setting: Setting) -> Option<String> {
+    let impairment = run.remote_impairment()?;
+    (setting == Setting::On && impairment.starts_with("none")).then(|| {
+        format!("not impaired over two hosts, so not measured on the impaired half: {impairment}")
+    })
 }
 
 /// One run's headline figures, for a progress line.

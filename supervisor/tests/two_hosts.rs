@@ -514,3 +514,111 @@ fn two_hosts_a_killed_owner_leaves_nothing_on_the_hosts_and_stop_clears_its_reco
     assert!(!orchestrator_dir(&hosts).exists());
     hosts.assert_nothing_left(&[owner, engine_pid], Duration::from_secs(30));
 }
+
+/// Removes a bench's output directory however the test ends.
+struct OutDir(std::path::PathBuf);
+
+impl Drop for OutDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `bench` over two hosts: every engine this build has measured on B with
+/// the load generator on A, the hosts recorded, the peers listed with why
+/// they are not measured, and the impaired half (B has no netem) not
+/// measured, with the reason, rather than reported as impaired.
+#[test]
+fn two_hosts_bench_measures_each_engine_on_b() {
+    if !require_root("two_hosts_bench_measures_each_engine_on_b") {
+        return;
+    }
+    bin_dir();
+    let hosts = TwoHosts::plain("tn");
+    let config = hosts.standard_config();
+    let out = OutDir(hosts.dir.join("bench-out"));
+    let engines: Vec<&str> = engines().iter().map(|e| e.as_str()).collect();
+    let engines = engines.join(",");
+    let ran = hosts.run(
+        &[
+            "bench",
+            "--config",
+            config.to_str().unwrap(),
+            "--engines",
+            &engines,
+            "--impairment",
+            "off,on",
+            "--tests",
+            "closed",
+            "--connections",
+            "1",
+            "--packets",
+            "2000",
+            "--repetitions",
+            "1",
+            "--out",
+            out.0.to_str().unwrap(),
+        ],
+        LIMIT,
+    );
+    // Exit 1: the report is complete but for the impaired half's cells.
+    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.0.join("results.json")).unwrap()).unwrap();
+
+    let recorded = doc["hosts"].as_array().expect("hosts recorded");
+    assert_eq!(recorded[0]["role"], "engine", "{recorded:?}");
+    assert_eq!(recorded[0]["reached"], engine_url());
+    assert_eq!(recorded[1]["role"], "client");
+    for peer in doc["peers"].as_array().unwrap() {
+        assert_eq!(peer["available"], false, "{peer}");
+        assert!(
+            peer["reason"].as_str().unwrap().contains("two hosts"),
+            "{peer}"
+        );
+    }
+    for engine in engines.split(',') {
+        let cell = |impairment: &str| {
+            doc["cells"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["subject"] == engine && c["impairment"] == impairment)
+                .unwrap_or_else(|| panic!("no {engine} {impairment} cell: {}", doc["cells"]))
+                .clone()
+        };
+        let off = cell("off");
+        let runs = off["runs"].as_array().unwrap();
+        assert_eq!(runs.len(), 1, "{off}");
+        assert_eq!(runs[0]["figures"]["messages"], 2000.0, "{off}");
+        assert_eq!(runs[0]["clean"], true, "{off}");
+        assert!(runs[0]["figures"]["rtt_p50_us"].as_f64().unwrap() > 0.0);
+        let own = &runs[0]["detail"]["loadgen_report"];
+        assert_eq!(
+            own["answered"], 2000,
+            "A's load generator's own report: {own}"
+        );
+        assert_eq!(off["client"], "kernel");
+
+        let on = cell("on");
+        assert!(on["runs"].as_array().unwrap().is_empty(), "{on}");
+        let errors = on["errors"].to_string();
+        assert!(
+            errors.contains("not impaired over two hosts") && errors.contains("has no netem"),
+            "{on}"
+        );
+    }
+    let described: Vec<String> = doc["testbeds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["described"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        described.iter().all(|d| d.starts_with("two hosts: ")),
+        "{described:?}"
+    );
+    let markdown = std::fs::read_to_string(out.0.join("results.md")).unwrap();
+    assert!(markdown.contains("**Two hosts**"), "{markdown}");
+    hosts.assert_nothing_left(&[], Duration::from_secs(10));
+}

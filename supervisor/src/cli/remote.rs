@@ -85,7 +85,8 @@ pub fn run(args: &RunArgs, config: &TestbedConfig) -> Result<i32, RemoteError> {
             args.load.mode.name()
         ));
         match run.attach(config, packets, &args.load, &interrupted) {
-            Ok(row) => {
+            Ok(attached) => {
+                let row = attached.row;
                 if !row.is_clean() {
                     code = EXIT_LOSS;
                 }

@@ -344,7 +344,7 @@ impl Owner {
                     &mut |engine| self.answer_pending_stats(engine),
                 );
                 let _ = stream.set_nonblocking(false);
-                match outcome {
+                match outcome.map(|attached| attached.row) {
                     Ok(row) => (
                         ControlReply::Row(RemoteRow {
                             clean: row.is_clean(),

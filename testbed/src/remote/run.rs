@@ -17,7 +17,7 @@ use shm_layout::{Role, Snapshot};
 use super::peer::{Peer, RemoteError};
 use crate::config::{BackendChoice, RoleHost, TestbedConfig};
 use crate::placement::Node;
-use crate::run::attach::{build_row, engine_received, slot, Busy, LoadOptions, ResultRow};
+use crate::run::attach::{build_row, engine_received, slot, Attached, Busy, LoadOptions};
 
 /// How to start the engine of a two-host run.
 #[derive(Debug, Clone)]
@@ -169,7 +169,10 @@ impl TwoHostRun {
             .pmd
             .clone()
             .unwrap_or_else(|| options.pmd.clone());
-        let netem = impairment_wanted(config, &mut engine, say)?;
+        let (netem, unimpaired) = impairment_wanted(config, &mut engine)?;
+        if let Some(why) = &unimpaired {
+            say(why);
+        }
         say(&format!(
             "starting the {} engine on {} ({}, kernel {})",
             options.engine,
@@ -212,7 +215,9 @@ impl TwoHostRun {
             started.pid,
             started.core
         ));
-        say(&format!("impairment: {}", started.impairment));
+        // An impairment asked for and not possible says why it is none.
+        let impairment = unimpaired.map_or(started.impairment, |why| format!("none: {why}"));
+        say(&format!("impairment: {impairment}"));
         let record = |peer: &Peer, role, host: &RoleHost, pmd: Option<String>| HostRecord {
             role,
             reached: host
@@ -240,7 +245,7 @@ impl TwoHostRun {
             client,
             kind: options.engine,
             hosts,
-            impairment: started.impairment,
+            impairment,
         })
     }
 
@@ -303,7 +308,8 @@ impl TwoHostRun {
     }
 
     /// Runs the load generator on its host once with `packets` messages
-    /// and builds the row.
+    /// and builds the row; returns it with the load generator's stdout and
+    /// command line (as it ran on its host).
     ///
     /// # Errors
     /// [`RemoteError`]: a host was lost, the engine ended, a request
@@ -314,7 +320,7 @@ impl TwoHostRun {
         packets: u64,
         load: &LoadOptions,
         interrupted: &AtomicBool,
-    ) -> Result<ResultRow, RemoteError> {
+    ) -> Result<Attached, RemoteError> {
         self.attach_serving(
             config,
             packets,
@@ -341,7 +347,7 @@ impl TwoHostRun {
         interrupted: &AtomicBool,
         caller_gone: &mut dyn FnMut() -> bool,
         engine_idle: &mut dyn FnMut(&mut Peer) -> Result<(), RemoteError>,
-    ) -> Result<ResultRow, RemoteError> {
+    ) -> Result<Attached, RemoteError> {
         self.engine.check()?;
         let before = Self::engine_stats(&mut self.engine, false)?;
         let Some(hosts) = config.hosts() else {
@@ -417,7 +423,7 @@ impl TwoHostRun {
             (None, None),
             (None, None),
         );
-        Ok(build_row(
+        let row = build_row(
             packets,
             self.kind,
             load,
@@ -428,7 +434,12 @@ impl TwoHostRun {
             None,
             busy,
             contract::loadgen::ShortConnections::from_result(&finished.stdout),
-        ))
+        );
+        Ok(Attached {
+            row,
+            stdout: finished.stdout,
+            command: finished.command,
+        })
     }
 
     /// Closes the client host's session (its host stops what runs there)
@@ -466,15 +477,14 @@ impl TwoHostRun {
 }
 
 /// Netem for the engine host when the run is impaired and the host has
-/// netem; otherwise none, said so.
+/// netem; otherwise none, with why when an impairment was asked for.
 fn impairment_wanted(
     config: &TestbedConfig,
     engine: &mut Peer,
-    say: &mut dyn FnMut(&str),
-) -> Result<Option<Netem>, RemoteError> {
+) -> Result<(Option<Netem>, Option<String>), RemoteError> {
     let imp = config.impairment();
     if imp.is_noop() || imp.backend == BackendChoice::None {
-        return Ok(None);
+        return Ok((None, None));
     }
     let report = match engine.call(
         Call::Doctor(Empty {}),
@@ -490,16 +500,21 @@ fn impairment_wanted(
         }
     };
     if report.check("netem").is_some_and(|c| c.ok) {
-        Ok(Some(Netem {
-            delay_us: imp.delay_us,
-            jitter_us: imp.jitter_us,
-            loss_percent: imp.loss_percent,
-        }))
+        Ok((
+            Some(Netem {
+                delay_us: imp.delay_us,
+                jitter_us: imp.jitter_us,
+                loss_percent: imp.loss_percent,
+            }),
+            None,
+        ))
     } else {
-        say(&format!(
-            "{} has no netem: the link is not impaired (the userspace emulator is the single-host testbed's)",
-            engine.label()
-        ));
-        Ok(None)
+        Ok((
+            None,
+            Some(format!(
+                "{} has no netem: the link is not impaired (the userspace emulator is the single-host testbed's)",
+                engine.label()
+            )),
+        ))
     }
 }
