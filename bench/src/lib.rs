@@ -869,6 +869,7 @@ pub fn run(args: &BenchArgs) -> Result<i32, BenchError> {
             // The hosts' link is theirs: nothing to build here; each engine
             // host says what impairment it put in force.
             bench.engines(&config, setting, &runnable);
+            bench.peers(&config, setting, &usable_peers);
             let said = bench.remote_impairments(setting);
             bench.results.testbeds.push(TestbedRecord {
                 impairment: setting.as_str().to_owned(),

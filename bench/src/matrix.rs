@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bench_report::model::{Cell, CellKey, Results, RunRecord};
@@ -21,9 +21,11 @@ use testbed::run::session::{StartOptions, DEFAULT_READY_TIMEOUT};
 
 use crate::engine_run::{EngineRun, Failure};
 use crate::host;
-use crate::peers::{self, Cells, Peer, Placement};
+use crate::peers::{self, Cells, Hosts, Peer, Placement};
 use crate::record;
+use crate::two_hosts;
 use crate::Setting;
+use testbed::remote::peer_tools::PeerHosts;
 
 /// The tests every engine runs: one cell per test and count (`short`: a
 /// new connection per request, closed loop).
@@ -614,13 +616,45 @@ impl<'a> Bench<'a> {
         );
     }
 
-    /// Every selected peer on one testbed.
+    /// Every selected peer on one testbed: in its namespaces, or over two
+    /// hosts through a session with each (unimpaired only: the engine
+    /// host's netem is put in force by an engine's start).
     pub fn peers(&mut self, config: &TestbedConfig, setting: Setting, peers: &[&dyn Peer]) {
+        let hosts = if config.hosts().is_none() {
+            None
+        } else {
+            let pending: Vec<&dyn Peer> = peers
+                .iter()
+                .copied()
+                .filter(|p| self.remaining(p.name(), setting) > 0)
+                .collect();
+            if pending.is_empty() || self.stopped() {
+                return;
+            }
+            if setting == Setting::On && !config.impairment().is_noop() {
+                for peer in pending {
+                    self.fail_subject(peer.name(), setting, two_hosts::PEERS_IMPAIRED);
+                }
+                return;
+            }
+            match PeerHosts::open(config) {
+                Ok(hosts) => Some(Hosts(Arc::new(Mutex::new(hosts)))),
+                Err(e) => {
+                    let why = format!("peers over two hosts: {e}");
+                    self.say(&why);
+                    for peer in pending {
+                        self.fail_subject(peer.name(), setting, &why);
+                    }
+                    return;
+                }
+            }
+        };
         let placement = Placement {
             config: config.clone(),
-            server: config.server_addr().to_string(),
+            server: config.server_addr(),
             log_dir: self.plan.out.join("logs").join(setting.as_str()),
             busy_poll: self.plan.busy_poll,
+            hosts,
         };
         if let Err(e) = std::fs::create_dir_all(&placement.log_dir) {
             self.results
@@ -635,6 +669,21 @@ impl<'a> Bench<'a> {
                 continue;
             }
             peer.measure(self, &placement, setting);
+        }
+        if let Some(Hosts(hosts)) = placement.hosts {
+            let closed = Arc::try_unwrap(hosts)
+                .ok()
+                .and_then(|m| m.into_inner().ok())
+                .map(PeerHosts::close);
+            for (host, cleanup) in closed.unwrap_or_default() {
+                match cleanup {
+                    Ok(cleanup) => self
+                        .results
+                        .problems
+                        .extend(cleanup.problems.into_iter().map(|p| format!("{host}: {p}"))),
+                    Err(e) => self.results.problems.push(format!("closing {host}: {e}")),
+                }
+            }
         }
     }
 }
@@ -703,11 +752,12 @@ impl Cells for Bench<'_> {
     fn run_peer_attempts(
         &mut self,
         peer: &dyn Peer,
+        place: &Placement,
         index: usize,
         count: u32,
         limit_s: u64,
         server: Option<&str>,
-        client: &dyn Fn(usize) -> (std::process::Command, PathBuf),
+        client: &dyn Fn(usize) -> (peers::PeerClient, PathBuf),
     ) {
         for _ in 0..count {
             if self.stopped() {
@@ -716,10 +766,11 @@ impl Cells for Bench<'_> {
             self.status(index);
             let rep = self.next_rep(index);
             let packets = self.results.cells[index].packets;
-            let (command, log) = client(rep);
+            let (run, log) = client(rep);
             let started_utc = host::utc_now();
             let outcome = peers::run_client(
-                command,
+                place,
+                &run,
                 &log,
                 Duration::from_secs(limit_s),
                 &self.interrupted,

@@ -3,9 +3,10 @@
 //! `supervisor serve --stdio` over SSH (see [`crate::engine_run`]). What
 //! only this host's testbed has is refused by name before anything starts:
 //! the DPDK client and memif (a single host's), an equal minimum RTO (the
-//! engine host's stacks keep their own), the calibration (it runs on this
-//! host's testbed), and the peers (their servers are started only on this
-//! host's testbed).
+//! engine host's stacks keep their own) and the calibration (it runs on
+//! this host's testbed). The peers' servers run on the engine host and
+//! their clients on the client host, through the same sessions
+//! ([`crate::peers::Hosts`]), on the unimpaired link.
 
 use bench_report::model::Availability;
 use contract::EngineKind;
@@ -15,9 +16,8 @@ use testbed::run::memif::MemifRefusal;
 use crate::peers::Peer;
 use crate::{flag, BenchArgs, BenchError, RtoChoice};
 
-/// Why the peers are not measured over two hosts.
-pub const PEERS_REASON: &str =
-    "not measured over two hosts: bench starts the peers' servers only on this host's testbed";
+/// Why the peers are not measured on the impaired half over two hosts.
+pub const PEERS_IMPAIRED: &str = "not measured impaired over two hosts: the engine host's netem is put in force by an engine's start, not for a peer tool (the peers are measured on the unimpaired link)";
 
 /// `args` for a two-host matrix: the kernel client, each stack's own
 /// minimum RTO, no calibration.
@@ -53,17 +53,6 @@ pub fn args(args: &BenchArgs) -> Result<BenchArgs, BenchError> {
                 .into(),
         ));
     }
-    if !args.peers.is_empty() {
-        return Err(refuse(
-            "peers",
-            args.peers
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(","),
-            format!("{PEERS_REASON} (leave --peers unset)"),
-        ));
-    }
     if args.estimate {
         return Err(refuse(
             "estimate",
@@ -97,7 +86,8 @@ pub fn engines(requested: &[EngineKind]) -> Vec<(EngineKind, Availability)> {
         .collect()
 }
 
-/// Every peer, unmeasured with the reason.
+/// Every peer asked for, left to the hosts: one whose tool a host lacks
+/// fails its cells with that host's words.
 #[must_use]
 pub fn peers(requested: &[&'static dyn Peer]) -> Vec<(&'static dyn Peer, Availability)> {
     requested
@@ -105,8 +95,8 @@ pub fn peers(requested: &[&'static dyn Peer]) -> Vec<(&'static dyn Peer, Availab
         .map(|&peer| {
             let availability = Availability {
                 name: peer.name().to_owned(),
-                available: false,
-                reason: Some(PEERS_REASON.to_owned()),
+                available: true,
+                reason: None,
             };
             (peer, availability)
         })

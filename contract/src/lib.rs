@@ -10,6 +10,8 @@
 //! - [`argv`]: renders such a struct back into the argv that produces it,
 //!   so a flag is spelled only in its struct, and a recorded command is the
 //!   one that ran;
+//! - [`peer_tool`]: the peer tools' (sockperf, iperf3, netperf) command
+//!   lines, typed, so a remote host runs only what a request's values make;
 //! - [`process`]: how a child ended, in the words every report uses;
 //! - [`serve`]: the JSON-lines protocol of `supervisor serve --stdio`, what
 //!   an orchestrating supervisor and a remote host's supervisor say to each
@@ -24,6 +26,7 @@ pub mod emulator;
 pub mod engine;
 pub mod kinds;
 pub mod loadgen;
+pub mod peer_tool;
 pub mod process;
 pub mod serve;
 
@@ -32,4 +35,4 @@ pub use kinds::{
 };
 
 /// Version of this contract between bypasslab's binaries.
-pub const CONTRACT_VERSION: u32 = 2;
+pub const CONTRACT_VERSION: u32 = 3;

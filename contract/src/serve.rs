@@ -7,13 +7,26 @@
 //! host may drive it. Every message is one JSON document on one line.
 //!
 //! ```text
-//! → {"id":1,"call":{"hello":{"contract_version":2,"testbed":"bl","role":"engine"}}}
-//! ← {"ok":{"id":1,"result":{"hello":{"contract_version":2,"host":{...}}}}}
+//! → {"id":1,"call":{"hello":{"contract_version":3,"testbed":"bl","role":"engine"}}}
+//! ← {"ok":{"id":1,"result":{"hello":{"contract_version":3,"host":{...}}}}}
 //! → {"id":2,"call":{"start_engine":{"kind":"kernel","port":7000,...}}}
 //! ← {"event":{"id":2,"event":{"say":{"line":"stats segment ... on hugetlbfs"}}}}
 //! ← {"ok":{"id":2,"result":{"engine_started":{"pid":4242,...}}}}
 //! → {"id":3,"call":{"teardown":{}}}
 //! ← {"ok":{"id":3,"result":{"torn_down":{"done":[...],"problems":[]}}}}
+//! ```
+//!
+//! The bench's peers go the same way: `start_peer_server` and
+//! `stop_peer_server` on the engine host, `run_peer_client` on the client
+//! host, whose output comes back as `output` events of at most
+//! [`OUTPUT_CHUNK`] bytes before the final answer:
+//!
+//! ```text
+//! → {"id":4,"call":{"start_peer_server":{"server":{"iperf3":{"port":7002}},"core":1}}}
+//! ← {"ok":{"id":4,"result":{"peer_server_started":{"pid":4250,"command":["taskset",...]}}}}
+//! → {"id":5,"call":{"run_peer_client":{"client":{"iperf3":{"server":"10.0.0.2:7002","bytes":768000,"streams":4}},"core":0,"limit_s":120}}}
+//! ← {"event":{"id":5,"event":{"output":{"text":"{\n  \"start\": ..."}}}}
+//! ← {"ok":{"id":5,"result":{"peer_client_finished":{"process":{...},"ending":{"how":"exited","code":0},...}}}}
 //! ```
 //!
 //! - One request at a time: every request gets exactly one final answer,
@@ -24,8 +37,9 @@
 //! - Events with no `id` are unsolicited: the engine on the remote host
 //!   ended.
 //! - Requests carry typed parameters only (engine kind, ports, cores, an
-//!   interface name, addresses, load options, counts), never a path or a
-//!   program: the remote host decides its binaries (beside itself), its
+//!   interface name, addresses, load options, counts, a peer tool and its
+//!   values from [`crate::peer_tool`]), never a path, a program or an
+//!   argument: the remote host decides its binaries (beside itself), its
 //!   state directory, segment and config files. Unknown fields are
 //!   refused, so a request naming a `path` or a `program` is an error
 //!   that names the field.
@@ -41,6 +55,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::kinds::{EngineKind, Pmd};
 use crate::loadgen::LoadOptions;
+use crate::peer_tool::{PeerClient, PeerServer};
 use crate::process::Ending;
 
 /// Longest line either side accepts, bytes: the largest message (a stats
@@ -98,6 +113,13 @@ pub enum Call {
     RunLoadgen(RunLoadgen),
     /// A snapshot of this host's statistics segment.
     Stats(Stats),
+    /// Starts a peer tool's server on this host (engine role) and waits
+    /// until it listens.
+    StartPeerServer(StartPeerServer),
+    /// Stops the peer tool's server, letting a one-off server finish first.
+    StopPeerServer(StopPeerServer),
+    /// Runs a peer tool's client on this host to its end (client role).
+    RunPeerClient(RunPeerClient),
     /// Stops everything of the session and removes what it created.
     Teardown(Empty),
 }
@@ -112,6 +134,9 @@ impl Call {
             Self::StartEngine(_) => "start_engine",
             Self::RunLoadgen(_) => "run_loadgen",
             Self::Stats(_) => "stats",
+            Self::StartPeerServer(_) => "start_peer_server",
+            Self::StopPeerServer(_) => "stop_peer_server",
+            Self::RunPeerClient(_) => "run_peer_client",
             Self::Teardown(_) => "teardown",
         }
     }
@@ -203,6 +228,48 @@ pub struct Stats {
     pub settle: bool,
 }
 
+/// `start_peer_server`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartPeerServer {
+    /// Which tool, with its values.
+    pub server: PeerServer,
+    /// Core it is pinned to.
+    pub core: usize,
+}
+
+/// `stop_peer_server`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StopPeerServer {
+    /// How long a server that ends by itself (iperf3's one-off) may take
+    /// before it is stopped, milliseconds (at most [`MAX_PEER_WAIT_MS`]).
+    pub wait_ms: u64,
+}
+
+/// Longest `stop_peer_server` waits for a server to end by itself.
+pub const MAX_PEER_WAIT_MS: u64 = 60_000;
+
+/// `run_peer_client`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunPeerClient {
+    /// Which tool, with its values.
+    pub client: PeerClient,
+    /// Core it is pinned to.
+    pub core: usize,
+    /// Bound on its run, seconds: it is stopped past it.
+    pub limit_s: u64,
+}
+
+/// Most of a peer tool's output one [`Event::Output`] carries, bytes:
+/// escaped as JSON it stays within [`MAX_LINE`].
+pub const OUTPUT_CHUNK: usize = 32 * 1024;
+
+/// Most of a peer tool's output kept, bytes (iperf3's JSON over 128
+/// streams is the largest).
+pub const MAX_PEER_OUTPUT: usize = 16 * 1024 * 1024;
+
 /// One line from the remote host, remote host to orchestrator.
 // An answer is built once and written at once; its size does not matter.
 #[allow(clippy::large_enum_variant)]
@@ -251,8 +318,40 @@ pub enum Outcome {
     LoadgenFinished(Box<LoadgenFinished>),
     /// `stats`.
     Stats(Box<shm_layout::Snapshot>),
+    /// `start_peer_server`.
+    PeerServerStarted(PeerProcess),
+    /// `stop_peer_server`: how it ended and the end of its output.
+    PeerServerStopped(PeerEnded),
+    /// `run_peer_client`: how it ended; its output came as
+    /// [`Event::Output`]s.
+    PeerClientFinished(PeerEnded),
     /// `teardown`.
     TornDown(Cleanup),
+}
+
+/// A peer tool's process on the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerProcess {
+    /// Its pid there.
+    pub pid: u32,
+    /// Its command line, as it ran.
+    pub command: Vec<String>,
+}
+
+/// A peer tool's process that ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerEnded {
+    /// Which, and its command line.
+    pub process: PeerProcess,
+    /// How it ended.
+    pub ending: Ending,
+    /// Whether it was stopped (its bound passed, or it was asked to).
+    pub stopped: bool,
+    /// A server's output (its last [`OUTPUT_CHUNK`] bytes); empty for a
+    /// client, whose output came as events.
+    pub output: String,
 }
 
 /// A remote host, as a result records it.
@@ -381,6 +480,11 @@ pub enum Event {
     Progress {
         /// Messages answered in the measured phase.
         answered: u64,
+    },
+    /// A piece of a peer tool's output (stdout and stderr as they came).
+    Output {
+        /// The text.
+        text: String,
     },
     /// The engine ended without being asked to.
     EngineEnded {
@@ -556,6 +660,27 @@ fn validate(call: &Call) -> Result<(), DecodeError> {
             }
             Ok(())
         }
+        Call::StartPeerServer(s) => s
+            .server
+            .check()
+            .map_err(|(field, reason)| invalid(field, &s.server, reason)),
+        Call::StopPeerServer(s) if s.wait_ms > MAX_PEER_WAIT_MS => Err(invalid(
+            "stop_peer_server.wait_ms",
+            &s.wait_ms,
+            "must be at most 60000",
+        )),
+        Call::RunPeerClient(r) => {
+            if !(1..=crate::peer_tool::MAX_PEER_SECONDS).contains(&r.limit_s) {
+                return Err(invalid(
+                    "run_peer_client.limit_s",
+                    &r.limit_s,
+                    "must be within 1..=86400",
+                ));
+            }
+            r.client
+                .check()
+                .map_err(|(field, reason)| invalid(field, &r.client, reason))
+        }
         _ => Ok(()),
     }
 }
@@ -592,7 +717,7 @@ mod tests {
         for (line, field) in [
             (r#"{"id":2,"call":{"teardown":{"path":"/etc"}}}"#, "path"),
             (
-                r#"{"id":3,"call":{"hello":{"contract_version":2,"testbed":"bl","role":"engine","program":"/bin/sh"}}}"#,
+                r#"{"id":3,"call":{"hello":{"contract_version":3,"testbed":"bl","role":"engine","program":"/bin/sh"}}}"#,
                 "program",
             ),
             (r#"{"id":4,"call":{"exec":{}}}"#, "exec"),
@@ -626,6 +751,36 @@ mod tests {
         ));
         assert!(!is_iface_name("../x") && !is_iface_name("a/b") && !is_iface_name(""));
         assert!(is_iface_name("enp3s0") && is_iface_name("th1-b0"));
+    }
+
+    #[test]
+    fn a_peer_tool_is_named_by_its_values_never_by_a_program_or_argv() {
+        let run = r#"{"id":5,"call":{"run_peer_client":{"client":{"iperf3":{"server":"10.0.0.2:7002","bytes":768000,"streams":4}},"core":0,"limit_s":120}}}"#;
+        let Call::RunPeerClient(run) = decode_request(run).unwrap().call else {
+            panic!("not run_peer_client");
+        };
+        assert_eq!(run.client.program(), "iperf3");
+        for (line, wanted) in [
+            (
+                r#"{"id":6,"call":{"start_peer_server":{"server":{"iperf3":{"port":7002,"argv":["-s","--logfile","/etc/x"]}},"core":1}}}"#,
+                "argv",
+            ),
+            (
+                r#"{"id":7,"call":{"start_peer_server":{"server":{"bash":{"port":7002}},"core":1}}}"#,
+                "bash",
+            ),
+            (
+                r#"{"id":8,"call":{"run_peer_client":{"client":{"iperf3":{"server":"10.0.0.2:7002","bytes":1,"streams":4000}},"core":0,"limit_s":120}}}"#,
+                "streams",
+            ),
+            (
+                r#"{"id":9,"call":{"stop_peer_server":{"wait_ms":3600000}}}"#,
+                "wait_ms",
+            ),
+        ] {
+            let err = decode_request(line).unwrap_err();
+            assert!(err.to_string().contains(wanted), "{line}: {err}");
+        }
     }
 
     #[test]

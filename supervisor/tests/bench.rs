@@ -687,7 +687,6 @@ fn bad_options_fail_clearly_and_measure_nothing() {
     let out_dir = std::env::temp_dir().join("bypasslab-bench-hosts-never");
     for (extra, option, why) in [
         (&["--clients", "dpdk"][..], "--clients", "two-host run"),
-        (&["--peers", "sockperf"][..], "--peers", "two hosts"),
         (&["--rto-min", "10"][..], "--rto-min", "own minimum RTO"),
         (
             &["--pmd", "memif", "--impairment", "off"][..],

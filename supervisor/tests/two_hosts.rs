@@ -331,12 +331,43 @@ fn two_hosts_work_with_a_key_restricted_to_serve() {
             r#"{{"id":2,"call":{{"doctor":{{"program":"/bin/sh"}}}}}}"#
         )
         .unwrap();
-        writeln!(stdin, r#"{{"id":3,"call":{{"teardown":{{}}}}}}"#).unwrap();
+        // A peer tool is named by its values only: an argv is an unknown
+        // field, a client on the engine host out of its role; a server
+        // from its values starts and the teardown stops it.
+        writeln!(
+            stdin,
+            r#"{{"id":3,"call":{{"start_peer_server":{{"server":{{"iperf3":{{"port":7002,"argv":["--logfile","/tmp/bl-escaped"]}}}},"core":0}}}}}}"#
+        )
+        .unwrap();
+        writeln!(
+            stdin,
+            r#"{{"id":4,"call":{{"run_peer_client":{{"client":{{"iperf3":{{"server":"10.77.0.3:7002","bytes":1000,"streams":1}}}},"core":0,"limit_s":10}}}}}}"#
+        )
+        .unwrap();
+        writeln!(
+            stdin,
+            r#"{{"id":5,"call":{{"start_peer_server":{{"server":{{"iperf3":{{"port":7002}}}},"core":0}}}}}}"#
+        )
+        .unwrap();
+        writeln!(stdin, r#"{{"id":6,"call":{{"teardown":{{}}}}}}"#).unwrap();
     }
     let out = support::finish(child, Duration::from_secs(30));
     let lines: Vec<&str> = out.stdout.lines().collect();
-    assert_eq!(lines.len(), 3, "every message answered: {}", out.stdout);
+    assert_eq!(lines.len(), 6, "every message answered: {}", out.stdout);
     assert!(lines[1].contains("unknown field `program`"), "{}", lines[1]);
+    assert!(lines[2].contains("unknown field `argv`"), "{}", lines[2]);
+    assert!(
+        lines[3].contains("`run_peer_client` on a host whose role is engine"),
+        "{}",
+        lines[3]
+    );
+    assert!(lines[4].contains("peer_server_started"), "{}", lines[4]);
+    assert!(
+        lines[5].contains("stopped `taskset -c 0 iperf3 -s -1 -p 7002`"),
+        "{}",
+        lines[5]
+    );
+    assert!(!std::path::Path::new("/tmp/bl-escaped").exists());
     hosts.assert_nothing_left(&[], Duration::from_secs(10));
 }
 
@@ -525,9 +556,10 @@ impl Drop for OutDir {
 }
 
 /// `bench` over two hosts: every engine this build has measured on B with
-/// the load generator on A, the hosts recorded, the peers listed with why
-/// they are not measured, and the impaired half (B has no netem) not
-/// measured, with the reason, rather than reported as impaired.
+/// the load generator on A, the peers' servers on B and clients on A
+/// through the same sessions (netperf, not installed, failing with the
+/// host's words), the hosts recorded, and the impaired half (B has no
+/// netem) not measured, with the reason, rather than reported as impaired.
 #[test]
 fn two_hosts_bench_measures_each_engine_on_b() {
     if !require_root("two_hosts_bench_measures_each_engine_on_b") {
@@ -570,13 +602,70 @@ fn two_hosts_bench_measures_each_engine_on_b() {
     assert_eq!(recorded[0]["role"], "engine", "{recorded:?}");
     assert_eq!(recorded[0]["reached"], engine_url());
     assert_eq!(recorded[1]["role"], "client");
-    for peer in doc["peers"].as_array().unwrap() {
-        assert_eq!(peer["available"], false, "{peer}");
+    let peer_cell = |subject: &str, test: &str, impairment: &str| {
+        doc["cells"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| {
+                c["kind"] == "peer"
+                    && c["subject"] == subject
+                    && c["test"] == test
+                    && c["impairment"] == impairment
+            })
+            .unwrap_or_else(|| panic!("no {subject} {test} {impairment} cell: {}", doc["cells"]))
+            .clone()
+    };
+    for (subject, test) in [
+        ("sockperf", "ping-pong"),
+        ("sockperf", "under-load"),
+        ("iperf3", "bulk"),
+    ] {
+        let off = peer_cell(subject, test, "off");
+        let runs = off["runs"].as_array().unwrap();
+        assert_eq!(runs.len(), 1, "{off}");
+        let command = runs[0]["command"].as_str().unwrap();
         assert!(
-            peer["reason"].as_str().unwrap().contains("two hosts"),
-            "{peer}"
+            command.starts_with("taskset -c ") && command.contains("(on client host ssh://"),
+            "the client ran on A: {command}"
+        );
+        assert!(
+            runs[0]["figures"]["messages_per_s"].as_f64().unwrap_or(0.0) > 0.0
+                || runs[0]["figures"]["bandwidth_kb_s"].as_f64().unwrap_or(0.0) > 0.0,
+            "{off}"
+        );
+        let log = out.0.join(runs[0]["detail"]["log"].as_str().unwrap());
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(text.len() > 100, "{}: {text}", log.display());
+        let on = peer_cell(subject, test, "on");
+        assert!(
+            on["errors"]
+                .to_string()
+                .contains("not measured impaired over two hosts"),
+            "{on}"
         );
     }
+    let bulk = peer_cell("iperf3", "bulk", "off");
+    assert!(
+        bulk["runs"][0]["command"]
+            .as_str()
+            .unwrap()
+            .contains(" iperf3 -s -1 -p "),
+        "{bulk}"
+    );
+    assert!(
+        bulk["runs"][0]["command"]
+            .as_str()
+            .unwrap()
+            .contains("(on engine host ssh://"),
+        "{bulk}"
+    );
+    let netperf = peer_cell("netperf", "tcp_rr", "off");
+    assert!(netperf["runs"].as_array().unwrap().is_empty(), "{netperf}");
+    assert!(
+        netperf["errors"].to_string().contains("netserver"),
+        "B's words on the missing tool: {netperf}"
+    );
     for engine in engines.split(',') {
         let cell = |impairment: &str| {
             doc["cells"]

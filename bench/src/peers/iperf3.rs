@@ -2,20 +2,22 @@
 //! requests), the bandwidth ceiling of the path, over as many parallel
 //! streams (`-P N`) as the matrix's connection counts, up to iperf3's 128.
 
-use std::process::Command;
 use std::time::Duration;
 
 use bench_report::stats::Figures;
 
-use super::{Cells, ParseError, Parsed, Peer, Placement, Server, PEER_MESSAGE_SIZE};
+use super::{
+    Cells, ParseError, Parsed, Peer, PeerClient, PeerServer, Placement, Server, PEER_MESSAGE_SIZE,
+};
 use crate::Setting;
+use contract::peer_tool::IPERF3_MAX_STREAMS;
 
 /// The peer.
 pub struct Iperf3;
 
 const NAME: &str = "iperf3";
 /// The most parallel streams `iperf3 -P` takes.
-const MAX_STREAMS: u32 = 128;
+const MAX_STREAMS: u32 = IPERF3_MAX_STREAMS;
 
 fn err(reason: impl Into<String>) -> ParseError {
     ParseError::new(NAME, reason)
@@ -66,7 +68,7 @@ impl Peer for Iperf3 {
                 }
                 let rep = bench.next_rep(index);
                 let log = p.log(&format!("iperf3-server-{packets}-P{streams}-{rep}.log"));
-                let server = match Server::start(server(p, port), &log, &p.config, port) {
+                let server = match Server::start(&server(port), &log, p) {
                     Ok(s) => s,
                     Err(e) => {
                         bench.fail(index, 1, &e.to_string());
@@ -75,6 +77,7 @@ impl Peer for Iperf3 {
                 };
                 bench.run_peer_attempts(
                     self,
+                    p,
                     index,
                     1,
                     120 + bytes / 1_000_000,
@@ -92,29 +95,19 @@ impl Peer for Iperf3 {
 
 /// The one-off iperf3 server on `port`.
 #[must_use]
-pub fn server(p: &Placement, port: u16) -> Command {
-    let mut c = p.server_cmd("iperf3");
-    c.args(["-s", "-1", "-p", &port.to_string()]);
-    c
+pub fn server(port: u16) -> PeerServer {
+    PeerServer::Iperf3 { port }
 }
 
 /// An iperf3 client moving `bytes` from NS1 to NS3 over `streams`
 /// parallel connections, JSON output.
 #[must_use]
-pub fn client(p: &Placement, port: u16, bytes: u64, streams: u32) -> Command {
-    let mut c = p.client_cmd("iperf3");
-    c.args([
-        "-c",
-        &p.server,
-        "-p",
-        &port.to_string(),
-        "-n",
-        &bytes.to_string(),
-        "-P",
-        &streams.clamp(1, MAX_STREAMS).to_string(),
-        "-J",
-    ]);
-    c
+pub fn client(p: &Placement, port: u16, bytes: u64, streams: u32) -> PeerClient {
+    PeerClient::Iperf3 {
+        server: p.server_at(port),
+        bytes,
+        streams: streams.clamp(1, MAX_STREAMS),
+    }
 }
 
 /// Figures of `iperf3 -J`: bandwidth from what the receiver got

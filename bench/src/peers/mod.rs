@@ -1,7 +1,11 @@
 //! The peers measured beside the engines on the same testbed: tools users
 //! already trust, each in a file of its own behind the [`Peer`] trait.
 //! Servers run in NS3 on the engine's core, clients in NS1 on the load
-//! generator's core, both pinned with `taskset` ([`Node::pinned_command`]).
+//! generator's core, both pinned with `taskset` ([`Node::pinned_command`]);
+//! over two hosts, servers on the engine host and clients on the client
+//! host, through their hosts' `serve` sessions ([`PeerHosts`]). A peer
+//! names its tool's runs by typed specs ([`PeerServer`], [`PeerClient`]),
+//! so both places run the same command lines.
 //!
 //! Adding a peer is one new file implementing [`Peer`] (its tests, its
 //! programs, how it measures a testbed, how its output parses) and one line
@@ -33,17 +37,22 @@ pub mod netperf;
 pub mod sockperf;
 
 use std::fmt;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bench_report::stats::Figures;
+pub use contract::peer_tool::{PeerClient, PeerServer};
 use testbed::config::TestbedConfig;
 use testbed::host::command::{log_streams, words};
 use testbed::host::process::{self, Ending};
 use testbed::host::wait::{self, Check, Waited};
 use testbed::placement::Node;
+use testbed::remote::peer::RemoteError;
+use testbed::remote::peer_tools::PeerHosts;
 use testbed::topology::NsRole;
 
 use crate::Setting;
@@ -183,44 +192,47 @@ pub trait Cells {
     fn fail(&mut self, index: usize, missing: u32, why: &str);
     /// Every cell of `subject` still lacking runs on this testbed gets `why`.
     fn fail_subject(&mut self, subject: &str, setting: Setting, why: &str);
-    /// `count` attempts at a peer cell's repetitions; `client(rep)` gives
-    /// the command and its log, `server` the server's command when each
-    /// attempt has its own. A failed one is recorded and the next tried.
+    /// `count` attempts at a peer cell's repetitions at `place`;
+    /// `client(rep)` gives the client run and its log, `server` the
+    /// server's command when each attempt has its own. A failed one is
+    /// recorded and the next tried.
+    #[allow(clippy::too_many_arguments)]
     fn run_peer_attempts(
         &mut self,
         peer: &dyn Peer,
+        place: &Placement,
         index: usize,
         count: u32,
         limit_s: u64,
         server: Option<&str>,
-        client: &dyn Fn(usize) -> (Command, PathBuf),
+        client: &dyn Fn(usize) -> (PeerClient, PathBuf),
     );
 
-    /// Runs a peer cell's missing repetitions.
+    /// Runs a peer cell's missing repetitions at `place`.
     fn run_peer_cell(
         &mut self,
         peer: &dyn Peer,
+        place: &Placement,
         index: usize,
         limit_s: u64,
-        client: &dyn Fn(usize) -> (Command, PathBuf),
+        client: &dyn Fn(usize) -> (PeerClient, PathBuf),
     ) {
         let missing = self.missing_at(index);
-        self.run_peer_attempts(peer, index, missing, limit_s, None, client);
+        self.run_peer_attempts(peer, place, index, missing, limit_s, None, client);
     }
 
-    /// Starts a peer's server in NS3 on `port` for the whole testbed; when
-    /// it cannot start, every cell of the peer still lacking runs gets the
+    /// Starts a peer's server at `place` for the whole testbed; when it
+    /// cannot start, every cell of the peer still lacking runs gets the
     /// reason.
     fn peer_server(
         &mut self,
         peer: &dyn Peer,
-        command: Command,
+        server: &PeerServer,
         log: &Path,
         place: &Placement,
-        port: u16,
         setting: Setting,
     ) -> Option<Server> {
-        match Server::start(command, log, &place.config, port) {
+        match Server::start(server, log, place) {
             Ok(server) => Some(server),
             Err(e) => {
                 let why = e.to_string();
@@ -327,6 +339,9 @@ pub enum PeerError {
     /// Its output does not parse.
     #[error(transparent)]
     Parse(#[from] ParseError),
+    /// A host of a two-host bench failed the request, or was lost.
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
     /// A calibration run gave no rate to derive durations from.
     #[error("{tool} calibration gave no rate")]
     NoRate {
@@ -344,31 +359,72 @@ pub fn find_program(program: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Where a peer runs: the testbed's nodes, the server's address and the
-/// logs directory.
+/// The sessions of a two-host bench's peers, shared by a peer's server
+/// and its clients.
+#[derive(Clone)]
+pub struct Hosts(pub Arc<Mutex<PeerHosts>>);
+
+impl fmt::Debug for Hosts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("two hosts")
+    }
+}
+
+impl Hosts {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut PeerHosts) -> Result<T, RemoteError>,
+    ) -> Result<T, RemoteError> {
+        match self.0.lock() {
+            Ok(mut hosts) => f(&mut hosts),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+}
+
+/// Where a peer runs: the testbed's nodes (or, over two hosts, the hosts'
+/// sessions), the server's address and the logs directory.
 #[derive(Debug, Clone)]
 pub struct Placement {
     /// The testbed.
     pub config: TestbedConfig,
-    /// Server address (NS3).
-    pub server: String,
+    /// Server address (NS3, or the engine host's).
+    pub server: Ipv4Addr,
     /// Directory for the tools' raw output.
     pub log_dir: PathBuf,
     /// Spin on non-blocking sockets (sockperf `--nonblocked`).
     pub busy_poll: bool,
+    /// Over two hosts: the hosts' sessions; `None`: this host's testbed.
+    pub hosts: Option<Hosts>,
 }
 
 impl Placement {
-    /// `program` in NS3, pinned to the engine's core.
+    /// `server` in NS3, pinned to the engine's core.
     #[must_use]
-    pub fn server_cmd(&self, program: &str) -> Command {
-        self.config.node(NsRole::Server).pinned_command(program)
+    pub fn server_command(&self, server: &PeerServer) -> Command {
+        let mut c = self
+            .config
+            .node(NsRole::Server)
+            .pinned_command(server.program());
+        c.args(server.args());
+        c
     }
 
-    /// `program` in NS1, pinned to the load generator's core.
+    /// `client` in NS1, pinned to the load generator's core.
     #[must_use]
-    pub fn client_cmd(&self, program: &str) -> Command {
-        self.config.node(NsRole::Client).pinned_command(program)
+    pub fn client_command(&self, client: &PeerClient) -> Command {
+        let mut c = self
+            .config
+            .node(NsRole::Client)
+            .pinned_command(client.program());
+        c.args(client.args());
+        c
+    }
+
+    /// The server's address with `port`.
+    #[must_use]
+    pub fn server_at(&self, port: u16) -> SocketAddrV4 {
+        SocketAddrV4::new(self.server, port)
     }
 
     /// The log file `name` of this testbed's peers.
@@ -406,20 +462,49 @@ fn spawn_logged(mut command: Command, log: &Path) -> Result<(Child, String), Pee
     Ok((child, text))
 }
 
-/// A server process in NS3, stopped (by its pid) when dropped.
+/// Where a server runs.
+enum Serving {
+    /// In NS3 (`None` once it ended).
+    Here(Option<Child>),
+    /// On the engine host, until stopped (`None` once it was).
+    Remote(Option<Hosts>),
+}
+
+/// A peer's server, stopped (by its pid, on its host) when dropped.
 pub struct Server {
-    child: Option<Child>,
+    serving: Serving,
+    log: PathBuf,
     /// Its command line.
     pub command: String,
 }
 
 impl Server {
-    /// Starts `command` with output to `log`, and waits (bounded) until
-    /// something listens on TCP `port` in NS3.
+    /// Starts `server` at `place` with output to `log`, and waits (bounded)
+    /// until something listens on its TCP port.
     ///
     /// # Errors
     /// It cannot start, dies, or does not listen in time.
-    pub fn start(
+    pub fn start(server: &PeerServer, log: &Path, place: &Placement) -> Result<Self, PeerError> {
+        match &place.hosts {
+            None => Self::start_here(
+                place.server_command(server),
+                log,
+                &place.config,
+                server.port(),
+            ),
+            Some(hosts) => {
+                let process = hosts.with(|h| h.start_server(server))?;
+                let host = hosts.with(|h| Ok(h.labels().0.to_owned()))?;
+                Ok(Self {
+                    serving: Serving::Remote(Some(hosts.clone())),
+                    log: log.to_owned(),
+                    command: format!("{} (on {host})", process.command.join(" ")),
+                })
+            }
+        }
+    }
+
+    fn start_here(
         command: Command,
         log: &Path,
         config: &TestbedConfig,
@@ -427,12 +512,13 @@ impl Server {
     ) -> Result<Self, PeerError> {
         let (child, text) = spawn_logged(command, log)?;
         let mut server = Self {
-            child: Some(child),
+            serving: Serving::Here(Some(child)),
+            log: log.to_owned(),
             command: text,
         };
         let node = config.node(NsRole::Server);
         let waited = wait::until(SERVER_READY, Duration::from_millis(50), || {
-            if let Some(Ok(Some(status))) = server.child.as_mut().map(Child::try_wait) {
+            if let Some(Ok(Some(status))) = server.child().map(Child::try_wait) {
                 return Check::Failed(Ending::from_status(status));
             }
             if listening(&node, port) {
@@ -445,7 +531,7 @@ impl Server {
         match waited {
             Ok(()) => Ok(server),
             Err(Waited::Failed(ending)) => {
-                server.child = None;
+                server.serving = Serving::Here(None);
                 Err(PeerError::ExitedAtStart {
                     command: server.command.clone(),
                     ending,
@@ -460,19 +546,46 @@ impl Server {
         }
     }
 
+    fn child(&mut self) -> Option<&mut Child> {
+        match &mut self.serving {
+            Serving::Here(child) => child.as_mut(),
+            Serving::Remote(_) => None,
+        }
+    }
+
     /// Waits for a one-off server (iperf3 -1) to finish, at most `limit`.
     pub fn finish(mut self, limit: Duration) {
-        if let Some(child) = self.child.as_mut() {
+        if let Some(child) = self.child() {
             let _ = process::wait_timeout(child, limit);
         }
+        self.stop_remote(limit);
+    }
+
+    /// Stops a server on the engine host (letting it take at most `wait`
+    /// to end by itself) and keeps its output in its log.
+    fn stop_remote(&mut self, wait: Duration) {
+        let Serving::Remote(hosts) = &mut self.serving else {
+            return;
+        };
+        let Some(hosts) = hosts.take() else {
+            return;
+        };
+        let text = match hosts.with(|h| h.stop_server(wait)) {
+            Ok(ended) => format!("{}\n[the server {}]\n", ended.output, ended.ending),
+            Err(e) => format!("[stopping the server: {e}]\n"),
+        };
+        let _ = std::fs::write(&self.log, text);
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = process::terminate(&mut child, Duration::from_secs(3));
+        if let Serving::Here(child) = &mut self.serving {
+            if let Some(mut child) = child.take() {
+                let _ = process::terminate(&mut child, Duration::from_secs(3));
+            }
         }
+        self.stop_remote(Duration::ZERO);
     }
 }
 
@@ -491,12 +604,63 @@ pub struct ClientOutput {
     pub text: String,
 }
 
-/// Runs a client to completion, at most `limit`; stops it (by its pid) on
-/// timeout or when `interrupted` is raised.
+/// Runs `client` at `place` to completion, at most `limit`, its output
+/// into `log`; stops it (by its pid, on its host) on timeout or when
+/// `interrupted` is raised.
 ///
 /// # Errors
 /// It cannot start, fails, times out or is interrupted.
 pub fn run_client(
+    place: &Placement,
+    client: &PeerClient,
+    log: &Path,
+    limit: Duration,
+    interrupted: &AtomicBool,
+) -> Result<ClientOutput, PeerError> {
+    match &place.hosts {
+        None => run_client_here(place.client_command(client), log, limit, interrupted),
+        Some(hosts) => run_client_remote(hosts, client, log, limit, interrupted),
+    }
+}
+
+fn run_client_remote(
+    hosts: &Hosts,
+    client: &PeerClient,
+    log: &Path,
+    limit: Duration,
+    interrupted: &AtomicBool,
+) -> Result<ClientOutput, PeerError> {
+    let ran = match hosts.with(|h| h.run_client(client, limit, interrupted)) {
+        Ok(ran) => ran,
+        Err(RemoteError::Interrupted) => return Err(PeerError::Interrupted),
+        Err(e) => return Err(e.into()),
+    };
+    let host = hosts.with(|h| Ok(h.labels().1.to_owned()))?;
+    let command = format!("{} (on {host})", ran.process.command.join(" "));
+    std::fs::write(log, &ran.output).map_err(|source| PeerError::Log {
+        path: log.to_owned(),
+        source,
+    })?;
+    if ran.ended.stopped {
+        return Err(PeerError::Overran {
+            command,
+            seconds: limit.as_secs(),
+        });
+    }
+    if !ran.ended.ending.is_success() {
+        return Err(PeerError::Failed {
+            command,
+            ending: ran.ended.ending,
+            log_tail: testbed::run::session::log_tail(log),
+        });
+    }
+    Ok(ClientOutput {
+        command,
+        text: ran.output,
+    })
+}
+
+fn run_client_here(
     command: Command,
     log: &Path,
     limit: Duration,

@@ -2,11 +2,12 @@
 //! protocol), measured only where the user installed netperf (it is not
 //! in Debian's main archive).
 
-use std::process::Command;
-
 use bench_report::stats::Figures;
 
-use super::{Cells, ParseError, Parsed, Peer, Placement, Unavailable, PEER_MESSAGE_SIZE};
+use super::{
+    Cells, ParseError, Parsed, Peer, PeerClient, PeerServer, Placement, Unavailable,
+    PEER_MESSAGE_SIZE,
+};
 use crate::Setting;
 
 /// The peer.
@@ -40,20 +41,15 @@ impl Peer for Netperf {
 
     fn measure(&self, bench: &mut dyn Cells, p: &Placement, setting: Setting) {
         let port = p.config.port().wrapping_add(3);
-        let Some(server) = bench.peer_server(
-            self,
-            server(p, port),
-            &p.log("netserver.log"),
-            p,
-            port,
-            setting,
-        ) else {
+        let Some(server) =
+            bench.peer_server(self, &server(port), &p.log("netserver.log"), p, setting)
+        else {
             return;
         };
         for packets in bench.packets(setting) {
             let index = bench.peer_cell(self, "tcp_rr", setting, packets, 1);
             // Bounded as if no slower than 100 transactions/s.
-            bench.run_peer_cell(self, index, 60 + packets / 100, &|rep| {
+            bench.run_peer_cell(self, p, index, 60 + packets / 100, &|rep| {
                 let log = p.log(&format!("netperf-{packets}-{rep}.log"));
                 (client(p, port, packets), log)
             });
@@ -64,35 +60,19 @@ impl Peer for Netperf {
 
 /// netserver in the foreground on `port`.
 #[must_use]
-pub fn server(p: &Placement, port: u16) -> Command {
-    let mut c = p.server_cmd("netserver");
-    c.args(["-D", "-p", &port.to_string()]);
-    c
+pub fn server(port: u16) -> PeerServer {
+    PeerServer::Netserver { port }
 }
 
 /// netperf TCP_RR with `transactions` 768-byte requests and 4-byte
 /// responses (the engines' protocol), key=value output.
 #[must_use]
-pub fn client(p: &Placement, port: u16, transactions: u64) -> Command {
-    let mut c = p.client_cmd("netperf");
-    c.args([
-        "-H",
-        &p.server,
-        "-p",
-        &port.to_string(),
-        "-t",
-        "TCP_RR",
-        "-l",
-        &format!("-{transactions}"),
-        "-P",
-        "0",
-        "--",
-        "-r",
-        &format!("{PEER_MESSAGE_SIZE},4"),
-        "-k",
-        "THROUGHPUT,ELAPSED_TIME,MEAN_LATENCY,P50_LATENCY,P99_LATENCY,MAX_LATENCY,TRANSACTION_RATE",
-    ]);
-    c
+pub fn client(p: &Placement, port: u16, transactions: u64) -> PeerClient {
+    PeerClient::Netperf {
+        server: p.server_at(port),
+        transactions,
+        request_size: u32::try_from(PEER_MESSAGE_SIZE).unwrap_or(u32::MAX),
+    }
 }
 
 /// Figures of netperf's key=value output. Latency percentiles exist only

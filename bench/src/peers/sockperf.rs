@@ -2,14 +2,13 @@
 //! under-load (a fixed rate, like the open loop) over TCP, 768-byte
 //! messages, every one answered.
 
-use std::process::Command;
 use std::time::Duration;
 
 use bench_report::stats::Figures;
 
 use super::{
-    run_client, seconds_for, Cells, ParseError, Parsed, Peer, PeerError, Placement,
-    PEER_MESSAGE_SIZE,
+    run_client, seconds_for, Cells, ParseError, Parsed, Peer, PeerClient, PeerError, PeerServer,
+    Placement, PEER_MESSAGE_SIZE,
 };
 use crate::Setting;
 
@@ -43,10 +42,9 @@ impl Peer for Sockperf {
         let port = p.config.port().wrapping_add(1);
         let Some(server) = bench.peer_server(
             self,
-            server(p, port),
+            &server(p, port),
             &p.log("sockperf-server.log"),
             p,
-            port,
             setting,
         ) else {
             return;
@@ -64,7 +62,7 @@ impl Peer for Sockperf {
         for packets in bench.packets(setting) {
             let pp = bench.peer_cell(self, "ping-pong", setting, packets, 1);
             let seconds = seconds_for(packets, rate);
-            bench.run_peer_cell(self, pp, seconds + 60, &|rep| {
+            bench.run_peer_cell(self, p, pp, seconds + 60, &|rep| {
                 let log = p.log(&format!("sockperf-pp-{packets}-{rep}.log"));
                 (client(p, port, seconds, None), log)
             });
@@ -78,7 +76,7 @@ impl Peer for Sockperf {
                     bench.set_target_rate(ul, mps);
                     #[allow(clippy::cast_precision_loss)]
                     let seconds = seconds_for(packets, mps as f64);
-                    bench.run_peer_cell(self, ul, seconds + 60, &|rep| {
+                    bench.run_peer_cell(self, p, ul, seconds + 60, &|rep| {
                         let log = p.log(&format!("sockperf-ul-{packets}-{rep}.log"));
                         (client(p, port, seconds, Some(mps)), log)
                     });
@@ -101,7 +99,8 @@ impl Peer for Sockperf {
 fn calibrate(bench: &dyn Cells, p: &Placement, port: u16) -> Result<f64, PeerError> {
     let measure = |seconds: u64, log: &str| -> Result<Figures, PeerError> {
         let output = run_client(
-            client(p, port, seconds, None),
+            p,
+            &client(p, port, seconds, None),
             &p.log(log),
             Duration::from_secs(60),
             bench.interrupted(),
@@ -123,42 +122,27 @@ fn calibrate(bench: &dyn Cells, p: &Placement, port: u16) -> Result<f64, PeerErr
     }
 }
 
-/// The sockperf server command (`sr`) on `port`.
+/// The sockperf server (`sr`) on `port`.
 #[must_use]
-pub fn server(p: &Placement, port: u16) -> Command {
-    let mut c = p.server_cmd("sockperf");
-    c.args(["sr", "--tcp", "-i", &p.server, "-p", &port.to_string()]);
-    if p.busy_poll {
-        c.arg("--nonblocked");
+pub fn server(p: &Placement, port: u16) -> PeerServer {
+    PeerServer::Sockperf {
+        address: p.server,
+        port,
+        nonblocked: p.busy_poll,
     }
-    c
 }
 
 /// A sockperf client: `pp` (ping-pong) when `mps` is `None`, else `ul`
 /// (under-load) at `mps` messages per second; every message is answered.
 #[must_use]
-pub fn client(p: &Placement, port: u16, seconds: u64, mps: Option<u64>) -> Command {
-    let mut c = p.client_cmd("sockperf");
-    c.arg(if mps.is_some() { "ul" } else { "pp" });
-    c.args([
-        "--tcp",
-        "-i",
-        &p.server,
-        "-p",
-        &port.to_string(),
-        "-m",
-        &PEER_MESSAGE_SIZE.to_string(),
-        "-t",
-        &seconds.to_string(),
-        "--full-rtt",
-    ]);
-    if let Some(mps) = mps {
-        c.args(["--mps", &mps.to_string(), "--reply-every", "1"]);
+pub fn client(p: &Placement, port: u16, seconds: u64, mps: Option<u64>) -> PeerClient {
+    PeerClient::Sockperf {
+        server: p.server_at(port),
+        message_size: u32::try_from(PEER_MESSAGE_SIZE).unwrap_or(u32::MAX),
+        seconds,
+        mps,
+        nonblocked: p.busy_poll,
     }
-    if p.busy_poll {
-        c.arg("--nonblocked");
-    }
-    c
 }
 
 /// sockperf's percentile lines, as (quantile 0..=1, µs) pairs, MIN and MAX

@@ -10,12 +10,16 @@
 //! - [`run`]: a run over two hosts, driven from here;
 //! - [`control`]: such a run owned by one supervisor, reached by `attach`,
 //!   `stats` and `stop` through a Unix socket on this host;
-//! - [`netem`]: impairment on an engine host's egress.
+//! - [`netem`]: impairment on an engine host's egress;
+//! - [`tool`]: a peer tool's process on a `serve` host;
+//! - [`peer_tools`]: the bench's peers over two hosts, driven from here.
 
 pub mod control;
 pub mod facts;
 pub mod netem;
 pub mod peer;
+pub mod peer_tools;
 pub mod run;
 pub mod serve;
 pub mod target;
+pub mod tool;

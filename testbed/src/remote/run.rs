@@ -15,7 +15,7 @@ use serde::Serialize;
 use shm_layout::{Role, Snapshot};
 
 use super::peer::{Peer, RemoteError};
-use crate::config::{BackendChoice, RoleHost, TestbedConfig};
+use crate::config::{BackendChoice, Hosts, RoleHost, TestbedConfig};
 use crate::placement::Node;
 use crate::run::attach::{build_row, engine_received, slot, Attached, Busy, LoadOptions};
 
@@ -83,6 +83,36 @@ fn open(config: &TestbedConfig, role: HostRole, host: &RoleHost) -> Result<Peer,
     Peer::connect(label(role, host), &node, &program, config.name(), role)
 }
 
+/// Both sessions of `hosts`, opened in parallel; when one fails the other
+/// is closed (its host removes what it made).
+///
+/// # Errors
+/// The first failure, naming its host.
+pub fn open_both(config: &TestbedConfig, hosts: &Hosts) -> Result<(Peer, Peer), RemoteError> {
+    let (engine, client) = std::thread::scope(|s| {
+        let engine = s.spawn(|| open(config, HostRole::Engine, &hosts.engine));
+        let client = open(config, HostRole::Client, &hosts.client);
+        let engine = engine.join().unwrap_or_else(|_| {
+            Err(RemoteError::Protocol {
+                host: label(HostRole::Engine, &hosts.engine),
+                message: "the session thread panicked".into(),
+            })
+        });
+        (engine, client)
+    });
+    match (engine, client) {
+        (Ok(e), Ok(c)) => Ok((e, c)),
+        (Err(e), other) => {
+            drop(other);
+            Err(e)
+        }
+        (Ok(e), Err(c)) => {
+            drop(e);
+            Err(c)
+        }
+    }
+}
+
 /// A `doctor` of the host reached as `host`.
 ///
 /// # Errors
@@ -142,28 +172,7 @@ impl TwoHostRun {
                 message: "the configuration names no [hosts]".into(),
             });
         };
-        let (engine, client) = std::thread::scope(|s| {
-            let engine = s.spawn(|| open(config, HostRole::Engine, &hosts.engine));
-            let client = open(config, HostRole::Client, &hosts.client);
-            let engine = engine.join().unwrap_or_else(|_| {
-                Err(RemoteError::Protocol {
-                    host: label(HostRole::Engine, &hosts.engine),
-                    message: "the session thread panicked".into(),
-                })
-            });
-            (engine, client)
-        });
-        let (mut engine, client) = match (engine, client) {
-            (Ok(e), Ok(c)) => (e, c),
-            (Err(e), other) => {
-                drop(other);
-                return Err(e);
-            }
-            (Ok(e), Err(c)) => {
-                drop(e);
-                return Err(c);
-            }
-        };
+        let (mut engine, client) = open_both(config, hosts)?;
         let pmd = hosts
             .engine
             .pmd
@@ -459,21 +468,31 @@ impl TwoHostRun {
     #[must_use]
     pub fn stop(self) -> Vec<(String, Result<contract::serve::Cleanup, RemoteError>)> {
         let Self { engine, client, .. } = self;
-        let client_label = client.label().to_owned();
-        let engine_label = engine.label().to_owned();
-        let (c, e) = std::thread::scope(|s| {
-            let c = s.spawn(|| client.close());
-            let e = engine.close();
-            (c.join(), e)
-        });
-        let c = c.unwrap_or_else(|_| {
-            Err(RemoteError::Protocol {
-                host: client_label.clone(),
-                message: "the closing thread panicked".into(),
-            })
-        });
-        vec![(client_label, c), (engine_label, e)]
+        close_both(engine, client)
     }
+}
+
+/// Ends both sessions in parallel; each host removes what it created.
+/// Returns what each did, by host (client first).
+#[must_use]
+pub fn close_both(
+    engine: Peer,
+    client: Peer,
+) -> Vec<(String, Result<contract::serve::Cleanup, RemoteError>)> {
+    let client_label = client.label().to_owned();
+    let engine_label = engine.label().to_owned();
+    let (c, e) = std::thread::scope(|s| {
+        let c = s.spawn(|| client.close());
+        let e = engine.close();
+        (c.join(), e)
+    });
+    let c = c.unwrap_or_else(|_| {
+        Err(RemoteError::Protocol {
+            host: client_label.clone(),
+            message: "the closing thread panicked".into(),
+        })
+    });
+    vec![(client_label, c), (engine_label, e)]
 }
 
 /// Netem for the engine host when the run is impaired and the host has

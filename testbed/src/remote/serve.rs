@@ -16,13 +16,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use contract::serve::{
     self, Call, Cleanup, EngineStarted, Event, Hello, HostFacts, HostRole, LoadgenFinished,
-    Outcome, Refusal, RefusalKind, Reply, Request, RunLoadgen, StartEngine, MAX_LINE,
+    Outcome, PeerEnded, PeerProcess, Refusal, RefusalKind, Reply, Request, RunLoadgen,
+    RunPeerClient, StartEngine, StartPeerServer, MAX_LINE, OUTPUT_CHUNK,
 };
 use contract::CONTRACT_VERSION;
 use shm_layout::{CreateOptions, Role, Segment};
 
 use super::facts;
 use super::netem;
+use super::tool::{self, Tool};
 use crate::config::ServiceLimits;
 use crate::host::hugepages;
 use crate::host::process::ProcessId;
@@ -120,8 +122,13 @@ struct Session<W: Write> {
     engine: Option<Run>,
     engine_ended: bool,
     client: Option<ClientSite>,
+    /// A peer tool's server (engine host).
+    peer_server: Option<Tool>,
     stop: Arc<AtomicBool>,
 }
+
+/// How long a peer tool's server may take to listen.
+const PEER_SERVER_READY: Duration = Duration::from_secs(10);
 
 /// What the loop does after a request.
 #[derive(PartialEq, Eq)]
@@ -165,6 +172,7 @@ pub fn serve(
         engine: None,
         engine_ended: false,
         client: None,
+        peer_server: None,
         stop,
     };
     let outcome = session.serve(&rx, &signalled);
@@ -336,6 +344,35 @@ impl<W: Write> Session<W> {
             ref c @ Call::RunLoadgen(_) if self.role() != HostRole::Client => {
                 Err((RefusalKind::OutOfOrder, wrong_role(self.role(), c)))
             }
+            ref c @ (Call::StartPeerServer(_) | Call::StopPeerServer(_))
+                if self.role() != HostRole::Engine =>
+            {
+                Err((RefusalKind::OutOfOrder, wrong_role(self.role(), c)))
+            }
+            ref c @ Call::RunPeerClient(_) if self.role() != HostRole::Client => {
+                Err((RefusalKind::OutOfOrder, wrong_role(self.role(), c)))
+            }
+            Call::StartPeerServer(start) => self.start_peer_server(&start),
+            Call::StopPeerServer(stop) => match self.peer_server.take() {
+                Some(mut server) => {
+                    let (ending, stopped) = server.finish(Duration::from_millis(stop.wait_ms));
+                    let output = server.output();
+                    Ok(Outcome::PeerServerStopped(PeerEnded {
+                        process: PeerProcess {
+                            pid: server.pid(),
+                            command: server.command().to_vec(),
+                        },
+                        ending,
+                        stopped,
+                        output: tool::tail(&output, OUTPUT_CHUNK).to_owned(),
+                    }))
+                }
+                None => Err((
+                    RefusalKind::OutOfOrder,
+                    "`stop_peer_server` with no peer server started".to_owned(),
+                )),
+            },
+            Call::RunPeerClient(run) => self.run_peer_client(id, &run),
             Call::StartEngine(_) if self.engine.is_some() => Err((
                 RefusalKind::OutOfOrder,
                 "the engine is already started".to_owned(),
@@ -572,9 +609,118 @@ impl<W: Write> Session<W> {
         outcome
     }
 
+    /// Starts a peer tool's server (one at a time; one that ended by
+    /// itself, as iperf3's one-off does, is replaced) and waits until it
+    /// listens.
+    fn start_peer_server(
+        &mut self,
+        start: &StartPeerServer,
+    ) -> Result<Outcome, (RefusalKind, String)> {
+        if let Some(running) = self.peer_server.as_mut() {
+            if running.ending().is_none() {
+                return Err((
+                    RefusalKind::OutOfOrder,
+                    format!(
+                        "a peer server is already running here (`{}`, pid {})",
+                        running.command().join(" "),
+                        running.pid()
+                    ),
+                ));
+            }
+        }
+        self.peer_server = None;
+        let failed = |message: String| (RefusalKind::Failed, message);
+        let mut server = Tool::spawn(start.server.program(), &start.server.args(), start.core)
+            .map_err(|e| failed(e.to_string()))?;
+        let port = start.server.port();
+        let deadline = std::time::Instant::now() + PEER_SERVER_READY;
+        loop {
+            if let Some(ending) = server.ending() {
+                let output = server.output();
+                return Err(failed(format!(
+                    "`{}` {ending} at start: {}",
+                    server.command().join(" "),
+                    tool::tail(output.trim(), 2048)
+                )));
+            }
+            if tool::listening(port) {
+                break;
+            }
+            if std::time::Instant::now() >= deadline || self.stop.load(Ordering::Relaxed) {
+                server.stop();
+                let output = server.output();
+                return Err(failed(format!(
+                    "`{}` did not listen on port {port} within {} s: {}",
+                    server.command().join(" "),
+                    PEER_SERVER_READY.as_secs(),
+                    tool::tail(output.trim(), 2048)
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let process = PeerProcess {
+            pid: server.pid(),
+            command: server.command().to_vec(),
+        };
+        self.peer_server = Some(server);
+        Ok(Outcome::PeerServerStarted(process))
+    }
+
+    /// Runs a peer tool's client to its end (stopped past its bound, or
+    /// when the session ends), sending its output as events first.
+    fn run_peer_client(
+        &mut self,
+        id: u64,
+        run: &RunPeerClient,
+    ) -> Result<Outcome, (RefusalKind, String)> {
+        let mut client = Tool::spawn(run.client.program(), &run.client.args(), run.core)
+            .map_err(|e| (RefusalKind::Failed, e.to_string()))?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(run.limit_s);
+        let (ending, stopped) = loop {
+            if let Some(ending) = client.ending() {
+                break (ending, false);
+            }
+            if std::time::Instant::now() >= deadline || self.stop.load(Ordering::Relaxed) {
+                break (client.stop(), true);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let output = client.output();
+        for text in tool::chunks(&output, OUTPUT_CHUNK) {
+            if self
+                .send(&Reply::Event {
+                    id: Some(id),
+                    event: Event::Output {
+                        text: text.to_owned(),
+                    },
+                })
+                .is_err()
+            {
+                break;
+            }
+        }
+        Ok(Outcome::PeerClientFinished(PeerEnded {
+            process: PeerProcess {
+                pid: client.pid(),
+                command: client.command().to_vec(),
+            },
+            ending,
+            stopped,
+            output: String::new(),
+        }))
+    }
+
     /// Removes everything of the session; harmless twice.
     fn teardown(&mut self) -> Cleanup {
         let mut report = TeardownReport::default();
+        if let Some(mut server) = self.peer_server.take() {
+            let ending = server.stop();
+            report.done.push(format!(
+                "stopped `{}` (pid {}): it {ending}",
+                server.command().join(" "),
+                server.pid()
+            ));
+        }
         if let Some(run) = self.engine.take() {
             let done = run.stop();
             report.done.extend(done.done);
