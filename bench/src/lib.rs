@@ -987,7 +987,8 @@ mod tests {
         bench: BenchArgs,
     }
 
-    fn bench_args(extra: &[&str]) -> BenchArgs {
+    /// `bench <extra>`'s arguments.
+    pub(crate) fn bench_args(extra: &[&str]) -> BenchArgs {
         use clap::Parser;
         let mut argv = vec!["bench"];
         argv.extend_from_slice(extra);

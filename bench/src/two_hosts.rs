@@ -75,14 +75,7 @@ pub fn engines(requested: &[EngineKind]) -> Vec<(EngineKind, Availability)> {
     kinds.dedup();
     kinds
         .into_iter()
-        .map(|kind| {
-            let availability = Availability {
-                name: kind.as_str().to_owned(),
-                available: true,
-                reason: None,
-            };
-            (kind, availability)
-        })
+        .map(|kind| (kind, left_to_the_hosts(kind.as_str())))
         .collect()
 }
 
@@ -92,33 +85,23 @@ pub fn engines(requested: &[EngineKind]) -> Vec<(EngineKind, Availability)> {
 pub fn peers(requested: &[&'static dyn Peer]) -> Vec<(&'static dyn Peer, Availability)> {
     requested
         .iter()
-        .map(|&peer| {
-            let availability = Availability {
-                name: peer.name().to_owned(),
-                available: true,
-                reason: None,
-            };
-            (peer, availability)
-        })
+        .map(|&peer| (peer, left_to_the_hosts(peer.name())))
         .collect()
+}
+
+/// Available here: whether it runs is the hosts' to say.
+fn left_to_the_hosts(name: &str) -> Availability {
+    Availability {
+        name: name.to_owned(),
+        available: true,
+        reason: None,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[derive(clap::Parser)]
-    struct Cli {
-        #[command(flatten)]
-        bench: BenchArgs,
-    }
-
-    fn bench_args(extra: &[&str]) -> BenchArgs {
-        use clap::Parser;
-        let mut argv = vec!["bench"];
-        argv.extend_from_slice(extra);
-        Cli::try_parse_from(argv).expect("parses").bench
-    }
+    use crate::tests::bench_args;
 
     #[test]
     fn the_default_matrix_becomes_kernel_clients_own_rto_and_no_calibration() {

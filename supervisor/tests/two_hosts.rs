@@ -190,6 +190,7 @@ fn two_hosts_refusals_are_clear_and_create_nothing() {
         .status()
         .unwrap();
     let unreachable = format!("ssh://root@10.99.3.2:{SSH_PORT}");
+    let ours = format!("speaks {}", contract::CONTRACT_VERSION);
     let cases: [(&str, &str, &std::path::Path, Vec<&str>); 4] = [
         (
             &engine_url(),
@@ -217,7 +218,7 @@ fn two_hosts_refusals_are_clear_and_create_nothing() {
             &engine_url(),
             fake.to_str().unwrap(),
             &known,
-            vec!["contract version mismatch", "speaks 2", "host's 999"],
+            vec!["contract version mismatch", &ours, "host's 999"],
         ),
     ];
     let _ = a_url;

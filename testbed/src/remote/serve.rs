@@ -16,8 +16,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use contract::serve::{
     self, Call, Cleanup, EngineStarted, Event, Hello, HostFacts, HostRole, LoadgenFinished,
-    Outcome, PeerEnded, PeerProcess, Refusal, RefusalKind, Reply, Request, RunLoadgen,
-    RunPeerClient, StartEngine, StartPeerServer, MAX_LINE, OUTPUT_CHUNK,
+    Outcome, Refusal, RefusalKind, Reply, Request, RunLoadgen, RunPeerClient, StartEngine,
+    StartPeerServer, MAX_LINE, OUTPUT_CHUNK,
 };
 use contract::CONTRACT_VERSION;
 use shm_layout::{CreateOptions, Role, Segment};
@@ -357,15 +357,10 @@ impl<W: Write> Session<W> {
                 Some(mut server) => {
                     let (ending, stopped) = server.finish(Duration::from_millis(stop.wait_ms));
                     let output = server.output();
-                    Ok(Outcome::PeerServerStopped(PeerEnded {
-                        process: PeerProcess {
-                            pid: server.pid(),
-                            command: server.command().to_vec(),
-                        },
-                        ending,
-                        stopped,
-                        output: tool::tail(&output, OUTPUT_CHUNK).to_owned(),
-                    }))
+                    let output = tool::tail(&output, OUTPUT_CHUNK).to_owned();
+                    Ok(Outcome::PeerServerStopped(
+                        server.ended(ending, stopped, output),
+                    ))
                 }
                 None => Err((
                     RefusalKind::OutOfOrder,
@@ -658,10 +653,7 @@ impl<W: Write> Session<W> {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let process = PeerProcess {
-            pid: server.pid(),
-            command: server.command().to_vec(),
-        };
+        let process = server.process();
         self.peer_server = Some(server);
         Ok(Outcome::PeerServerStarted(process))
     }
@@ -699,15 +691,11 @@ impl<W: Write> Session<W> {
                 break;
             }
         }
-        Ok(Outcome::PeerClientFinished(PeerEnded {
-            process: PeerProcess {
-                pid: client.pid(),
-                command: client.command().to_vec(),
-            },
+        Ok(Outcome::PeerClientFinished(client.ended(
             ending,
             stopped,
-            output: String::new(),
-        }))
+            String::new(),
+        )))
     }
 
     /// Removes everything of the session; harmless twice.

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use contract::serve::MAX_PEER_OUTPUT;
+use contract::serve::{PeerEnded, PeerProcess, MAX_PEER_OUTPUT};
 
 use crate::host::command::words;
 use crate::host::process::{self, Ending};
@@ -93,6 +93,26 @@ impl Tool {
     #[must_use]
     pub fn command(&self) -> &[String] {
         &self.command
+    }
+
+    /// Its pid and command line, as a reply names them.
+    #[must_use]
+    pub fn process(&self) -> PeerProcess {
+        PeerProcess {
+            pid: self.pid(),
+            command: self.command.clone(),
+        }
+    }
+
+    /// What a reply says of it once it ended.
+    #[must_use]
+    pub fn ended(&self, ending: Ending, stopped: bool, output: String) -> PeerEnded {
+        PeerEnded {
+            process: self.process(),
+            ending,
+            stopped,
+            output,
+        }
     }
 
     /// How it ended, if it has.
