@@ -23,7 +23,6 @@ use crate::engine_run::{EngineRun, Failure};
 use crate::host;
 use crate::peers::{self, Cells, Hosts, Peer, Placement};
 use crate::record;
-use crate::two_hosts;
 use crate::Setting;
 use testbed::remote::peer_tools::PeerHosts;
 
@@ -617,8 +616,8 @@ impl<'a> Bench<'a> {
     }
 
     /// Every selected peer on one testbed: in its namespaces, or over two
-    /// hosts through a session with each (unimpaired only: the engine
-    /// host's netem is put in force by an engine's start).
+    /// hosts through a session with each (impaired only where the engine
+    /// host has netem).
     pub fn peers(&mut self, config: &TestbedConfig, setting: Setting, peers: &[&dyn Peer]) {
         let hosts = if config.hosts().is_none() {
             None
@@ -631,13 +630,19 @@ impl<'a> Bench<'a> {
             if pending.is_empty() || self.stopped() {
                 return;
             }
-            if setting == Setting::On && !config.impairment().is_noop() {
-                for peer in pending {
-                    self.fail_subject(peer.name(), setting, two_hosts::PEERS_IMPAIRED);
-                }
-                return;
-            }
             match PeerHosts::open(config) {
+                Ok(hosts) if hosts.unimpaired().is_some() => {
+                    let why = peers::not_impaired(&format!(
+                        "none: {}",
+                        hosts.unimpaired().unwrap_or_default()
+                    ));
+                    self.say(&why);
+                    for peer in pending {
+                        self.fail_subject(peer.name(), setting, &why);
+                    }
+                    self.close_peer_hosts(hosts);
+                    return;
+                }
                 Ok(hosts) => Some(Hosts(Arc::new(Mutex::new(hosts)))),
                 Err(e) => {
                     let why = format!("peers over two hosts: {e}");
@@ -655,6 +660,7 @@ impl<'a> Bench<'a> {
             log_dir: self.plan.out.join("logs").join(setting.as_str()),
             busy_poll: self.plan.busy_poll,
             hosts,
+            impaired: setting == Setting::On && !config.impairment().is_noop(),
         };
         if let Err(e) = std::fs::create_dir_all(&placement.log_dir) {
             self.results
@@ -670,19 +676,25 @@ impl<'a> Bench<'a> {
             }
             peer.measure(self, &placement, setting);
         }
-        if let Some(Hosts(hosts)) = placement.hosts {
-            let closed = Arc::try_unwrap(hosts)
-                .ok()
-                .and_then(|m| m.into_inner().ok())
-                .map(PeerHosts::close);
-            for (host, cleanup) in closed.unwrap_or_default() {
-                match cleanup {
-                    Ok(cleanup) => self
-                        .results
-                        .problems
-                        .extend(cleanup.problems.into_iter().map(|p| format!("{host}: {p}"))),
-                    Err(e) => self.results.problems.push(format!("closing {host}: {e}")),
-                }
+        if let Some(hosts) = placement
+            .hosts
+            .and_then(|Hosts(hosts)| Arc::try_unwrap(hosts).ok())
+            .and_then(|hosts| hosts.into_inner().ok())
+        {
+            self.close_peer_hosts(hosts);
+        }
+    }
+
+    /// Ends the peers' sessions; what a host could not remove is a problem
+    /// of the report.
+    fn close_peer_hosts(&mut self, hosts: PeerHosts) {
+        for (host, cleanup) in hosts.close() {
+            match cleanup {
+                Ok(cleanup) => self
+                    .results
+                    .problems
+                    .extend(cleanup.problems.into_iter().map(|p| format!("{host}: {p}"))),
+                Err(e) => self.results.problems.push(format!("closing {host}: {e}")),
             }
         }
     }
@@ -859,9 +871,8 @@ impl RunWatch {
 /// host put no netem in force for this engine), if it is not.
 fn unimpaired_over_two_hosts(run: &EngineRun, setting: Setting) -> Option<String> {
     let impairment = run.remote_impairment()?;
-    (setting == Setting::On && impairment.starts_with("none")).then(|| {
-        format!("not impaired over two hosts, so not measured on the impaired half: {impairment}")
-    })
+    (setting == Setting::On && impairment.starts_with("none"))
+        .then(|| peers::not_impaired(impairment))
 }
 
 /// One run's headline figures, for a progress line.

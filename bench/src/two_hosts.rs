@@ -6,7 +6,8 @@
 //! engine host's stacks keep their own) and the calibration (it runs on
 //! this host's testbed). The peers' servers run on the engine host and
 //! their clients on the client host, through the same sessions
-//! ([`crate::peers::Hosts`]), on the unimpaired link.
+//! ([`crate::peers::Hosts`]), impaired by the engine host's netem where it
+//! has it, as the engines are.
 
 use bench_report::model::Availability;
 use contract::EngineKind;
@@ -15,9 +16,6 @@ use testbed::run::memif::MemifRefusal;
 
 use crate::peers::Peer;
 use crate::{flag, BenchArgs, BenchError, RtoChoice};
-
-/// Why the peers are not measured on the impaired half over two hosts.
-pub const PEERS_IMPAIRED: &str = "not measured impaired over two hosts: the engine host's netem is put in force by an engine's start, not for a peer tool (the peers are measured on the unimpaired link)";
 
 /// `args` for a two-host matrix: the kernel client, each stack's own
 /// minimum RTO, no calibration.

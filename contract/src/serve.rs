@@ -229,13 +229,18 @@ pub struct Stats {
 }
 
 /// `start_peer_server`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StartPeerServer {
     /// Which tool, with its values.
     pub server: PeerServer,
     /// Core it is pinned to.
     pub core: usize,
+    /// The host's interface on the link, where `netem` goes.
+    pub iface: Option<String>,
+    /// Netem on `iface`'s egress while the server runs, if the run is
+    /// impaired.
+    pub netem: Option<Netem>,
 }
 
 /// `stop_peer_server`.
@@ -319,7 +324,7 @@ pub enum Outcome {
     /// `stats`.
     Stats(Box<shm_layout::Snapshot>),
     /// `start_peer_server`.
-    PeerServerStarted(PeerProcess),
+    PeerServerStarted(PeerServerStarted),
     /// `stop_peer_server`: how it ended and the end of its output.
     PeerServerStopped(PeerEnded),
     /// `run_peer_client`: how it ended; its output came as
@@ -327,6 +332,16 @@ pub enum Outcome {
     PeerClientFinished(PeerEnded),
     /// `teardown`.
     TornDown(Cleanup),
+}
+
+/// `start_peer_server`'s result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerServerStarted {
+    /// The server.
+    pub process: PeerProcess,
+    /// The impairment in force on the host's egress.
+    pub impairment: String,
 }
 
 /// A peer tool's process on the host.
@@ -599,6 +614,19 @@ pub fn is_iface_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
+fn check_netem(field: &'static str, netem: Option<&Netem>) -> Result<(), DecodeError> {
+    match netem {
+        Some(n) if !n.loss_percent.is_finite() || !(0.0..=100.0).contains(&n.loss_percent) => {
+            Err(DecodeError::Invalid {
+                field,
+                value: format!("{:?}", n.loss_percent),
+                reason: "must be within 0..=100",
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
 fn validate(call: &Call) -> Result<(), DecodeError> {
     let invalid = |field, value: &dyn fmt::Debug, reason| DecodeError::Invalid {
         field,
@@ -629,16 +657,7 @@ fn validate(call: &Call) -> Result<(), DecodeError> {
             if s.port == 0 {
                 return Err(invalid("start_engine.port", &s.port, "must not be 0"));
             }
-            if let Some(n) = &s.netem {
-                if !n.loss_percent.is_finite() || !(0.0..=100.0).contains(&n.loss_percent) {
-                    return Err(invalid(
-                        "start_engine.netem.loss_percent",
-                        &n.loss_percent,
-                        "must be within 0..=100",
-                    ));
-                }
-            }
-            Ok(())
+            check_netem("start_engine.netem.loss_percent", s.netem.as_ref())
         }
         Call::RunLoadgen(r) => {
             if r.load.min_size > r.load.max_size
@@ -660,10 +679,19 @@ fn validate(call: &Call) -> Result<(), DecodeError> {
             }
             Ok(())
         }
-        Call::StartPeerServer(s) => s
-            .server
-            .check()
-            .map_err(|(field, reason)| invalid(field, &s.server, reason)),
+        Call::StartPeerServer(s) => {
+            if let Some(iface) = s.iface.as_ref().filter(|i| !is_iface_name(i)) {
+                return Err(invalid(
+                    "start_peer_server.iface",
+                    iface,
+                    "must be an interface name: 1..=15 of letters, digits, - _ .",
+                ));
+            }
+            check_netem("start_peer_server.netem.loss_percent", s.netem.as_ref())?;
+            s.server
+                .check()
+                .map_err(|(field, reason)| invalid(field, &s.server, reason))
+        }
         Call::StopPeerServer(s) if s.wait_ms > MAX_PEER_WAIT_MS => Err(invalid(
             "stop_peer_server.wait_ms",
             &s.wait_ms,

@@ -347,7 +347,7 @@ fn two_hosts_work_with_a_key_restricted_to_serve() {
         .unwrap();
         writeln!(
             stdin,
-            r#"{{"id":5,"call":{{"start_peer_server":{{"server":{{"iperf3":{{"port":7002}}}},"core":0}}}}}}"#
+            r#"{{"id":5,"call":{{"start_peer_server":{{"server":{{"iperf3":{{"port":7002}}}},"core":0,"iface":"lo","netem":{{"delay_us":100,"jitter_us":0,"loss_percent":1.0}}}}}}}}"#
         )
         .unwrap();
         writeln!(stdin, r#"{{"id":6,"call":{{"teardown":{{}}}}}}"#).unwrap();
@@ -363,6 +363,11 @@ fn two_hosts_work_with_a_key_restricted_to_serve() {
         lines[3]
     );
     assert!(lines[4].contains("peer_server_started"), "{}", lines[4]);
+    assert!(
+        lines[4].contains("none: this host has no netem"),
+        "netem asked of a host without it is said: {}",
+        lines[4]
+    );
     assert!(
         lines[5].contains("stopped `taskset -c 0 iperf3 -s -1 -p 7002`"),
         "{}",
@@ -630,6 +635,14 @@ fn two_hosts_bench_measures_each_engine_on_b() {
             command.starts_with("taskset -c ") && command.contains("(on client host ssh://"),
             "the client ran on A: {command}"
         );
+        if subject == "sockperf" {
+            let log = out.0.join("logs/off/sockperf-server.log");
+            let text = std::fs::read_to_string(&log).unwrap();
+            assert!(
+                text.contains("[the server "),
+                "B's server log came back: {text}"
+            );
+        }
         assert!(
             runs[0]["figures"]["messages_per_s"].as_f64().unwrap_or(0.0) > 0.0
                 || runs[0]["figures"]["bandwidth_kb_s"].as_f64().unwrap_or(0.0) > 0.0,
@@ -639,10 +652,10 @@ fn two_hosts_bench_measures_each_engine_on_b() {
         let text = std::fs::read_to_string(&log).unwrap();
         assert!(text.len() > 100, "{}: {text}", log.display());
         let on = peer_cell(subject, test, "on");
+        let errors = on["errors"].to_string();
+        assert!(on["runs"].as_array().unwrap().is_empty(), "{on}");
         assert!(
-            on["errors"]
-                .to_string()
-                .contains("not measured impaired over two hosts"),
+            errors.contains("not impaired over two hosts") && errors.contains("has no netem"),
             "{on}"
         );
     }
@@ -659,6 +672,13 @@ fn two_hosts_bench_measures_each_engine_on_b() {
             .as_str()
             .unwrap()
             .contains("(on engine host ssh://"),
+        "{bulk}"
+    );
+    assert!(
+        bulk["runs"][0]["command"]
+            .as_str()
+            .unwrap()
+            .contains("impairment: none)"),
         "{bulk}"
     );
     let netperf = peer_cell("netperf", "tcp_rr", "off");

@@ -342,12 +342,22 @@ pub enum PeerError {
     /// A host of a two-host bench failed the request, or was lost.
     #[error(transparent)]
     Remote(#[from] RemoteError),
+    /// Over two hosts, the impaired testbed's server ran unimpaired.
+    #[error("{}", not_impaired(.0))]
+    NotImpaired(String),
     /// A calibration run gave no rate to derive durations from.
     #[error("{tool} calibration gave no rate")]
     NoRate {
         /// The tool.
         tool: &'static str,
     },
+}
+
+/// Why a cell of the impaired half over two hosts is not measured, given
+/// the impairment the engine host put in force (`none: …`).
+#[must_use]
+pub fn not_impaired(impairment: &str) -> String {
+    format!("not impaired over two hosts, so not measured on the impaired half: {impairment}")
 }
 
 /// The full path of `program` in PATH.
@@ -396,6 +406,9 @@ pub struct Placement {
     pub busy_poll: bool,
     /// Over two hosts: the hosts' sessions; `None`: this host's testbed.
     pub hosts: Option<Hosts>,
+    /// The testbed is impaired: over two hosts a server the engine host
+    /// could not put netem in force for is not measured.
+    pub impaired: bool,
 }
 
 impl Placement {
@@ -493,13 +506,22 @@ impl Server {
                 server.port(),
             ),
             Some(hosts) => {
-                let process = hosts.with(|h| h.start_server(server))?;
+                let started = hosts.with(|h| h.start_server(server))?;
                 let host = hosts.with(|h| Ok(h.labels().0.to_owned()))?;
-                Ok(Self {
+                let impairment = started.impairment;
+                let server = Self {
                     serving: Serving::Remote(Some(hosts.clone())),
                     log: log.to_owned(),
-                    command: format!("{} (on {host})", process.command.join(" ")),
-                })
+                    command: format!(
+                        "{} (on {host}; impairment: {impairment})",
+                        started.process.command.join(" ")
+                    ),
+                };
+                if place.impaired && impairment.starts_with("none") {
+                    // Dropping it stops it.
+                    return Err(PeerError::NotImpaired(impairment));
+                }
+                Ok(server)
             }
         }
     }

@@ -30,30 +30,36 @@ pub fn netem_command(iface: &str, netem: &Netem) -> Command {
     c
 }
 
-/// What impairs the link, in one line, with netem added when asked for and
-/// possible (recorded in `dir` first).
+/// What impairs the engine's link, in one line, with netem added when
+/// asked for and possible (recorded in `dir` first).
 pub fn apply(dir: &StateDir, start: &StartEngine) -> String {
-    let Some(netem) = &start.netem else {
-        return "none".to_owned();
-    };
-    if start.kind != EngineKind::Kernel {
+    if start.netem.is_some() && start.kind != EngineKind::Kernel {
         return format!(
             "none: the {} engine's transmit skips the kernel's qdiscs, so netem cannot impair it",
             start.kind
         );
     }
+    apply_on(dir, &start.iface, start.netem.as_ref())
+}
+
+/// What impairs `iface`'s egress, in one line, with `netem` added when
+/// asked for and possible (recorded in `dir`, made if need be, first).
+pub fn apply_on(dir: &StateDir, iface: &str, netem: Option<&Netem>) -> String {
+    let Some(netem) = netem else {
+        return "none".to_owned();
+    };
     let probe = probe_netem();
     if !probe.available {
         return format!("none: this host has no netem ({})", probe.detail);
     }
     let record = dir.file(StateFile::Netem);
-    if let Err(e) = write_json(&record, &start.iface) {
+    if let Err(e) = dir.create().and_then(|()| write_json(&record, &iface)) {
         return format!("none: recording the netem qdisc failed ({e})");
     }
-    match command::run(&mut netem_command(&start.iface, netem), "") {
+    match command::run(&mut netem_command(iface, netem), "") {
         Ok(_) => format!(
-            "netem on {}: {} µs delay, {} % loss, engine host egress",
-            start.iface, netem.delay_us, netem.loss_percent
+            "netem on {iface}: {} µs delay, {} % loss, engine host egress",
+            netem.delay_us, netem.loss_percent
         ),
         Err(e) => {
             dir.remove(StateFile::Netem);

@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use contract::peer_tool::{PeerClient, PeerServer};
 use contract::serve::{
-    Call, Cleanup, Event, Outcome, PeerEnded, PeerProcess, RunPeerClient, StartPeerServer,
-    StopPeerServer, MAX_PEER_OUTPUT, MAX_PEER_WAIT_MS,
+    Call, Cleanup, Event, Netem, Outcome, PeerEnded, PeerProcess, PeerServerStarted, RunPeerClient,
+    StartPeerServer, StopPeerServer, MAX_PEER_OUTPUT, MAX_PEER_WAIT_MS,
 };
 
 use super::peer::{Peer, RemoteError};
-use super::run::{close_both, open_both};
+use super::run::{close_both, impairment_wanted, open_both};
 use crate::config::TestbedConfig;
 
 /// Beyond a request's own bound, how long its answer may take.
@@ -25,6 +25,13 @@ pub struct PeerHosts {
     client: Peer,
     engine_core: usize,
     client_core: usize,
+    /// The engine host's interface on the link (netem's place).
+    iface: Option<String>,
+    /// Netem for each server, when the testbed is impaired and the engine
+    /// host has it.
+    netem: Option<Netem>,
+    /// Why an impaired testbed is not impaired over these hosts.
+    unimpaired: Option<String>,
 }
 
 /// A peer client's run on the client host.
@@ -39,7 +46,8 @@ pub struct ClientRun {
 }
 
 impl PeerHosts {
-    /// Opens a session with each host of `config`'s `[hosts]`.
+    /// Opens a session with each host of `config`'s `[hosts]`; when the
+    /// testbed is impaired, asks the engine host whether it has netem.
     ///
     /// # Errors
     /// [`RemoteError`] naming the host.
@@ -50,13 +58,24 @@ impl PeerHosts {
                 message: "the configuration names no [hosts]".into(),
             });
         };
-        let (engine, client) = open_both(config, hosts)?;
+        let (mut engine, client) = open_both(config, hosts)?;
+        let (netem, unimpaired) = impairment_wanted(config, &mut engine)?;
         Ok(Self {
             engine,
             client,
             engine_core: hosts.engine.core,
             client_core: hosts.client.core,
+            iface: hosts.engine.iface.clone(),
+            netem,
+            unimpaired,
         })
+    }
+
+    /// Why the testbed's impairment cannot be put in force on the engine
+    /// host (it has no netem), if it cannot.
+    #[must_use]
+    pub fn unimpaired(&self) -> Option<&str> {
+        self.unimpaired.as_deref()
     }
 
     /// The engine host and the client host, as messages name them.
@@ -65,19 +84,22 @@ impl PeerHosts {
         (self.engine.label(), self.client.label())
     }
 
-    /// Starts `server` on the engine host, on its core, and waits until it
+    /// Starts `server` on the engine host, on its core, with the testbed's
+    /// netem on the host's egress where it has it, and waits until it
     /// listens (the host bounds that).
     ///
     /// # Errors
     /// [`RemoteError`]: the host's words (not installed, exited, not
     /// listening), or the session's loss.
-    pub fn start_server(&mut self, server: &PeerServer) -> Result<PeerProcess, RemoteError> {
+    pub fn start_server(&mut self, server: &PeerServer) -> Result<PeerServerStarted, RemoteError> {
         let call = Call::StartPeerServer(StartPeerServer {
             server: server.clone(),
             core: self.engine_core,
+            iface: self.iface.clone(),
+            netem: self.netem,
         });
         match self.engine.call(call, ANSWER_SLACK, &mut |_| {})? {
-            Outcome::PeerServerStarted(process) => Ok(process),
+            Outcome::PeerServerStarted(started) => Ok(started),
             _ => Err(self.unexpected("start_peer_server", true)),
         }
     }

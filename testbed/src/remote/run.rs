@@ -497,7 +497,7 @@ pub fn close_both(
 
 /// Netem for the engine host when the run is impaired and the host has
 /// netem; otherwise none, with why when an impairment was asked for.
-fn impairment_wanted(
+pub(crate) fn impairment_wanted(
     config: &TestbedConfig,
     engine: &mut Peer,
 ) -> Result<(Option<Netem>, Option<String>), RemoteError> {

@@ -16,8 +16,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use contract::serve::{
     self, Call, Cleanup, EngineStarted, Event, Hello, HostFacts, HostRole, LoadgenFinished,
-    Outcome, Refusal, RefusalKind, Reply, Request, RunLoadgen, RunPeerClient, StartEngine,
-    StartPeerServer, MAX_LINE, OUTPUT_CHUNK,
+    Outcome, PeerServerStarted, Refusal, RefusalKind, Reply, Request, RunLoadgen, RunPeerClient,
+    StartEngine, StartPeerServer, MAX_LINE, OUTPUT_CHUNK,
 };
 use contract::CONTRACT_VERSION;
 use shm_layout::{CreateOptions, Role, Segment};
@@ -356,7 +356,12 @@ impl<W: Write> Session<W> {
             Call::StopPeerServer(stop) => match self.peer_server.take() {
                 Some(mut server) => {
                     let (ending, stopped) = server.finish(Duration::from_millis(stop.wait_ms));
-                    let output = server.output();
+                    let mut removed = TeardownReport::default();
+                    self.remove_peer_netem(&mut removed);
+                    let mut output = server.output();
+                    for problem in removed.problems {
+                        output.push_str(&format!("\n[removing netem: {problem}]"));
+                    }
                     let output = tool::tail(&output, OUTPUT_CHUNK).to_owned();
                     Ok(Outcome::PeerServerStopped(
                         server.ended(ending, stopped, output),
@@ -460,7 +465,7 @@ impl<W: Write> Session<W> {
             })
             .unwrap_or_default();
         self.engine = Some(run);
-        let impairment = netem::apply(&crate::state::StateDir::of(&self.site_name()), start);
+        let impairment = netem::apply(&self.state_dir(), start);
         Ok(EngineStarted {
             pid: state.engine.map_or(0, |p| p.pid),
             core: state.engine_core,
@@ -641,7 +646,9 @@ impl<W: Write> Session<W> {
             if tool::listening(port) {
                 break;
             }
-            if std::time::Instant::now() >= deadline || self.stop.load(Ordering::Relaxed) {
+            // Bounded by its own deadline: a request read before the end
+            // of input is still answered, as every other is.
+            if std::time::Instant::now() >= deadline {
                 server.stop();
                 let output = server.output();
                 return Err(failed(format!(
@@ -655,7 +662,32 @@ impl<W: Write> Session<W> {
         }
         let process = server.process();
         self.peer_server = Some(server);
-        Ok(Outcome::PeerServerStarted(process))
+        let impairment = match &start.iface {
+            Some(iface) => netem::apply_on(&self.state_dir(), iface, start.netem.as_ref()),
+            None if start.netem.is_some() => {
+                "none: no interface named for netem ([engine_host] iface)".to_owned()
+            }
+            None => "none".to_owned(),
+        };
+        Ok(Outcome::PeerServerStarted(PeerServerStarted {
+            process,
+            impairment,
+        }))
+    }
+
+    /// This session's state directory on this host.
+    fn state_dir(&self) -> crate::state::StateDir {
+        crate::state::StateDir::of(&self.site_name())
+    }
+
+    /// Removes the netem a peer server's start added (an engine's is its
+    /// run's to remove).
+    fn remove_peer_netem(&self, report: &mut TeardownReport) {
+        if self.engine.is_none() {
+            let dir = self.state_dir();
+            netem::remove_recorded(&dir, report);
+            dir.remove_if_empty();
+        }
     }
 
     /// Runs a peer tool's client to its end (stopped past its bound, or
@@ -708,6 +740,7 @@ impl<W: Write> Session<W> {
                 server.command().join(" "),
                 server.pid()
             ));
+            self.remove_peer_netem(&mut report);
         }
         if let Some(run) = self.engine.take() {
             let done = run.stop();
