@@ -110,3 +110,89 @@ ip -o link show >links-after.txt
     let links = g.read_file("links-after.txt").expect("link list");
     assert!(!links.contains("gnetem"), "links left: {links}");
 }
+
+/// A two-host bench's peer server on an engine host that has netem (this
+/// host has none, the guest does): `serve` puts the testbed's netem on the
+/// named interface's egress while the server runs and removes it when the
+/// server is stopped, and again at the session's teardown.
+#[test]
+fn guest_peer_server_gets_netem_while_it_runs_and_leaves_none() {
+    if !guest::can_run_or_skip("guest_peer_netem") {
+        return;
+    }
+    let version = contract::CONTRACT_VERSION;
+    let start = r#"{"id":ID,"call":{"start_peer_server":{"server":{"iperf3":{"port":7102}},"core":0,"iface":"blp0","netem":{"delay_us":1000,"jitter_us":0,"loss_percent":1.0}}}}"#;
+    let script = format!(
+        r#"set -u
+S={SUPERVISOR}
+ip link add blp0 type veth peer name blp1 || exit 10
+ip link set blp0 up && ip link set blp1 up || exit 10
+mkfifo /tmp/serve.in || exit 10
+$S serve --stdio </tmp/serve.in >replies.txt 2>serve.err &
+SP=$!
+exec 3>/tmp/serve.in
+send() {{ echo "$1" >&3; }}
+lines() {{
+  for _ in $(seq 1 600); do
+    [ "$(wc -l <replies.txt)" -ge "$1" ] && return 0
+    sleep 0.1
+  done
+  exit 20
+}}
+send '{{"id":1,"call":{{"hello":{{"contract_version":{version},"testbed":"gpeer","role":"engine"}}}}}}'; lines 1
+send '{start1}'; lines 2
+tc qdisc show dev blp0 >during.txt
+send '{{"id":3,"call":{{"stop_peer_server":{{"wait_ms":0}}}}}}'; lines 3
+tc qdisc show dev blp0 >after-stop.txt
+send '{start4}'; lines 4
+tc qdisc show dev blp0 >during-again.txt
+send '{{"id":5,"call":{{"teardown":{{}}}}}}'; lines 5
+exec 3>&-
+wait $SP
+tc qdisc show dev blp0 >after-teardown.txt
+ls -A /run/bypasslab >state-after.txt 2>/dev/null
+ip link del blp0
+exit 0
+"#,
+        start1 = start.replace("ID", "2"),
+        start4 = start.replace("ID", "4"),
+    );
+    let (g, out) = GuestBuilder::new("guest_peer_netem")
+        .timeout(Duration::from_secs(240))
+        .run(&script)
+        .expect("the guest runs");
+    out.assert_success();
+    let replies = g.read_file("replies.txt").expect("serve answered");
+    let replies: Vec<&str> = replies.lines().collect();
+    assert_eq!(replies.len(), 5, "{replies:?}");
+    for started in [replies[1], replies[3]] {
+        assert!(
+            started.contains("peer_server_started")
+                && started.contains("netem on blp0: 1000 µs delay, 1 % loss"),
+            "{started}"
+        );
+    }
+    assert!(replies[2].contains("peer_server_stopped"), "{}", replies[2]);
+    assert!(
+        replies[4].contains("removed netem from blp0"),
+        "{}",
+        replies[4]
+    );
+    for (file, netem) in [
+        ("during.txt", true),
+        ("after-stop.txt", false),
+        ("during-again.txt", true),
+        ("after-teardown.txt", false),
+    ] {
+        let qdisc = g.read_file(file).expect("tc ran");
+        assert_eq!(qdisc.contains("netem"), netem, "{file}: {qdisc}");
+        if netem {
+            assert!(
+                qdisc.contains("delay 1ms") && qdisc.contains("loss 1%"),
+                "{qdisc}"
+            );
+        }
+    }
+    let state = g.read_file("state-after.txt").unwrap_or_default();
+    assert!(!state.contains("gpeer"), "state left: {state}");
+}
