@@ -1,7 +1,9 @@
 //! The netem impairment backend, which this host's kernel lacks, run for
 //! real inside an emulated Debian guest: `supervisor net up` with
 //! `backend = "netem"`, a 10 000-ping probe between NS1 and NS3, `net
-//! status`, then `net down`.
+//! status`, then `net down`; and a two-host bench's peer server on an
+//! engine host with netem (`serve --stdio` driven by its protocol), whose
+//! netem is added for the server and removed after it.
 //!
 //! The delay is 1 ms, not the experiment's 100 µs: under software
 //! emulation the guest's own round trip between two namespaces already
