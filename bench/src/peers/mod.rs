@@ -1,7 +1,7 @@
 //! The peers measured beside the engines on the same testbed: tools users
 //! already trust, each in a file of its own behind the [`Peer`] trait.
 //! Servers run in NS3 on the engine's core, clients in NS1 on the load
-//! generator's core, both pinned with `taskset` ([`Node::pinned_command`]);
+//! generator's core, both pinned with `taskset` ([`testbed::placement::Node::pinned_command`]);
 //! over two hosts, servers on the engine host and clients on the client
 //! host, through their hosts' `serve` sessions ([`PeerHosts`]). A peer
 //! names its tool's runs by typed specs ([`PeerServer`], [`PeerClient`]),
@@ -50,9 +50,9 @@ use testbed::config::TestbedConfig;
 use testbed::host::command::{log_streams, words};
 use testbed::host::process::{self, Ending};
 use testbed::host::wait::{self, Check, Waited};
-use testbed::placement::Node;
 use testbed::remote::peer::RemoteError;
 use testbed::remote::peer_tools::PeerHosts;
+use testbed::remote::tool::{listening, SERVER_READY};
 use testbed::topology::NsRole;
 
 use crate::Setting;
@@ -415,22 +415,18 @@ impl Placement {
     /// `server` in NS3, pinned to the engine's core.
     #[must_use]
     pub fn server_command(&self, server: &PeerServer) -> Command {
-        let mut c = self
-            .config
-            .node(NsRole::Server)
-            .pinned_command(server.program());
-        c.args(server.args());
-        c
+        self.pinned(NsRole::Server, server.program(), server.args())
     }
 
     /// `client` in NS1, pinned to the load generator's core.
     #[must_use]
     pub fn client_command(&self, client: &PeerClient) -> Command {
-        let mut c = self
-            .config
-            .node(NsRole::Client)
-            .pinned_command(client.program());
-        c.args(client.args());
+        self.pinned(NsRole::Client, client.program(), client.args())
+    }
+
+    fn pinned(&self, role: NsRole, program: &str, args: Vec<String>) -> Command {
+        let mut c = self.config.node(role).pinned_command(program);
+        c.args(args);
         c
     }
 
@@ -452,9 +448,6 @@ impl Placement {
 pub fn describe(c: &Command) -> String {
     words(c).join(" ")
 }
-
-/// How long a peer's server may take to listen.
-const SERVER_READY: Duration = Duration::from_secs(10);
 
 /// Starts `command` with both streams into `log`.
 fn spawn_logged(mut command: Command, log: &Path) -> Result<(Child, String), PeerError> {
@@ -611,12 +604,6 @@ impl Drop for Server {
     }
 }
 
-fn listening(node: &Node, port: u16) -> bool {
-    let mut ss = node.command("ss");
-    ss.args(["-Hltn", &format!("sport = :{port}")]);
-    testbed::host::command::run(&mut ss, "").is_ok_and(|out| !out.trim().is_empty())
-}
-
 /// What a client run printed, with its command line.
 #[derive(Debug, Clone)]
 pub struct ClientOutput {
@@ -658,7 +645,7 @@ fn run_client_remote(
         Err(e) => return Err(e.into()),
     };
     let host = hosts.with(|h| Ok(h.labels().1.to_owned()))?;
-    let command = format!("{} (on {host})", ran.process.command.join(" "));
+    let command = format!("{} (on {host})", ran.ended.process.command.join(" "));
     std::fs::write(log, &ran.output).map_err(|source| PeerError::Log {
         path: log.to_owned(),
         source,

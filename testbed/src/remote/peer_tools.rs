@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use contract::peer_tool::{PeerClient, PeerServer};
 use contract::serve::{
-    Call, Cleanup, Event, Netem, Outcome, PeerEnded, PeerProcess, PeerServerStarted, RunPeerClient,
+    Call, Cleanup, Event, Netem, Outcome, PeerEnded, PeerServerStarted, RunPeerClient,
     StartPeerServer, StopPeerServer, MAX_PEER_OUTPUT, MAX_PEER_WAIT_MS,
 };
 
@@ -37,11 +37,10 @@ pub struct PeerHosts {
 /// A peer client's run on the client host.
 #[derive(Debug, Clone)]
 pub struct ClientRun {
-    /// Its pid and command line there.
-    pub process: PeerProcess,
     /// Everything it printed.
     pub output: String,
-    /// How it ended, and whether it was stopped past its bound.
+    /// Its pid and command line there, how it ended, and whether it was
+    /// stopped past its bound.
     pub ended: PeerEnded,
 }
 
@@ -163,11 +162,7 @@ impl PeerHosts {
             &mut self.engine,
         )?;
         match answer {
-            Outcome::PeerClientFinished(ended) => Ok(ClientRun {
-                process: ended.process.clone(),
-                output,
-                ended,
-            }),
+            Outcome::PeerClientFinished(ended) => Ok(ClientRun { output, ended }),
             _ => Err(self.unexpected("run_peer_client", false)),
         }
     }

@@ -28,6 +28,7 @@ use super::tool::{self, Tool};
 use crate::config::ServiceLimits;
 use crate::host::hugepages;
 use crate::host::process::ProcessId;
+use crate::host::wait::{self, Check, Waited};
 use crate::placement::Node;
 use crate::run::attach::{self, settled_snapshot};
 use crate::run::bypass::Port;
@@ -126,9 +127,6 @@ struct Session<W: Write> {
     peer_server: Option<Tool>,
     stop: Arc<AtomicBool>,
 }
-
-/// How long a peer tool's server may take to listen.
-const PEER_SERVER_READY: Duration = Duration::from_secs(10);
 
 /// What the loop does after a request.
 #[derive(PartialEq, Eq)]
@@ -355,7 +353,8 @@ impl<W: Write> Session<W> {
             Call::StartPeerServer(start) => self.start_peer_server(&start),
             Call::StopPeerServer(stop) => match self.peer_server.take() {
                 Some(mut server) => {
-                    let (ending, stopped) = server.finish(Duration::from_millis(stop.wait_ms));
+                    let (ending, stopped) =
+                        server.finish(Duration::from_millis(stop.wait_ms), &|| false);
                     let mut removed = TeardownReport::default();
                     self.remove_peer_netem(&mut removed);
                     let mut output = server.output();
@@ -633,32 +632,35 @@ impl<W: Write> Session<W> {
         let mut server = Tool::spawn(start.server.program(), &start.server.args(), start.core)
             .map_err(|e| failed(e.to_string()))?;
         let port = start.server.port();
-        let deadline = std::time::Instant::now() + PEER_SERVER_READY;
-        loop {
-            if let Some(ending) = server.ending() {
-                let output = server.output();
-                return Err(failed(format!(
-                    "`{}` {ending} at start: {}",
-                    server.command().join(" "),
-                    tool::tail(output.trim(), 2048)
-                )));
-            }
-            if tool::listening(port) {
-                break;
-            }
-            // Bounded by its own deadline: a request read before the end
-            // of input is still answered, as every other is.
-            if std::time::Instant::now() >= deadline {
-                server.stop();
-                let output = server.output();
-                return Err(failed(format!(
-                    "`{}` did not listen on port {port} within {} s: {}",
-                    server.command().join(" "),
-                    PEER_SERVER_READY.as_secs(),
-                    tool::tail(output.trim(), 2048)
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let here = Node::here(None);
+        // Bounded by its own deadline: a request read before the end of
+        // input is still answered, as every other is.
+        let waited = wait::until(
+            tool::SERVER_READY,
+            Duration::from_millis(50),
+            || match server.ending() {
+                Some(ending) => Check::Failed(ending),
+                None if tool::listening(&here, port) => Check::Ready(()),
+                None => Check::Pending,
+            },
+        );
+        if let Err(waited) = waited {
+            let why = match waited {
+                Waited::Failed(ending) => format!("{ending} at start"),
+                Waited::TimedOut => {
+                    server.stop();
+                    format!(
+                        "did not listen on port {port} within {} s",
+                        tool::SERVER_READY.as_secs()
+                    )
+                }
+            };
+            let output = server.output();
+            return Err(failed(format!(
+                "`{}` {why}: {}",
+                server.command().join(" "),
+                tool::tail(output.trim(), 2048)
+            )));
         }
         let process = server.process();
         self.peer_server = Some(server);
@@ -699,16 +701,10 @@ impl<W: Write> Session<W> {
     ) -> Result<Outcome, (RefusalKind, String)> {
         let mut client = Tool::spawn(run.client.program(), &run.client.args(), run.core)
             .map_err(|e| (RefusalKind::Failed, e.to_string()))?;
-        let deadline = std::time::Instant::now() + Duration::from_secs(run.limit_s);
-        let (ending, stopped) = loop {
-            if let Some(ending) = client.ending() {
-                break (ending, false);
-            }
-            if std::time::Instant::now() >= deadline || self.stop.load(Ordering::Relaxed) {
-                break (client.stop(), true);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let stop = Arc::clone(&self.stop);
+        let (ending, stopped) = client.finish(Duration::from_secs(run.limit_s), &|| {
+            stop.load(Ordering::Relaxed)
+        });
         let output = client.output();
         for text in tool::chunks(&output, OUTPUT_CHUNK) {
             if self

@@ -15,6 +15,7 @@ use contract::serve::{PeerEnded, PeerProcess, MAX_PEER_OUTPUT};
 
 use crate::host::command::words;
 use crate::host::process::{self, Ending};
+use crate::host::wait::{self, Check};
 use crate::placement::Node;
 
 /// How long a stopped tool may take to go after SIGTERM.
@@ -125,17 +126,19 @@ impl Tool {
         self.ending.clone()
     }
 
-    /// Waits at most `limit` for it to end by itself; then stops it.
-    /// Returns how it ended and whether it had to be stopped.
-    pub fn finish(&mut self, limit: Duration) -> (Ending, bool) {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Some(ending) = self.ending() {
-                return (ending, false);
-            }
-            std::thread::sleep(Duration::from_millis(20));
+    /// Waits at most `limit` for it to end by itself, or until `give_up`
+    /// says so; then stops it. Returns how it ended and whether it had to
+    /// be stopped.
+    pub fn finish(&mut self, limit: Duration, give_up: &dyn Fn() -> bool) -> (Ending, bool) {
+        let ended = wait::until(limit, Duration::from_millis(20), || match self.ending() {
+            Some(ending) => Check::Ready(ending),
+            None if give_up() => Check::Failed(()),
+            None => Check::Pending,
+        });
+        match ended {
+            Ok(ending) => (ending, false),
+            Err(_) => (self.stop(), true),
         }
-        (self.stop(), true)
     }
 
     /// Stops it (SIGTERM, then SIGKILL after a grace), by its pid.
@@ -198,10 +201,14 @@ fn capture(mut pipe: impl Read, kept: &Mutex<Captured>) {
     }
 }
 
-/// Whether something listens on TCP `port` in this host's namespace.
+/// How long a peer tool's server may take to listen, here or on an
+/// engine host.
+pub const SERVER_READY: Duration = Duration::from_secs(10);
+
+/// Whether something listens on TCP `port` at `node`.
 #[must_use]
-pub fn listening(port: u16) -> bool {
-    let mut ss = Node::here(None).command("ss");
+pub fn listening(node: &Node, port: u16) -> bool {
+    let mut ss = node.command("ss");
     ss.args(["-Hltn", &format!("sport = :{port}")]);
     crate::host::command::run(&mut ss, "").is_ok_and(|out| !out.trim().is_empty())
 }
@@ -256,18 +263,18 @@ mod tests {
             0,
         )
         .expect("sh runs");
-        let (ending, stopped) = tool.finish(Duration::from_secs(10));
+        let (ending, stopped) = tool.finish(Duration::from_secs(10), &|| false);
         assert_eq!(ending, Ending::Exited { code: 3 });
         assert!(!stopped);
         let output = tool.output();
         assert!(output.contains("out") && output.contains("err"), "{output}");
 
         let mut long = Tool::spawn("sleep", &["30".into()], 0).expect("sleep runs");
-        let (ending, stopped) = long.finish(Duration::from_millis(100));
+        let (ending, stopped) = long.finish(Duration::from_millis(100), &|| false);
         assert!(stopped && !ending.is_success(), "{ending}");
 
-        let missing =
-            Tool::spawn("no-such-tool-bl", &[], 0).map(|mut t| t.finish(Duration::from_secs(5)));
+        let missing = Tool::spawn("no-such-tool-bl", &[], 0)
+            .map(|mut t| t.finish(Duration::from_secs(5), &|| false));
         // taskset starts and then fails to exec the tool: it exits non-zero.
         assert!(!matches!(missing, Ok((Ending::Exited { code: 0 }, _))));
     }
